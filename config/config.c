@@ -1,0 +1,1532 @@
+/*
+ * config.c - loads /etc/submitproxy/submitproxy.conf into a struct config.
+ *
+ * inih splits "key = value" lines and trims them.  The inih built by Debian
+ * (r55) does not pass line numbers to the handler, calls it only for keys
+ * (so an empty "[listener x]" would go unseen), reports only the first
+ * syntax error, truncates lines at 200 bytes and section names at 50, and
+ * treats indented lines as continuations of the previous value.  So the
+ * file reaches inih through config_reader(), which sees every line first:
+ * it counts lines, reads section headers itself, reports malformed lines
+ * and inline comments, and hands inih only well-formed "key = value" lines,
+ * left-aligned.  A key line too long for inih's buffer is split here and
+ * given straight to the same handler.  Every error is printed as
+ * "FILE:LINE: message" and parsing goes on, so that one run shows them all.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* getline, strndup */
+#endif
+#include "config/config.h"
+
+#include <assert.h>
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "config/values.h"
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Longest line accepted at all; inih's own limit is far lower and longer
+ * key lines are handled without it (see config_reader()). */
+#define CONFIG_LINE_MAX 65536
+/* Most keys in one section. */
+#define CONFIG_SECTION_KEYS_MAX 16
+/* Values are quoted in error messages up to this many bytes. */
+#define CONFIG_QUOTE_MAX 80
+/* RFC 1035 §2.3.4: 253 characters in text form, 63 per label. */
+#define CONFIG_HOSTNAME_MAX 253
+#define CONFIG_LABEL_MAX    63
+
+#define CONFIG_WORKERS_MAX	  64
+#define CONFIG_HELPER_WORKERS_MAX 64
+/* RFC 5321 §4.5.3.1.4: a command line is at least 512 octets. */
+#define CONFIG_LINE_LENGTH_MIN 512
+#define CONFIG_LINE_LENGTH_MAX 65536
+#define CONFIG_CONNECTIONS_MAX 1000000
+
+#define CONFIG_DEFAULT_USER	   "submitproxy"
+#define CONFIG_DEFAULT_PAM_SERVICE "submitproxy"
+#define CONFIG_DEFAULT_MIN_VERSION "TLSv1.2"
+#define CONFIG_DEFAULT_BACKEND	   "127.0.0.1:25"
+
+enum config_section_kind {
+	SECTION_SERVER,
+	SECTION_LISTENER,
+	SECTION_TLS,
+	SECTION_SNI,
+	SECTION_AUTH,
+	SECTION_BACKEND,
+	SECTION_LIMITS,
+	SECTION_RELAY,
+	SECTION_COUNT
+};
+
+struct config_parser;
+struct config_key;
+
+/* Parses VALUE into FIELD; reports its own errors.  Returns 0 or -1. */
+typedef int config_setter(struct config_parser *p, const struct config_key *key,
+			  void *field, const char *value);
+
+struct config_key {
+	const char *name;
+	config_setter *set;
+	size_t offset; /* of the field in the section's struct */
+	uint64_t min, max;
+};
+
+struct config_section_type {
+	const char *name;
+	enum config_section_kind kind;
+	bool named; /* "[listener NAME]", "[sni HOSTNAME]" */
+	const struct config_key *keys;
+	size_t nkeys;
+};
+
+/* Where each key of one section instance was set; 0: not set. */
+struct config_seen {
+	int header_line;
+	int key_lines[CONFIG_SECTION_KEYS_MAX];
+	/* Keys whose value was refused: whole-file checks that depend on
+	 * them are skipped, as their error is already reported. */
+	bool key_refused[CONFIG_SECTION_KEYS_MAX];
+};
+
+struct config_parser {
+	const char *path;
+	FILE *file;
+	char *line; /* getline() buffer */
+	size_t line_cap;
+	int lineno;
+	unsigned nerrors;
+	bool handler_pending; /* a line was given to inih, no handler yet */
+	struct config *cfg;
+
+	/* The section being read: NULL before the first header, and after
+	 * a header that was wrong, whose keys are skipped (skip_keys). */
+	const struct config_section_type *section;
+	size_t section_index; /* into cfg->listeners or cfg->snis */
+	bool skip_keys;
+
+	struct config_seen singles[SECTION_COUNT];
+	struct config_seen *listeners_seen; /* parallel to cfg->listeners */
+	struct config_seen *snis_seen;	    /* parallel to cfg->snis */
+};
+
+static void *xcalloc(size_t n, size_t size)
+{
+	void *p = calloc(n == 0 ? 1 : n, size == 0 ? 1 : size);
+
+	if (p == NULL)
+		abort();
+	return p;
+}
+
+static void *xreallocarray(void *ptr, size_t n, size_t size)
+{
+	void *p;
+
+	if (size != 0 && n > SIZE_MAX / size)
+		abort();
+	p = realloc(ptr, n * size == 0 ? 1 : n * size);
+	if (p == NULL)
+		abort();
+	return p;
+}
+
+static char *xstrdup(const char *s)
+{
+	char *p = strdup(s);
+
+	if (p == NULL)
+		abort();
+	return p;
+}
+
+static char *xstrndup(const char *s, size_t n)
+{
+	char *p = strndup(s, n);
+
+	if (p == NULL)
+		abort();
+	return p;
+}
+
+static void config_replace_string(char **field, const char *value)
+{
+	free(*field);
+	*field = xstrdup(value);
+}
+
+__attribute__((format(printf, 3, 4))) static void
+config_error(struct config_parser *p, int line, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "%s:%d: ", p->path, line);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	p->nerrors++;
+}
+
+/* Length of S to print in messages: a config file may hold anything. */
+static int config_quote_len(const char *s)
+{
+	size_t len = strlen(s);
+
+	return (int)(len > CONFIG_QUOTE_MAX ? CONFIG_QUOTE_MAX : len);
+}
+
+static struct config_seen *config_current_seen(struct config_parser *p)
+{
+	switch (p->section->kind) {
+	case SECTION_LISTENER:
+		return &p->listeners_seen[p->section_index];
+	case SECTION_SNI:
+		return &p->snis_seen[p->section_index];
+	default:
+		return &p->singles[p->section->kind];
+	}
+}
+
+static void *config_current_base(struct config_parser *p)
+{
+	switch (p->section->kind) {
+	case SECTION_LISTENER:
+		return &p->cfg->listeners[p->section_index];
+	case SECTION_SNI:
+		return &p->cfg->snis[p->section_index];
+	default:
+		return p->cfg;
+	}
+}
+
+/* "[server]", "[listener submission]" for messages. */
+static void config_section_label(struct config_parser *p, char *buf,
+				 size_t size)
+{
+	const char *arg = NULL;
+
+	if (p->section->kind == SECTION_LISTENER)
+		arg = p->cfg->listeners[p->section_index].name;
+	else if (p->section->kind == SECTION_SNI)
+		arg = p->cfg->snis[p->section_index].hostname;
+	if (arg != NULL)
+		snprintf(buf, size, "[%s %s]", p->section->name, arg);
+	else
+		snprintf(buf, size, "[%s]", p->section->name);
+}
+
+/* ---- value setters ---- */
+
+static int set_string(struct config_parser *p, const struct config_key *key,
+		      void *field, const char *value)
+{
+	(void)p;
+	(void)key;
+	config_replace_string(field, value);
+	return 0;
+}
+
+/* A user or PAM service name: no blanks, no control characters, and no
+ * '/' (a PAM service is a file name in /etc/pam.d). */
+static int set_word(struct config_parser *p, const struct config_key *key,
+		    void *field, const char *value)
+{
+	for (const char *c = value; *c != '\0'; c++) {
+		if (isspace((unsigned char)*c) || iscntrl((unsigned char)*c) ||
+		    *c == '/') {
+			config_error(p, p->lineno, "invalid %s \"%.*s\"",
+				     key->name, config_quote_len(value), value);
+			return -1;
+		}
+	}
+	config_replace_string(field, value);
+	return 0;
+}
+
+/* RFC 1035 §2.3.1 preferred name syntax, with digits allowed first (RFC
+ * 1123 §2.1): labels of letters, digits and inner hyphens. */
+static bool config_is_hostname(const char *s)
+{
+	size_t len = strlen(s), label = 0;
+
+	if (len == 0 || len > CONFIG_HOSTNAME_MAX)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c == '.') {
+			if (label == 0 || s[i - 1] == '-')
+				return false;
+			label = 0;
+			continue;
+		}
+		if (!isalnum(c) && c != '-')
+			return false;
+		if (c == '-' && label == 0)
+			return false;
+		if (++label > CONFIG_LABEL_MAX)
+			return false;
+	}
+	return label != 0 && s[len - 1] != '-';
+}
+
+/* RFC 5321 §4.1.3: an address literal, "[192.0.2.1]" or "[IPv6:...]". */
+static bool config_is_address_literal(const char *s)
+{
+	struct config_addr addr;
+	char buf[80];
+	size_t len = strlen(s);
+
+	if (len < 3 || s[0] != '[' || s[len - 1] != ']')
+		return false;
+	if (strncasecmp(s, "[IPv6:", 6) == 0)
+		snprintf(buf, sizeof(buf), "[%.*s]:25", (int)(len - 7), s + 6);
+	else
+		snprintf(buf, sizeof(buf), "%.*s:25", (int)(len - 2), s + 1);
+	if (value_parse_sockaddr(buf, &addr) < 0)
+		return false;
+	return (addr.ss.ss_family == AF_INET6) ==
+	       (strncasecmp(s, "[IPv6:", 6) == 0);
+}
+
+static int set_hostname(struct config_parser *p, const struct config_key *key,
+			void *field, const char *value)
+{
+	if (!config_is_hostname(value)) {
+		config_error(p, p->lineno,
+			     "invalid %s \"%.*s\" (expected a domain name)",
+			     key->name, config_quote_len(value), value);
+		return -1;
+	}
+	config_replace_string(field, value);
+	return 0;
+}
+
+static int set_helo_name(struct config_parser *p, const struct config_key *key,
+			 void *field, const char *value)
+{
+	if (!config_is_hostname(value) && !config_is_address_literal(value)) {
+		config_error(p, p->lineno,
+			     "invalid %s \"%.*s\" (expected a domain name or "
+			     "an address literal such as [192.0.2.1])",
+			     key->name, config_quote_len(value), value);
+		return -1;
+	}
+	config_replace_string(field, value);
+	return 0;
+}
+
+static int set_bool(struct config_parser *p, const struct config_key *key,
+		    void *field, const char *value)
+{
+	if (value_parse_bool(value, field) < 0) {
+		config_error(p, p->lineno,
+			     "invalid boolean \"%.*s\" for %s (expected yes or "
+			     "no)",
+			     config_quote_len(value), value, key->name);
+		return -1;
+	}
+	return 0;
+}
+
+static int config_check_uint32(struct config_parser *p,
+			       const struct config_key *key, const char *value,
+			       uint32_t *u_r)
+{
+	int ret = value_parse_uint32(value, (uint32_t)key->min,
+				     (uint32_t)key->max, u_r);
+
+	if (ret == -ERANGE) {
+		config_error(p, p->lineno,
+			     "%s \"%.*s\" is out of range (%" PRIu64
+			     "..%" PRIu64 ")",
+			     key->name, config_quote_len(value), value,
+			     key->min, key->max);
+		return -1;
+	}
+	if (ret < 0) {
+		config_error(p, p->lineno, "invalid number \"%.*s\" for %s",
+			     config_quote_len(value), value, key->name);
+		return -1;
+	}
+	return 0;
+}
+
+static int set_uint32(struct config_parser *p, const struct config_key *key,
+		      void *field, const char *value)
+{
+	return config_check_uint32(p, key, value, field);
+}
+
+static int set_size_t(struct config_parser *p, const struct config_key *key,
+		      void *field, const char *value)
+{
+	uint32_t u;
+
+	if (config_check_uint32(p, key, value, &u) < 0)
+		return -1;
+	*(size_t *)field = u;
+	return 0;
+}
+
+static int set_workers(struct config_parser *p, const struct config_key *key,
+		       void *field, const char *value)
+{
+	long ncpu;
+
+	if (strcasecmp(value, "auto") != 0) {
+		int ret = value_parse_uint32(value, (uint32_t)key->min,
+					     (uint32_t)key->max, field);
+
+		if (ret < 0) {
+			config_error(p, p->lineno,
+				     "invalid %s \"%.*s\" (expected a number "
+				     "from %" PRIu64 " to %" PRIu64
+				     ", or auto)",
+				     key->name, config_quote_len(value), value,
+				     key->min, key->max);
+			return -1;
+		}
+		return 0;
+	}
+	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	if (ncpu < 1)
+		ncpu = 1;
+	if (ncpu > (long)key->max)
+		ncpu = (long)key->max;
+	*(uint32_t *)field = (uint32_t)ncpu;
+	return 0;
+}
+
+static int set_duration(struct config_parser *p, const struct config_key *key,
+			void *field, const char *value)
+{
+	uint64_t ms;
+	int ret = value_parse_duration_ms(value, &ms);
+
+	if (ret == -ERANGE) {
+		config_error(p, p->lineno,
+			     "duration \"%.*s\" for %s is too large",
+			     config_quote_len(value), value, key->name);
+		return -1;
+	}
+	if (ret < 0) {
+		config_error(p, p->lineno,
+			     "invalid duration \"%.*s\" for %s (expected a "
+			     "number of seconds, or a number with ms, s, m or "
+			     "h)",
+			     config_quote_len(value), value, key->name);
+		return -1;
+	}
+	if (ms < key->min) {
+		config_error(p, p->lineno, "%s must be greater than 0",
+			     key->name);
+		return -1;
+	}
+	*(uint64_t *)field = ms;
+	return 0;
+}
+
+static int set_size(struct config_parser *p, const struct config_key *key,
+		    void *field, const char *value)
+{
+	uint64_t bytes;
+	int ret = value_parse_size(value, &bytes);
+
+	if (ret == -EINVAL) {
+		config_error(p, p->lineno,
+			     "invalid size \"%.*s\" for %s (expected a number "
+			     "of bytes, or a number with K, M or G)",
+			     config_quote_len(value), value, key->name);
+		return -1;
+	}
+	if (ret < 0 || bytes < key->min || bytes > key->max) {
+		config_error(p, p->lineno,
+			     "%s \"%.*s\" is out of range (%" PRIu64
+			     "..%" PRIu64 " bytes)",
+			     key->name, config_quote_len(value), value,
+			     key->min, key->max);
+		return -1;
+	}
+	*(uint64_t *)field = bytes;
+	return 0;
+}
+
+struct config_word {
+	const char *word;
+	int value;
+};
+
+/* Looks VALUE up in WORDS (case-insensitive); reports the choices if it is
+ * not there. */
+static int config_lookup_word(struct config_parser *p,
+			      const struct config_key *key,
+			      const struct config_word *words, size_t nwords,
+			      const char *value, int *value_r)
+{
+	char choices[128];
+	size_t off = 0;
+
+	for (size_t i = 0; i < nwords; i++) {
+		if (strcasecmp(value, words[i].word) == 0) {
+			*value_r = words[i].value;
+			return 0;
+		}
+	}
+	choices[0] = '\0';
+	for (size_t i = 0; i < nwords && off < sizeof(choices); i++) {
+		int n = snprintf(choices + off, sizeof(choices) - off, "%s%s",
+				 i == 0		   ? ""
+				 : i + 1 == nwords ? " or "
+						   : ", ",
+				 words[i].word);
+		if (n < 0)
+			break;
+		off += (size_t)n;
+	}
+	config_error(p, p->lineno, "invalid %s \"%.*s\" (expected %s)",
+		     key->name, config_quote_len(value), value, choices);
+	return -1;
+}
+
+static int set_mode(struct config_parser *p, const struct config_key *key,
+		    void *field, const char *value)
+{
+	static const struct config_word words[] = {
+	    {"starttls", LISTENER_STARTTLS},
+	    {"implicit-tls", LISTENER_IMPLICIT_TLS},
+	    {"plain", LISTENER_PLAIN},
+	};
+	int v;
+
+	if (config_lookup_word(p, key, words, ARRAY_SIZE(words), value, &v) < 0)
+		return -1;
+	*(enum listener_mode *)field = (enum listener_mode)v;
+	return 0;
+}
+
+static int set_log_level(struct config_parser *p, const struct config_key *key,
+			 void *field, const char *value)
+{
+	static const struct config_word words[] = {
+	    {"error", LOG_LEVEL_ERROR},
+	    {"warn", LOG_LEVEL_WARN},
+	    {"info", LOG_LEVEL_INFO},
+	    {"debug", LOG_LEVEL_DEBUG},
+	};
+	int v;
+
+	if (config_lookup_word(p, key, words, ARRAY_SIZE(words), value, &v) < 0)
+		return -1;
+	*(enum log_level *)field = (enum log_level)v;
+	return 0;
+}
+
+static int set_xclient(struct config_parser *p, const struct config_key *key,
+		       void *field, const char *value)
+{
+	static const struct config_word words[] = {
+	    {"auto", XCLIENT_AUTO},
+	    {"yes", XCLIENT_YES},
+	    {"no", XCLIENT_NO},
+	};
+	int v;
+
+	if (config_lookup_word(p, key, words, ARRAY_SIZE(words), value, &v) < 0)
+		return -1;
+	*(enum xclient_mode *)field = (enum xclient_mode)v;
+	return 0;
+}
+
+static int set_bare_newline(struct config_parser *p,
+			    const struct config_key *key, void *field,
+			    const char *value)
+{
+	static const struct config_word words[] = {
+	    {"normalize", BARE_NEWLINE_NORMALIZE},
+	    {"reject", BARE_NEWLINE_REJECT},
+	};
+	int v;
+
+	if (config_lookup_word(p, key, words, ARRAY_SIZE(words), value, &v) < 0)
+		return -1;
+	*(enum bare_newline_policy *)field = (enum bare_newline_policy)v;
+	return 0;
+}
+
+/* Stored in OpenSSL's spelling, which SSL_CONF "MinProtocol" takes. */
+static int set_tls_version(struct config_parser *p,
+			   const struct config_key *key, void *field,
+			   const char *value)
+{
+	static const struct config_word words[] = {
+	    {"TLSv1.2", 0},
+	    {"TLSv1.3", 1},
+	};
+	int v;
+
+	if (config_lookup_word(p, key, words, ARRAY_SIZE(words), value, &v) < 0)
+		return -1;
+	config_replace_string(field, words[v].word);
+	return 0;
+}
+
+static int set_mechanisms(struct config_parser *p, const struct config_key *key,
+			  void *field, const char *value)
+{
+	static const struct {
+		const char *name;
+		unsigned bit;
+	} mechs[] = {
+	    {"PLAIN", AUTH_MECH_PLAIN},
+	    {"LOGIN", AUTH_MECH_LOGIN},
+	};
+	unsigned set = 0;
+	const char *s = value;
+	int ret = 0;
+
+	while (*s != '\0') {
+		size_t len = strcspn(s, " \t");
+		size_t i;
+
+		for (i = 0; i < ARRAY_SIZE(mechs); i++) {
+			if (strlen(mechs[i].name) == len &&
+			    strncasecmp(s, mechs[i].name, len) == 0)
+				break;
+		}
+		if (i == ARRAY_SIZE(mechs)) {
+			config_error(p, p->lineno,
+				     "unknown mechanism \"%.*s\" in %s "
+				     "(expected PLAIN and/or LOGIN)",
+				     (int)(len > CONFIG_QUOTE_MAX
+					       ? CONFIG_QUOTE_MAX
+					       : len),
+				     s, key->name);
+			ret = -1;
+		} else if (set & mechs[i].bit) {
+			config_error(p, p->lineno, "%s lists %s twice",
+				     key->name, mechs[i].name);
+			ret = -1;
+		} else {
+			set |= mechs[i].bit;
+		}
+		s += len;
+		s += strspn(s, " \t");
+	}
+	if (ret == 0)
+		*(unsigned *)field = set;
+	return ret;
+}
+
+/* "0.0.0.0:587, [::]:587": the comma-separated list of a listener. */
+static int set_listen_addresses(struct config_parser *p,
+				const struct config_key *key, void *field,
+				const char *value)
+{
+	struct config_listener *l = field;
+	struct config_addr *addrs = NULL;
+	size_t naddrs = 0;
+	const char *s = value;
+	int ret = 0;
+
+	(void)key;
+
+	for (;;) {
+		const char *end = strchr(s, ',');
+		size_t len = end != NULL ? (size_t)(end - s) : strlen(s);
+		char *item;
+
+		/* Blanks around commas are allowed. */
+		while (len > 0 && isspace((unsigned char)*s)) {
+			s++;
+			len--;
+		}
+		while (len > 0 && isspace((unsigned char)s[len - 1]))
+			len--;
+		item = xstrndup(s, len);
+		addrs = xreallocarray(addrs, naddrs + 1, sizeof(*addrs));
+		if (len == 0) {
+			config_error(p, p->lineno,
+				     "empty entry in the address list");
+			ret = -1;
+		} else if (value_parse_sockaddr(item, &addrs[naddrs]) < 0) {
+			config_error(p, p->lineno,
+				     "invalid address \"%.*s\" (expected "
+				     "IPv4:PORT or [IPv6]:PORT)",
+				     config_quote_len(item), item);
+			ret = -1;
+		} else {
+			naddrs++;
+		}
+		free(item);
+		if (end == NULL)
+			break;
+		s = end + 1;
+	}
+	if (ret < 0) {
+		free(addrs);
+		return -1;
+	}
+	free(l->addrs);
+	l->addrs = addrs;
+	l->naddrs = naddrs;
+	return 0;
+}
+
+static int set_backend_address(struct config_parser *p,
+			       const struct config_key *key, void *field,
+			       const char *value)
+{
+	struct config *cfg = p->cfg;
+	struct sockaddr_un sa_un;
+	struct config_addr addr;
+
+	(void)key;
+
+	if (strncmp(value, "unix:", 5) == 0) {
+		const char *path = value + 5;
+
+		if (path[0] != '/') {
+			config_error(p, p->lineno,
+				     "backend socket path \"%.*s\" is not "
+				     "absolute",
+				     config_quote_len(path), path);
+			return -1;
+		}
+		if (strlen(path) >= sizeof(sa_un.sun_path)) {
+			config_error(p, p->lineno,
+				     "backend socket path is longer than %zu "
+				     "bytes",
+				     sizeof(sa_un.sun_path) - 1);
+			return -1;
+		}
+		config_replace_string(&cfg->backend.unix_path, path);
+	} else {
+		if (value_parse_sockaddr(value, &addr) < 0) {
+			config_error(p, p->lineno,
+				     "invalid backend address \"%.*s\" "
+				     "(expected IPv4:PORT, [IPv6]:PORT or "
+				     "unix:/path)",
+				     config_quote_len(value), value);
+			return -1;
+		}
+		free(cfg->backend.unix_path);
+		cfg->backend.unix_path = NULL;
+		cfg->backend.tcp = addr;
+	}
+	config_replace_string(field, value);
+	return 0;
+}
+
+/* ---- the key tables ---- */
+
+#define CFG(member) offsetof(struct config, member)
+#define LST(member) offsetof(struct config_listener, member)
+#define SNI(member) offsetof(struct config_sni, member)
+/* min, max of a key: a count of at least one, a duration that may or may
+ * not be zero. */
+#define COUNT		  1, UINT32_MAX
+#define DURATION	  0, UINT64_MAX
+#define DURATION_POSITIVE 1, UINT64_MAX
+
+static const struct config_key server_keys[] = {
+    {"hostname", set_hostname, CFG(server.hostname), 0, 0},
+    {"user", set_word, CFG(server.user), 0, 0},
+    {"workers", set_workers, CFG(server.workers), 1, CONFIG_WORKERS_MAX},
+    {"log_level", set_log_level, CFG(server.log_level), 0, 0},
+};
+
+static const struct config_key listener_keys[] = {
+    /* The setter fills both addrs and naddrs. */
+    {"address", set_listen_addresses, 0, 0, 0},
+    {"mode", set_mode, LST(mode), 0, 0},
+    {"require_tls", set_bool, LST(require_tls), 0, 0},
+    {"allow_plaintext_auth", set_bool, LST(allow_plaintext_auth), 0, 0},
+    {"proxy_protocol", set_bool, LST(proxy_protocol), 0, 0},
+};
+
+static const struct config_key tls_keys[] = {
+    {"certificate", set_string, CFG(tls.certificate), 0, 0},
+    {"key", set_string, CFG(tls.key), 0, 0},
+    {"min_version", set_tls_version, CFG(tls.min_version), 0, 0},
+    {"ciphers", set_string, CFG(tls.ciphers), 0, 0},
+    {"ciphersuites", set_string, CFG(tls.ciphersuites), 0, 0},
+    {"client_ca", set_string, CFG(tls.client_ca), 0, 0},
+};
+
+static const struct config_key sni_keys[] = {
+    {"certificate", set_string, SNI(certificate), 0, 0},
+    {"key", set_string, SNI(key), 0, 0},
+};
+
+static const struct config_key auth_keys[] = {
+    {"pam_service", set_word, CFG(auth.pam_service), 0, 0},
+    {"mechanisms", set_mechanisms, CFG(auth.mechanisms), 0, 0},
+    {"max_failures", set_uint32, CFG(auth.max_failures), COUNT},
+    {"failure_delay", set_duration, CFG(auth.failure_delay_ms), DURATION},
+    {"address_failure_limit", set_uint32, CFG(auth.address_failure_limit),
+     COUNT},
+    {"address_failure_window", set_duration,
+     CFG(auth.address_failure_window_ms), DURATION_POSITIVE},
+    {"helper_workers", set_uint32, CFG(auth.helper_workers), 1,
+     CONFIG_HELPER_WORKERS_MAX},
+    {"timeout", set_duration, CFG(auth.timeout_ms), DURATION_POSITIVE},
+};
+
+static const struct config_key backend_keys[] = {
+    {"address", set_backend_address, CFG(backend.address), 0, 0},
+    {"helo_name", set_helo_name, CFG(backend.helo_name), 0, 0},
+    {"xclient", set_xclient, CFG(backend.xclient), 0, 0},
+    {"connect_timeout", set_duration, CFG(backend.connect_timeout_ms),
+     DURATION_POSITIVE},
+    {"timeout", set_duration, CFG(backend.timeout_ms), DURATION_POSITIVE},
+};
+
+static const struct config_key limits_keys[] = {
+    {"max_connections", set_uint32, CFG(limits.max_connections), 1,
+     CONFIG_CONNECTIONS_MAX},
+    {"max_connections_per_address", set_uint32,
+     CFG(limits.max_connections_per_address), 1, CONFIG_CONNECTIONS_MAX},
+    {"max_line_length", set_size_t, CFG(limits.max_line_length),
+     CONFIG_LINE_LENGTH_MIN, CONFIG_LINE_LENGTH_MAX},
+    {"max_message_size", set_size, CFG(limits.max_message_size), 1, UINT64_MAX},
+    {"max_recipients", set_uint32, CFG(limits.max_recipients), COUNT},
+    {"max_errors", set_uint32, CFG(limits.max_errors), COUNT},
+    {"idle_timeout", set_duration, CFG(limits.idle_timeout_ms),
+     DURATION_POSITIVE},
+    {"handshake_timeout", set_duration, CFG(limits.handshake_timeout_ms),
+     DURATION_POSITIVE},
+    {"greeting_delay", set_duration, CFG(limits.greeting_delay_ms), DURATION},
+};
+
+static const struct config_key relay_keys[] = {
+    {"received_header", set_bool, CFG(relay.received_header), 0, 0},
+    {"bare_newline", set_bare_newline, CFG(relay.bare_newline), 0, 0},
+    {"sender_map", set_string, CFG(relay.sender_map), 0, 0},
+};
+
+#define SECTION(name, kind, named, keys)                                       \
+	{                                                                      \
+		name, kind, named, keys, ARRAY_SIZE(keys)                      \
+	}
+
+static const struct config_section_type config_sections[] = {
+    SECTION("server", SECTION_SERVER, false, server_keys),
+    SECTION("listener", SECTION_LISTENER, true, listener_keys),
+    SECTION("tls", SECTION_TLS, false, tls_keys),
+    SECTION("sni", SECTION_SNI, true, sni_keys),
+    SECTION("auth", SECTION_AUTH, false, auth_keys),
+    SECTION("backend", SECTION_BACKEND, false, backend_keys),
+    SECTION("limits", SECTION_LIMITS, false, limits_keys),
+    SECTION("relay", SECTION_RELAY, false, relay_keys),
+};
+
+static_assert(ARRAY_SIZE(config_sections) == SECTION_COUNT,
+	      "one entry per section kind");
+static_assert(ARRAY_SIZE(server_keys) <= CONFIG_SECTION_KEYS_MAX, "keys");
+static_assert(ARRAY_SIZE(listener_keys) <= CONFIG_SECTION_KEYS_MAX, "keys");
+static_assert(ARRAY_SIZE(tls_keys) <= CONFIG_SECTION_KEYS_MAX, "keys");
+static_assert(ARRAY_SIZE(sni_keys) <= CONFIG_SECTION_KEYS_MAX, "keys");
+static_assert(ARRAY_SIZE(auth_keys) <= CONFIG_SECTION_KEYS_MAX, "keys");
+static_assert(ARRAY_SIZE(backend_keys) <= CONFIG_SECTION_KEYS_MAX, "keys");
+static_assert(ARRAY_SIZE(limits_keys) <= CONFIG_SECTION_KEYS_MAX, "keys");
+static_assert(ARRAY_SIZE(relay_keys) <= CONFIG_SECTION_KEYS_MAX, "keys");
+
+static size_t config_key_index(const struct config_section_type *type,
+			       const char *name)
+{
+	for (size_t i = 0; i < type->nkeys; i++) {
+		if (strcmp(type->keys[i].name, name) == 0)
+			return i;
+	}
+	return SIZE_MAX;
+}
+
+/* The line where KIND's key NAME was set in SEEN, 0 if it was not. */
+static int config_key_line(const struct config_seen *seen,
+			   enum config_section_kind kind, const char *name)
+{
+	size_t i = config_key_index(&config_sections[kind], name);
+
+	assert(i != SIZE_MAX);
+	return i == SIZE_MAX ? 0 : seen->key_lines[i];
+}
+
+static bool config_key_refused(const struct config_seen *seen,
+			       enum config_section_kind kind, const char *name)
+{
+	size_t i = config_key_index(&config_sections[kind], name);
+
+	assert(i != SIZE_MAX);
+	return i != SIZE_MAX && seen->key_refused[i];
+}
+
+/* ---- defaults ---- */
+
+#define SECONDS(n) ((uint64_t)(n)*1000)
+#define MINUTES(n) (SECONDS(n) * 60)
+
+static void config_listener_init(struct config_listener *l, const char *name,
+				 int line)
+{
+	memset(l, 0, sizeof(*l));
+	l->name = xstrdup(name);
+	l->mode = LISTENER_STARTTLS;
+	l->require_tls = true;
+	l->allow_plaintext_auth = false;
+	l->proxy_protocol = false;
+	l->line = line;
+}
+
+static void config_set_defaults(struct config *cfg)
+{
+	cfg->server.user = xstrdup(CONFIG_DEFAULT_USER);
+	cfg->server.workers = 1;
+	cfg->server.log_level = LOG_LEVEL_INFO;
+
+	cfg->tls.min_version = xstrdup(CONFIG_DEFAULT_MIN_VERSION);
+
+	cfg->auth.pam_service = xstrdup(CONFIG_DEFAULT_PAM_SERVICE);
+	cfg->auth.mechanisms = AUTH_MECH_PLAIN | AUTH_MECH_LOGIN;
+	cfg->auth.max_failures = 3;
+	cfg->auth.failure_delay_ms = SECONDS(2);
+	cfg->auth.address_failure_limit = 10;
+	cfg->auth.address_failure_window_ms = MINUTES(10);
+	cfg->auth.helper_workers = 4;
+	cfg->auth.timeout_ms = SECONDS(30);
+
+	cfg->backend.address = xstrdup(CONFIG_DEFAULT_BACKEND);
+	if (value_parse_sockaddr(CONFIG_DEFAULT_BACKEND, &cfg->backend.tcp) < 0)
+		abort();
+	cfg->backend.xclient = XCLIENT_AUTO;
+	cfg->backend.connect_timeout_ms = SECONDS(10);
+	cfg->backend.timeout_ms = SECONDS(300);
+
+	cfg->limits.max_connections = 10000;
+	cfg->limits.max_connections_per_address = 50;
+	cfg->limits.max_line_length = 2048;
+	cfg->limits.max_message_size = UINT64_C(50) << 20;
+	cfg->limits.max_recipients = 100;
+	cfg->limits.max_errors = 20;
+	cfg->limits.idle_timeout_ms = SECONDS(300);
+	cfg->limits.handshake_timeout_ms = SECONDS(30);
+	cfg->limits.greeting_delay_ms = 0;
+
+	cfg->relay.received_header = true;
+	cfg->relay.bare_newline = BARE_NEWLINE_NORMALIZE;
+}
+
+/* The machine's FQDN: gethostname(), and if that has no dot, the
+ * canonical name the resolver gives for it. */
+static char *config_default_hostname(void)
+{
+	char name[CONFIG_HOSTNAME_MAX + 2];
+	struct addrinfo hints, *res = NULL;
+	char *fqdn;
+
+	if (gethostname(name, sizeof(name)) < 0)
+		return xstrdup("localhost");
+	name[sizeof(name) - 1] = '\0';
+	if (strchr(name, '.') != NULL)
+		return xstrdup(name);
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_flags = AI_CANONNAME;
+	if (getaddrinfo(name, NULL, &hints, &res) == 0 && res != NULL &&
+	    res->ai_canonname != NULL && strchr(res->ai_canonname, '.') != NULL)
+		fqdn = xstrdup(res->ai_canonname);
+	else
+		fqdn = xstrdup(name);
+	if (res != NULL)
+		freeaddrinfo(res);
+	return fqdn;
+}
+
+/* ---- sections and keys ---- */
+
+static void config_key_value(struct config_parser *p, const char *name,
+			     const char *value)
+{
+	const struct config_section_type *type = p->section;
+	const struct config_key *key;
+	struct config_seen *seen;
+	char label[CONFIG_HOSTNAME_MAX + 32];
+	size_t i;
+	void *field;
+
+	if (type == NULL) {
+		if (!p->skip_keys)
+			config_error(p, p->lineno,
+				     "key \"%.*s\" is outside of any section",
+				     config_quote_len(name), name);
+		return;
+	}
+	config_section_label(p, label, sizeof(label));
+	i = config_key_index(type, name);
+	if (i == SIZE_MAX) {
+		config_error(p, p->lineno, "unknown key \"%.*s\" in %s",
+			     config_quote_len(name), name, label);
+		return;
+	}
+	key = &type->keys[i];
+	seen = config_current_seen(p);
+	if (seen->key_lines[i] != 0) {
+		config_error(
+		    p, p->lineno,
+		    "duplicate key \"%s\" in %s (first set at line %d)",
+		    key->name, label, seen->key_lines[i]);
+		return;
+	}
+	/* Marked even if the value is wrong: one error per mistake. */
+	seen->key_lines[i] = p->lineno;
+	if (value[0] == '\0') {
+		config_error(p, p->lineno, "missing value for %s", key->name);
+		seen->key_refused[i] = true;
+		return;
+	}
+	field = (char *)config_current_base(p) + key->offset;
+	if (key->set(p, key, field, value) < 0)
+		seen->key_refused[i] = true;
+}
+
+#if INI_HANDLER_LINENO
+static int config_ini_handler(void *user, const char *section, const char *name,
+			      const char *value, int lineno)
+#else
+static int config_ini_handler(void *user, const char *section, const char *name,
+			      const char *value)
+#endif
+{
+	struct config_parser *p = user;
+
+	(void)section;
+#if INI_HANDLER_LINENO
+	(void)lineno;
+#endif
+	/* inih's section (truncated at 50 bytes) and line number are not
+	 * used: config_reader() tracks both. */
+	p->handler_pending = false;
+	config_key_value(p, name, value);
+	return 1;
+}
+
+static void config_open_section(struct config_parser *p, const char *type_name,
+				const char *arg)
+{
+	const struct config_section_type *type = NULL;
+	struct config *cfg = p->cfg;
+
+	/* Until the header proves right, its keys are skipped. */
+	p->section = NULL;
+	p->skip_keys = true;
+	for (size_t i = 0; i < ARRAY_SIZE(config_sections); i++) {
+		if (strcmp(config_sections[i].name, type_name) == 0)
+			type = &config_sections[i];
+	}
+	if (type == NULL) {
+		config_error(p, p->lineno, "unknown section [%.*s]",
+			     config_quote_len(type_name), type_name);
+		return;
+	}
+	if (!type->named && arg != NULL) {
+		config_error(p, p->lineno, "section [%s] takes no name",
+			     type->name);
+		return;
+	}
+	if (type->named && arg == NULL) {
+		config_error(p, p->lineno, "section [%s] needs a name: [%s %s]",
+			     type->name, type->name,
+			     type->kind == SECTION_SNI ? "HOSTNAME" : "NAME");
+		return;
+	}
+
+	switch (type->kind) {
+	case SECTION_LISTENER:
+		for (const char *c = arg; *c != '\0'; c++) {
+			if (!isgraph((unsigned char)*c)) {
+				config_error(p, p->lineno,
+					     "invalid listener name \"%.*s\"",
+					     config_quote_len(arg), arg);
+				return;
+			}
+		}
+		for (size_t i = 0; i < cfg->nlisteners; i++) {
+			if (strcmp(cfg->listeners[i].name, arg) == 0)
+				config_error(p, p->lineno,
+					     "duplicate section [listener %s] "
+					     "(first at line %d)",
+					     arg, cfg->listeners[i].line);
+		}
+		/* Even a duplicate is read, so that its keys get checked. */
+		cfg->listeners =
+		    xreallocarray(cfg->listeners, cfg->nlisteners + 1,
+				  sizeof(*cfg->listeners));
+		p->listeners_seen =
+		    xreallocarray(p->listeners_seen, cfg->nlisteners + 1,
+				  sizeof(*p->listeners_seen));
+		config_listener_init(&cfg->listeners[cfg->nlisteners], arg,
+				     p->lineno);
+		memset(&p->listeners_seen[cfg->nlisteners], 0,
+		       sizeof(*p->listeners_seen));
+		p->section_index = cfg->nlisteners++;
+		break;
+	case SECTION_SNI: {
+		char *hostname = xstrdup(arg);
+
+		for (char *c = hostname; *c != '\0'; c++)
+			*c = (char)tolower((unsigned char)*c);
+		if (!config_is_hostname(hostname)) {
+			config_error(p, p->lineno,
+				     "invalid hostname \"%.*s\" in [sni]",
+				     config_quote_len(arg), arg);
+			free(hostname);
+			return;
+		}
+		for (size_t i = 0; i < cfg->nsnis; i++) {
+			if (strcmp(cfg->snis[i].hostname, hostname) == 0)
+				config_error(p, p->lineno,
+					     "duplicate section [sni %s] "
+					     "(first at line %d)",
+					     hostname, cfg->snis[i].line);
+		}
+		cfg->snis = xreallocarray(cfg->snis, cfg->nsnis + 1,
+					  sizeof(*cfg->snis));
+		p->snis_seen = xreallocarray(p->snis_seen, cfg->nsnis + 1,
+					     sizeof(*p->snis_seen));
+		memset(&cfg->snis[cfg->nsnis], 0, sizeof(*cfg->snis));
+		memset(&p->snis_seen[cfg->nsnis], 0, sizeof(*p->snis_seen));
+		cfg->snis[cfg->nsnis].hostname = hostname;
+		cfg->snis[cfg->nsnis].line = p->lineno;
+		p->section_index = cfg->nsnis++;
+		break;
+	}
+	default:
+		if (p->singles[type->kind].header_line != 0) {
+			config_error(p, p->lineno,
+				     "duplicate section [%s] (first at line "
+				     "%d)",
+				     type->name,
+				     p->singles[type->kind].header_line);
+			return;
+		}
+		if (type->kind == SECTION_TLS)
+			cfg->tls.line = p->lineno;
+		break;
+	}
+	p->section = type;
+	config_current_seen(p)->header_line = p->lineno;
+}
+
+/* "[listener submission]": LINE is trimmed and starts with '['. */
+static void config_section_line(struct config_parser *p, char *line)
+{
+	char *end = strchr(line, ']');
+	char *type_name, *arg, *c;
+
+	if (end == NULL) {
+		config_error(p, p->lineno, "missing ']' in section header");
+		goto bad;
+	}
+	/* The header itself is clear: report, and read the section. */
+	if (end[1] != '\0')
+		config_error(p, p->lineno,
+			     "unexpected text after ']' (comments go on a line "
+			     "of their own)");
+	*end = '\0';
+	type_name = line + 1;
+	while (isspace((unsigned char)*type_name))
+		type_name++;
+	c = type_name + strcspn(type_name, " \t");
+	arg = c + strspn(c, " \t");
+	*c = '\0';
+	c = arg + strcspn(arg, " \t");
+	if (c[strspn(c, " \t")] != '\0') {
+		config_error(p, p->lineno,
+			     "section header has more than one name");
+		goto bad;
+	}
+	*c = '\0';
+	if (*type_name == '\0') {
+		config_error(p, p->lineno, "empty section header");
+		goto bad;
+	}
+	config_open_section(p, type_name, *arg != '\0' ? arg : NULL);
+	return;
+bad:
+	/* Keys up to the next header are not checked against a section
+	 * that may not be the one meant. */
+	p->section = NULL;
+	p->skip_keys = true;
+}
+
+/* Checks a trimmed "key = value" line.  Returns the offset of the '=' (or
+ * ':', which inih also takes) or -1 after reporting the error. */
+static long config_check_key_line(struct config_parser *p, const char *line)
+{
+	size_t sep = strcspn(line, "=:"), name_len = sep;
+	const char *value;
+
+	if (line[sep] == '\0') {
+		config_error(p, p->lineno, "expected \"key = value\"");
+		return -1;
+	}
+	while (name_len > 0 && isspace((unsigned char)line[name_len - 1]))
+		name_len--;
+	if (name_len == 0) {
+		config_error(p, p->lineno, "missing key before '%c'",
+			     line[sep]);
+		return -1;
+	}
+	for (size_t i = 0; i < name_len; i++) {
+		if (!isgraph((unsigned char)line[i])) {
+			config_error(p, p->lineno,
+				     "expected \"key = value\" (a key is one "
+				     "word)");
+			return -1;
+		}
+	}
+	value = line + sep + 1;
+	value += strspn(value, " \t");
+	for (const char *c = value; *c != '\0'; c++) {
+		/* Whether inih strips "; x" or "# x" after a value depends
+		 * on how it was built: refuse to guess. */
+		if ((*c == '#' || *c == ';') &&
+		    (c == value || isspace((unsigned char)c[-1]))) {
+			config_error(p, p->lineno,
+				     "comments go on a line of their own");
+			return -1;
+		}
+		if (iscntrl((unsigned char)*c) && *c != '\t') {
+			config_error(p, p->lineno,
+				     "control character in value");
+			return -1;
+		}
+	}
+	if (value[0] == '"' || value[0] == '\'') {
+		config_error(p, p->lineno, "values are written without quotes");
+		return -1;
+	}
+	return (long)sep;
+}
+
+/* A key line too long for inih's buffer: split it here the way inih
+ * would have. */
+static void config_long_key_line(struct config_parser *p, char *line,
+				 size_t sep)
+{
+	char *name = line, *value = line + sep + 1;
+	size_t len = sep;
+
+	while (len > 0 && isspace((unsigned char)name[len - 1]))
+		len--;
+	name[len] = '\0';
+	value += strspn(value, " \t");
+	config_key_value(p, name, value);
+}
+
+/*
+ * The ini_reader for ini_parse_stream(): reads the next line into STR
+ * (NUM bytes), after dealing with any number of lines inih must not see
+ * (blank, comments, section headers, errors, over-long keys).  inih calls
+ * the handler for the line returned before it asks for the next one, so
+ * p->lineno is right in the handler.
+ */
+static char *config_reader(char *str, int num, void *stream)
+{
+	struct config_parser *p = stream;
+	ssize_t n;
+
+	for (;;) {
+		char *line;
+		size_t len;
+		long sep;
+
+		if (p->handler_pending) {
+			/* inih found the line malformed after all. */
+			config_error(p, p->lineno, "expected \"key = value\"");
+			p->handler_pending = false;
+		}
+		errno = 0;
+		n = getline(&p->line, &p->line_cap, p->file);
+		if (n < 0) {
+			if (ferror(p->file))
+				config_error(p, p->lineno + 1, "read error: %s",
+					     strerror(errno ? errno : EIO));
+			return NULL;
+		}
+		p->lineno++;
+		line = p->line;
+		len = (size_t)n;
+		if (strlen(line) != len) {
+			config_error(p, p->lineno, "NUL byte in line");
+			continue;
+		}
+		if (len > CONFIG_LINE_MAX) {
+			config_error(p, p->lineno, "line longer than %d bytes",
+				     CONFIG_LINE_MAX);
+			continue;
+		}
+		/* A UTF-8 byte order mark (some editors write one). */
+		if (p->lineno == 1 && strncmp(line, "\xef\xbb\xbf", 3) == 0) {
+			line += 3;
+			len -= 3;
+		}
+		/* Trim, which also removes CR of CRLF; a left-aligned line
+		 * is never a continuation line for inih. */
+		while (len > 0 && isspace((unsigned char)line[len - 1]))
+			len--;
+		line[len] = '\0';
+		while (isspace((unsigned char)*line)) {
+			line++;
+			len--;
+		}
+		if (len == 0 || line[0] == '#' || line[0] == ';')
+			continue;
+		if (line[0] == '[') {
+			config_section_line(p, line);
+			continue;
+		}
+		sep = config_check_key_line(p, line);
+		if (sep < 0)
+			continue;
+		if (num < 2 || len > (size_t)num - 2) {
+			config_long_key_line(p, line, (size_t)sep);
+			continue;
+		}
+		memcpy(str, line, len);
+		str[len] = '\n';
+		str[len + 1] = '\0';
+		p->handler_pending = true;
+		return str;
+	}
+}
+
+/* ---- whole-file checks ---- */
+
+/* Where address A of listener I was seen first, before itself; false if
+ * nowhere. */
+static bool config_find_address(const struct config *cfg, size_t i, size_t a,
+				size_t *j_r)
+{
+	const char *text = cfg->listeners[i].addrs[a].text;
+
+	for (size_t j = 0; j <= i; j++) {
+		const struct config_listener *o = &cfg->listeners[j];
+		size_t end = j == i ? a : o->naddrs;
+
+		for (size_t b = 0; b < end; b++) {
+			if (strcmp(o->addrs[b].text, text) == 0) {
+				*j_r = j;
+				return true;
+			}
+		}
+	}
+	return false;
+}
+
+static void config_check_listeners(struct config_parser *p)
+{
+	const struct config *cfg = p->cfg;
+	bool have_tls = cfg->tls.certificate != NULL && cfg->tls.key != NULL;
+
+	if (cfg->nlisteners == 0)
+		config_error(p, p->lineno > 0 ? p->lineno : 1,
+			     "no [listener NAME] section: nothing to listen "
+			     "on");
+	for (size_t i = 0; i < cfg->nlisteners; i++) {
+		const struct config_listener *l = &cfg->listeners[i];
+		int addr_line = config_key_line(&p->listeners_seen[i],
+						SECTION_LISTENER, "address");
+
+		if (addr_line == 0)
+			config_error(p, l->line, "[listener %s] has no address",
+				     l->name);
+		if (l->mode != LISTENER_PLAIN && !have_tls &&
+		    !config_key_refused(&p->listeners_seen[i], SECTION_LISTENER,
+					"mode"))
+			config_error(p, l->line,
+				     "[listener %s] uses %s but [tls] has no "
+				     "certificate and key",
+				     l->name, listener_mode_name(l->mode));
+		/* The same address twice: bind() would fail at startup. */
+		for (size_t a = 0; a < l->naddrs; a++) {
+			size_t j;
+
+			if (!config_find_address(cfg, i, a, &j))
+				continue;
+			if (j == i)
+				config_error(p, addr_line,
+					     "address %s is listed twice",
+					     l->addrs[a].text);
+			else
+				config_error(
+				    p, addr_line,
+				    "address %s is already used by "
+				    "[listener %s] (line %d)",
+				    l->addrs[a].text, cfg->listeners[j].name,
+				    config_key_line(&p->listeners_seen[j],
+						    SECTION_LISTENER,
+						    "address"));
+		}
+	}
+}
+
+static void config_check_tls(struct config_parser *p)
+{
+	const struct config *cfg = p->cfg;
+	const struct config_seen *tls = &p->singles[SECTION_TLS];
+	int cert_line = config_key_line(tls, SECTION_TLS, "certificate");
+	int key_line = config_key_line(tls, SECTION_TLS, "key");
+
+	/* A key with an empty value counts as set: already reported. */
+	if (cert_line != 0 && key_line == 0)
+		config_error(p, cert_line,
+			     "[tls] certificate is set but key is not");
+	if (key_line != 0 && cert_line == 0)
+		config_error(p, key_line,
+			     "[tls] key is set but certificate is not");
+
+	for (size_t i = 0; i < cfg->nsnis; i++) {
+		const struct config_sni *sni = &cfg->snis[i];
+		const struct config_seen *seen = &p->snis_seen[i];
+
+		if (config_key_line(seen, SECTION_SNI, "certificate") == 0)
+			config_error(p, sni->line,
+				     "[sni %s] has no certificate",
+				     sni->hostname);
+		if (config_key_line(seen, SECTION_SNI, "key") == 0)
+			config_error(p, sni->line, "[sni %s] has no key",
+				     sni->hostname);
+	}
+}
+
+/* ---- entry points ---- */
+
+int config_load(const char *path, struct config **cfg_r)
+{
+	struct config_parser p;
+	struct config *cfg;
+	struct stat st;
+	int ret;
+
+	memset(&p, 0, sizeof(p));
+	p.path = path;
+	p.file = fopen(path, "re"); /* "e": O_CLOEXEC */
+	if (p.file == NULL) {
+		fprintf(stderr, "%s: cannot open: %s\n", path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fileno(p.file), &st) == 0 && S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "%s: cannot open: %s\n", path,
+			strerror(EISDIR));
+		fclose(p.file);
+		return -1;
+	}
+
+	cfg = xcalloc(1, sizeof(*cfg));
+	cfg->path = xstrdup(path);
+	config_set_defaults(cfg);
+	p.cfg = cfg;
+
+	ret = ini_parse_stream(config_reader, &p, config_ini_handler, &p);
+	if (ret == -2)
+		abort(); /* inih's malloc failed */
+	if (ret != 0 && p.nerrors == 0)
+		config_error(&p, ret > 0 ? ret : p.lineno, "cannot parse line");
+
+	config_check_listeners(&p);
+	config_check_tls(&p);
+
+	fclose(p.file);
+	free(p.line);
+	free(p.listeners_seen);
+	free(p.snis_seen);
+
+	if (p.nerrors > 0) {
+		config_free(cfg);
+		return -1;
+	}
+	if (cfg->server.hostname == NULL)
+		cfg->server.hostname = config_default_hostname();
+	if (cfg->backend.helo_name == NULL)
+		cfg->backend.helo_name = xstrdup(cfg->server.hostname);
+	*cfg_r = cfg;
+	return 0;
+}
+
+void config_free(struct config *cfg)
+{
+	if (cfg == NULL)
+		return;
+	free(cfg->path);
+	free(cfg->server.hostname);
+	free(cfg->server.user);
+	for (size_t i = 0; i < cfg->nlisteners; i++) {
+		free(cfg->listeners[i].name);
+		free(cfg->listeners[i].addrs);
+	}
+	free(cfg->listeners);
+	free(cfg->tls.certificate);
+	free(cfg->tls.key);
+	free(cfg->tls.min_version);
+	free(cfg->tls.ciphers);
+	free(cfg->tls.ciphersuites);
+	free(cfg->tls.client_ca);
+	for (size_t i = 0; i < cfg->nsnis; i++) {
+		free(cfg->snis[i].hostname);
+		free(cfg->snis[i].certificate);
+		free(cfg->snis[i].key);
+	}
+	free(cfg->snis);
+	free(cfg->auth.pam_service);
+	free(cfg->backend.address);
+	free(cfg->backend.unix_path);
+	free(cfg->backend.helo_name);
+	free(cfg->relay.sender_map);
+	free(cfg);
+}
+
+const char *listener_mode_name(enum listener_mode mode)
+{
+	switch (mode) {
+	case LISTENER_STARTTLS:
+		return "starttls";
+	case LISTENER_IMPLICIT_TLS:
+		return "implicit-tls";
+	case LISTENER_PLAIN:
+		return "plain";
+	}
+	return "unknown";
+}
+
+const char *log_level_name(enum log_level level)
+{
+	switch (level) {
+	case LOG_LEVEL_ERROR:
+		return "error";
+	case LOG_LEVEL_WARN:
+		return "warn";
+	case LOG_LEVEL_INFO:
+		return "info";
+	case LOG_LEVEL_DEBUG:
+		return "debug";
+	}
+	return "unknown";
+}

@@ -1,0 +1,153 @@
+/*
+ * config.h - the submitproxy configuration: one struct, filled from the INI
+ * file by config_load() (inih does the tokenising), with every default set
+ * and every value checked.  Errors go to stderr as "FILE:LINE: message".
+ *
+ * Ownership: config_load() returns a struct config that owns every string
+ * and array inside it; config_free() releases it all.  config_free(NULL) is
+ * a no-op.  A loaded config is never modified afterwards; a reload loads a
+ * new one and swaps the pointer.
+ */
+#ifndef SUBMITPROXY_CONFIG_H
+#define SUBMITPROXY_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define CONFIG_DEFAULT_PATH "/etc/submitproxy/submitproxy.conf"
+
+enum listener_mode {
+	LISTENER_STARTTLS,
+	LISTENER_IMPLICIT_TLS,
+	LISTENER_PLAIN,
+};
+
+enum log_level {
+	LOG_LEVEL_ERROR,
+	LOG_LEVEL_WARN,
+	LOG_LEVEL_INFO,
+	LOG_LEVEL_DEBUG,
+};
+
+enum xclient_mode {
+	XCLIENT_AUTO,
+	XCLIENT_YES,
+	XCLIENT_NO,
+};
+
+enum bare_newline_policy {
+	BARE_NEWLINE_NORMALIZE,
+	BARE_NEWLINE_REJECT,
+};
+
+/* SASL mechanisms, as a bit set in config.auth.mechanisms. */
+#define AUTH_MECH_PLAIN (1u << 0)
+#define AUTH_MECH_LOGIN (1u << 1)
+
+/* One socket address with its canonical text form ("127.0.0.1:25",
+ * "[::1]:587") for logs. */
+struct config_addr {
+	struct sockaddr_storage ss;
+	socklen_t len;
+	char text[64];
+};
+
+struct config_listener {
+	char *name;                 /* from "[listener NAME]" */
+	struct config_addr *addrs;  /* at least one */
+	size_t naddrs;
+	enum listener_mode mode;    /* default starttls */
+	bool require_tls;           /* default yes */
+	bool allow_plaintext_auth;  /* default no */
+	bool proxy_protocol;        /* default no */
+	int line;                   /* line of the section header */
+};
+
+struct config_sni {
+	char *hostname;             /* from "[sni HOSTNAME]", lower-cased */
+	char *certificate;
+	char *key;
+	int line;
+};
+
+/* Every limit in one place (STYLE.md habit 7). Durations are milliseconds. */
+struct config_limits {
+	uint32_t max_connections;             /* 10000 */
+	uint32_t max_connections_per_address; /* 50 */
+	size_t max_line_length;               /* 2048, excluding CRLF */
+	uint64_t max_message_size;            /* 50M */
+	uint32_t max_recipients;              /* 100 */
+	uint32_t max_errors;                  /* 20: protocol errors before 421 */
+	uint64_t idle_timeout_ms;             /* 300s */
+	uint64_t handshake_timeout_ms;        /* 30s */
+	uint64_t greeting_delay_ms;           /* 0s: early-talker window */
+};
+
+struct config {
+	char *path;
+
+	struct {
+		char *hostname;             /* default: the machine's FQDN */
+		char *user;                 /* default "submitproxy" */
+		uint32_t workers;           /* default 1 */
+		enum log_level log_level;   /* default info */
+	} server;
+
+	struct config_listener *listeners;
+	size_t nlisteners;
+
+	struct {
+		char *certificate;          /* PEM chain; NULL if unset */
+		char *key;
+		char *min_version;          /* "TLSv1.2" (default) or "TLSv1.3" */
+		char *ciphers;              /* NULL: OpenSSL's default */
+		char *ciphersuites;         /* NULL: OpenSSL's default */
+		char *client_ca;            /* NULL: no client certificates */
+		int line;                   /* line of [tls], 0 if absent */
+	} tls;
+
+	struct config_sni *snis;
+	size_t nsnis;
+
+	struct {
+		char *pam_service;              /* "submitproxy" */
+		unsigned mechanisms;            /* AUTH_MECH_PLAIN | AUTH_MECH_LOGIN */
+		uint32_t max_failures;          /* 3 */
+		uint64_t failure_delay_ms;      /* 2s */
+		uint32_t address_failure_limit; /* 10 */
+		uint64_t address_failure_window_ms; /* 10m */
+		uint32_t helper_workers;        /* 4 */
+		uint64_t timeout_ms;            /* 30s */
+	} auth;
+
+	struct {
+		char *address;              /* as written: "127.0.0.1:25" or "unix:/path" */
+		char *unix_path;            /* non-NULL for "unix:" */
+		struct config_addr tcp;     /* valid when unix_path == NULL */
+		char *helo_name;            /* default: server.hostname */
+		enum xclient_mode xclient;  /* auto */
+		uint64_t connect_timeout_ms;/* 10s */
+		uint64_t timeout_ms;        /* 300s */
+	} backend;
+
+	struct config_limits limits;
+
+	struct {
+		bool received_header;                  /* yes */
+		enum bare_newline_policy bare_newline; /* normalize */
+		char *sender_map;                      /* NULL if unset */
+	} relay;
+};
+
+/* Loads and checks FILE.  Returns 0 and *cfg_r, or -1 after printing every
+ * error found as "FILE:LINE: message" on stderr. */
+int config_load(const char *path, struct config **cfg_r);
+
+void config_free(struct config *cfg);
+
+const char *listener_mode_name(enum listener_mode mode);
+const char *log_level_name(enum log_level level);
+
+#endif

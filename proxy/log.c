@@ -1,0 +1,56 @@
+/* log.c - see log.h */
+#include "proxy/log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <sys/time.h>
+#include <time.h>
+
+static enum log_level log_threshold = LOG_LEVEL_INFO;
+
+void log_set_level(enum log_level level)
+{
+	log_threshold = level;
+}
+
+int log_enabled(enum log_level level)
+{
+	return level <= log_threshold;
+}
+
+void log_event(enum log_level level, const char *sid, const char *fmt, ...)
+{
+	char line[2048];
+	struct timeval tv;
+	struct tm tm;
+	va_list ap;
+	int n, m;
+
+	if (!log_enabled(level))
+		return;
+	gettimeofday(&tv, NULL);
+	gmtime_r(&tv.tv_sec, &tm);
+	n = snprintf(line, sizeof(line),
+		     "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ level=%s ",
+		     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+		     tm.tm_min, tm.tm_sec, (long)(tv.tv_usec / 1000),
+		     log_level_name(level));
+	if (sid != NULL && n > 0 && (size_t)n < sizeof(line))
+		n += snprintf(line + n, sizeof(line) - (size_t)n, "sid=%s ",
+			      sid);
+	if (n < 0 || (size_t)n >= sizeof(line) - 2)
+		return;
+	va_start(ap, fmt);
+	m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
+	va_end(ap);
+	if (m < 0)
+		return;
+	n += m;
+	if ((size_t)n > sizeof(line) - 2)
+		n = (int)sizeof(line) - 2;
+	line[n++] = '\n';
+	/* One write per line so that lines from several threads or
+	 * processes sharing stderr never interleave. */
+	fwrite(line, 1, (size_t)n, stderr);
+	fflush(stderr);
+}

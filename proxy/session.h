@@ -1,0 +1,31 @@
+/*
+ * session.h - one client connection: the pre-authentication SMTP dialogue
+ * the proxy speaks itself.
+ *
+ * Ownership: the worker creates a session per accepted connection and links
+ * it into its list.  A session is never freed by the code that decides it
+ * must end: session_close() starts the close (flush the last reply, half-
+ * close, linger briefly), and the memory goes in the last handle's close
+ * callback, which also unlinks it from the worker.
+ */
+#ifndef SUBMITPROXY_SESSION_H
+#define SUBMITPROXY_SESSION_H
+
+#include <uv.h>
+
+struct worker;
+struct config_listener;
+struct session;
+
+/* Accepts a pending connection from server into a new session and starts
+ * it (limits, greeting).  Failures are logged; nothing is returned. */
+void session_accept(struct worker *w, const struct config_listener *listener,
+		    uv_stream_t *server);
+
+/* Asks the session to end: idle ones get "421 4.3.2 Service shutting
+ * down", then close.  Used by worker_stop(). */
+void session_shutdown(struct session *s);
+
+struct session *session_next(struct session *s);
+
+#endif
