@@ -361,6 +361,12 @@ static void cmd_auth(struct session *s, const struct smtp_cmd *cmd)
 			       "530 5.7.0 Must issue a STARTTLS command first");
 		return;
 	}
+	if (!s->esmtp) {
+		/* RFC 4954 §4: AUTH is an ESMTP extension, announced by EHLO
+		 * (which must be sent again after STARTTLS). */
+		session_refuse(s, cmd->verb, "503 5.5.1 Error: send EHLO first");
+		return;
+	}
 	if (!session_auth_offered(s)) {
 		/* RFC 4954 §4: 538 when the mechanism needs encryption. */
 		session_refuse(s, cmd->verb,

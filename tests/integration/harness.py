@@ -138,6 +138,28 @@ def _proc_listening(host, port):
     return False
 
 
+# ------------------------------------------------------------ certificates
+
+def make_certificate(directory, hostname=HOSTNAME, name="cert"):
+    """A fresh self-signed certificate and key for hostname, made with the
+    openssl command in directory: returns (certificate path, key path).
+    Raises unittest.SkipTest when openssl is not installed."""
+    openssl = shutil.which("openssl")
+    if not openssl:
+        raise unittest.SkipTest("the openssl command is not installed")
+    cert = os.path.join(directory, name + ".pem")
+    key = os.path.join(directory, name + ".key")
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "ec",
+         "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
+         "-subj", "/CN=" + hostname,
+         "-addext", "subjectAltName=DNS:" + hostname,
+         "-keyout", key, "-out", cert],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, check=True, timeout=WAIT)
+    return cert, key
+
+
 # ------------------------------------------------------------------ config
 
 DEFAULT_CONFIG = {

@@ -5,6 +5,7 @@ error with file:line, and exits non-zero; unknown keys are errors.
 """
 
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -81,13 +82,38 @@ class CommandLine(unittest.TestCase):
         self.assertRegex(result.stdout, r"(?i)usage", self.describe(result))
         self.assertIn("-c", result.stdout, self.describe(result))
 
+    def example_config(self):
+        path = os.path.join(harness.source_root(), "config",
+                            "submitproxy.conf")
+        self.assertTrue(os.path.isfile(path),
+                        "example config missing: %s" % path)
+        with open(path) as f:
+            return f.read()
+
     def test_check_accepts_the_example_config(self):
-        example = os.path.join(harness.source_root(), "config",
-                               "submitproxy.conf")
-        self.assertTrue(os.path.isfile(example),
-                        "example config missing: %s" % example)
-        result = run("-t", "-c", example)
+        # -t loads the certificates the example names; point those two
+        # keys at a real pair and leave every other line as shipped.
+        text = self.example_config()
+        cert, key = harness.make_certificate(self.dir.name)
+        edited = re.sub(r"(?m)^certificate = /etc/submitproxy/cert\.pem$",
+                        "certificate = " + cert, text)
+        edited = re.sub(r"(?m)^key = /etc/submitproxy/key\.pem$",
+                        "key = " + key, edited)
+        self.assertEqual(len(edited.splitlines()), len(text.splitlines()))
+        self.assertNotIn("/etc/submitproxy/cert.pem", edited)
+        result = run("-t", "-c", self.config_file(edited))
         self.assertEqual(result.returncode, 0, self.describe(result))
+
+    def test_check_rejects_a_missing_certificate_naming_it(self):
+        text = self.example_config()
+        missing = os.path.join(self.dir.name, "missing-cert.pem")
+        _, key = harness.make_certificate(self.dir.name)
+        text = re.sub(r"(?m)^certificate = .*$", "certificate = " + missing,
+                      text, count=1)
+        text = re.sub(r"(?m)^key = .*$", "key = " + key, text, count=1)
+        result = run("-t", "-c", self.config_file(text))
+        self.assertNotEqual(result.returncode, 0, self.describe(result))
+        self.assertIn(missing, result.stderr, self.describe(result))
 
     def test_check_accepts_a_valid_config(self):
         result = run("-t", "-c", self.config_file(VALID_CONFIG))
