@@ -157,3 +157,29 @@ size_t addrtable_count(const struct addrtable *t)
 {
 	return t->count;
 }
+
+size_t addrtable_sweep(struct addrtable *t, uint64_t now_ms,
+		       uint64_t window_ms)
+{
+	size_t freed = 0;
+
+	for (size_t i = 0; i < t->nbuckets; i++) {
+		struct addr_entry **pp = &t->buckets[i];
+
+		while (*pp != NULL) {
+			struct addr_entry *e = *pp;
+
+			if (e->connections == 0 &&
+			    (e->failures == 0 ||
+			     now_ms - e->window_start_ms >= window_ms)) {
+				*pp = e->next;
+				free(e);
+				t->count--;
+				freed++;
+			} else {
+				pp = &e->next;
+			}
+		}
+	}
+	return freed;
+}

@@ -51,4 +51,9 @@ void addrtable_release(struct addrtable *t, struct addr_entry *e);
 
 size_t addrtable_count(const struct addrtable *t);
 
+/* Frees entries with no connection whose failure window (window_ms from
+ * window_start_ms) has passed by now_ms.  Returns how many were freed. */
+size_t addrtable_sweep(struct addrtable *t, uint64_t now_ms,
+		       uint64_t window_ms);
+
 #endif

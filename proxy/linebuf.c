@@ -14,8 +14,12 @@ void linebuf_init(struct linebuf *lb, size_t max)
 
 void linebuf_reset(struct linebuf *lb)
 {
-	free(lb->buf);
+	if (lb->buf != NULL) {
+		explicit_bzero(lb->buf, lb->cap);
+		free(lb->buf);
+	}
 	lb->buf = NULL;
+	lb->cap = 0;
 	lb->len = 0;
 	lb->discarding = false;
 	lb->returned = false;
@@ -24,6 +28,30 @@ void linebuf_reset(struct linebuf *lb)
 bool linebuf_has_partial(const struct linebuf *lb)
 {
 	return (lb->len > 0 && !lb->returned) || lb->discarding;
+}
+
+/* Makes room for need bytes (need <= raw_max), growing by doubling. */
+static void linebuf_reserve(struct linebuf *lb, size_t need, size_t raw_max)
+{
+	size_t cap = lb->cap ? lb->cap : 128;
+	char *buf;
+
+	if (need <= lb->cap)
+		return;
+	while (cap < need)
+		cap *= 2;
+	if (cap > raw_max + 1)
+		cap = raw_max + 1;
+	/* Not realloc: the old copy must be wiped, not left on the heap. */
+	buf = xmalloc(cap);
+	if (lb->len > 0)
+		memcpy(buf, lb->buf, lb->len);
+	if (lb->buf != NULL) {
+		explicit_bzero(lb->buf, lb->cap);
+		free(lb->buf);
+	}
+	lb->buf = buf;
+	lb->cap = cap;
 }
 
 static size_t strip_cr(const char *line, size_t len)
@@ -73,7 +101,7 @@ enum linebuf_result linebuf_next(struct linebuf *lb, const char *data,
 			return LINEBUF_TOO_LONG;
 		}
 		if (len > off) {
-			lb->buf = xmalloc(raw_max + 1);
+			linebuf_reserve(lb, len - off, raw_max);
 			memcpy(lb->buf, data + off, len - off);
 			lb->len = len - off;
 		}
@@ -95,6 +123,7 @@ enum linebuf_result linebuf_next(struct linebuf *lb, const char *data,
 			}
 			return LINEBUF_TOO_LONG;
 		}
+		linebuf_reserve(lb, lb->len + n, raw_max);
 		memcpy(lb->buf + lb->len, data + off, n);
 		lb->len += n;
 		if (lf == NULL) {

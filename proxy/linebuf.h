@@ -26,6 +26,7 @@
 struct linebuf {
 	char *buf;        /* partial line, NULL when none is pending */
 	size_t len;
+	size_t cap;       /* grows with the line, up to max + 2 */
 	size_t max;       /* longest accepted line, CR LF excluded */
 	bool discarding;  /* inside an over-long line: drop through LF */
 	bool returned;    /* buf holds the line returned last time */
@@ -49,7 +50,8 @@ enum linebuf_result linebuf_next(struct linebuf *lb, const char *data,
  * to know whether input was left over). */
 bool linebuf_has_partial(const struct linebuf *lb);
 
-/* Drops any partial line and frees the buffer. */
+/* Drops any partial line and wipes and frees the buffer.  max may be
+ * changed between calls (a longer limit for SASL responses). */
 void linebuf_reset(struct linebuf *lb);
 
 #endif

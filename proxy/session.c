@@ -25,101 +25,34 @@
 
 #include "config/config.h"
 #include "proxy/addrtable.h"
-#include "proxy/linebuf.h"
 #include "proxy/log.h"
-#include "proxy/smtp-parse.h"
+#include "proxy/session-private.h"
 #include "proxy/util.h"
 #include "proxy/worker.h"
 #include "tls/tls.h"
 
-/* Backpressure toward the client: stop reading above HIGH bytes queued,
- * resume below LOW. */
-#define SESSION_WRITE_HIGH (64 * 1024)
-#define SESSION_WRITE_LOW (16 * 1024)
-/* Replies are collected and written once per batch, or earlier when the
- * batch grows past this. */
-#define SESSION_OUT_FLUSH 8192
-/* After our last reply and half-close, how long we keep draining the
- * client's unread bytes so that the kernel does not answer them with a RST
- * that could destroy the reply in flight. */
-#define SESSION_LINGER_MS 2000
-/* RFC 5321 §4.5.3.1.2: a domain is at most 255 octets; a little more for
- * address literals. */
-#define SESSION_HELO_MAX 255
-
-enum session_state {
-	SESSION_HANDSHAKE,  /* TLS handshake (implicit TLS or STARTTLS) */
-	SESSION_GREETING,   /* greeting delayed: any input is early talk */
-	SESSION_COMMAND,    /* reading commands */
-	SESSION_CLOSING,    /* last replies being written */
-	SESSION_LINGER,     /* half-closed, draining the client's input */
-	SESSION_CLOSED,     /* handles closing, memory freed in callback */
-	SESSION_STATE_COUNT
-};
-
-static const char *const session_state_names[] = {
-	[SESSION_HANDSHAKE] = "handshake", [SESSION_GREETING] = "greeting",
+const char *const session_state_names[] = {
+	[SESSION_HANDSHAKE] = "handshake",
+	[SESSION_GREETING] = "greeting",
 	[SESSION_COMMAND] = "command",
-	[SESSION_CLOSING] = "closing",   [SESSION_LINGER] = "linger",
+	[SESSION_AUTH_INPUT] = "auth_input",
+	[SESSION_AUTH_WAIT] = "auth_wait",
+	[SESSION_AUTH_DELAY] = "auth_delay",
+	[SESSION_RELAY_CONNECT] = "relay_connect",
+	[SESSION_DATA_WAIT] = "data_wait",
+	[SESSION_DATA] = "data",
+	[SESSION_DATA_DISCARD] = "data_discard",
+	[SESSION_CLOSING] = "closing",
+	[SESSION_LINGER] = "linger",
 	[SESSION_CLOSED] = "closed",
 };
 static_assert(sizeof(session_state_names) / sizeof(session_state_names[0]) ==
 		      SESSION_STATE_COUNT,
 	      "one name per session state");
 
-struct session {
-	struct worker *w;
-	const struct config *cfg;
-	const struct config_listener *listener;
-	struct session *next, *prev;
-
-	uv_tcp_t tcp;
-	uv_timer_t timer;          /* greeting delay, idle, linger */
-	uv_shutdown_t shutdown_req;
-	int open_handles;
-
-	enum session_state state;
-	char sid[17];
-	char ip[46];
-	unsigned port;
-	struct addr_entry *addr;   /* counted in addr->connections */
-
-	struct tls_conn *tls;      /* NULL until TLS starts */
-	bool starttls_pending;     /* 220 sent, handshake starts after it */
-
-	struct linebuf lines;
-	char *out;                 /* replies not yet handed to uv_write */
-	size_t out_len, out_cap;
-	size_t write_queued;       /* bytes handed to uv_write, not done */
-
-	char *parked;              /* input held while the session is blocked */
-	size_t parked_len;
-	bool reading;
-	bool blocked;              /* waiting for the write queue to drain */
-
-	char *helo;                /* client's EHLO/HELO argument */
-	bool esmtp;
-	uint32_t errors;
-
-	uint64_t start_ms;
-	uint64_t bytes_in, bytes_out;
-	const char *close_reason;
-};
-
-struct session_write {
-	uv_write_t req;
-	struct session *s;
-	size_t len;
-	char data[];
-};
-
-static void session_enter_state(struct session *s, enum session_state state);
-static void session_close(struct session *s, const char *reason);
 static void session_destroy(struct session *s);
-static void session_flush(struct session *s);
-static void session_process(struct session *s, const char *data, size_t len);
 static void session_read_start(struct session *s);
-static void session_timer_start(struct session *s, uint64_t ms);
+static void session_on_timer(uv_timer_t *t);
 static void session_starttls(struct session *s, size_t leftover);
 static void session_greet(struct session *s);
 
@@ -145,22 +78,10 @@ static void session_on_write(uv_write_t *req, int status)
 		session_enter_state(s, SESSION_LINGER);
 		return;
 	}
-	if (s->blocked && s->write_queued <= SESSION_WRITE_LOW &&
-	    s->state == SESSION_COMMAND) {
+	if (s->blocked && s->write_queued <= SESSION_WRITE_LOW) {
 		/* The client read our replies: take up its parked input. */
-		char *parked = s->parked;
-		size_t parked_len = s->parked_len;
-
 		s->blocked = false;
-		s->parked = NULL;
-		s->parked_len = 0;
-		if (parked != NULL) {
-			session_process(s, parked, parked_len);
-			free(parked);
-			session_flush(s);
-		}
-		if (!s->blocked && s->state == SESSION_COMMAND)
-			session_read_start(s);
+		session_resume(s);
 	}
 }
 
@@ -189,12 +110,12 @@ static void session_send_raw(struct session *s, const char *data, size_t len)
 	s->write_queued += len;
 }
 
-static bool session_tls_active(const struct session *s)
+bool session_tls_active(const struct session *s)
 {
 	return s->tls != NULL && tls_conn_handshake_done(s->tls);
 }
 
-static void session_flush(struct session *s)
+void session_flush(struct session *s)
 {
 	size_t len = s->out_len;
 
@@ -221,32 +142,54 @@ static void session_flush(struct session *s)
 	}
 }
 
-/* Appends one reply line; fmt carries no CRLF. */
-__attribute__((format(printf, 2, 3))) static void
-session_reply(struct session *s, const char *fmt, ...)
+/* Appends one reply line; fmt carries no CRLF.  While relayed replies are
+ * owed, a local one waits its turn in the reply queue. */
+void session_reply(struct session *s, const char *fmt, ...)
 {
+	char line[1024];
 	va_list ap;
 	int n;
 
+	va_start(ap, fmt);
+	n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if ((size_t)n > sizeof(line) - 3)
+		n = (int)sizeof(line) - 3;
+	line[n++] = '\r';
+	line[n++] = '\n';
+	session_reply_raw(s, line, (size_t)n);
+}
+
+void session_reply_raw(struct session *s, const char *text, size_t len)
+{
 	if (s->state >= SESSION_CLOSING)
 		return;
-	for (;;) {
-		size_t room = s->out_cap - s->out_len;
+	if (s->slots_head != NULL) {
+		/* Behind a reply the backend still owes (RFC 2920 order). */
+		struct reply_slot *slot = xmalloc(sizeof(*slot) + len);
 
-		va_start(ap, fmt);
-		n = room > 2 ? vsnprintf(s->out + s->out_len, room - 2, fmt, ap)
-			     : -1;
-		va_end(ap);
-		if (n >= 0 && (size_t)n + 2 < room)
-			break;
-		s->out_cap = s->out_cap ? s->out_cap * 2 : 512;
-		if (n > 0 && s->out_cap < s->out_len + (size_t)n + 3)
-			s->out_cap = s->out_len + (size_t)n + 3;
+		memset(slot, 0, sizeof(*slot));
+		slot->len = len;
+		memcpy(slot->text, text, len);
+		s->slots_tail->next = slot;
+		s->slots_tail = slot;
+		return;
+	}
+	session_out_write(s, text, len);
+}
+
+void session_out_write(struct session *s, const char *text, size_t len)
+{
+	if (s->state >= SESSION_CLOSING)
+		return;
+	if (s->out_cap - s->out_len < len) {
+		s->out_cap = s->out_len + len + 512;
 		s->out = xrealloc(s->out, s->out_cap);
 	}
-	s->out_len += (size_t)n;
-	s->out[s->out_len++] = '\r';
-	s->out[s->out_len++] = '\n';
+	memcpy(s->out + s->out_len, text, len);
+	s->out_len += len;
 	if (s->out_len >= SESSION_OUT_FLUSH)
 		session_flush(s);
 }
@@ -254,8 +197,8 @@ session_reply(struct session *s, const char *fmt, ...)
 /* A negative reply to a client command: logged, counted against
  * max_errors (Postfix's smtpd_hard_error_limit), and past the limit the
  * session ends with 421. */
-__attribute__((format(printf, 3, 4))) static void
-session_refuse(struct session *s, enum smtp_verb verb, const char *fmt, ...)
+void session_refuse(struct session *s, enum smtp_verb verb, const char *fmt,
+		    ...)
 {
 	char reply[512];
 	va_list ap;
@@ -286,14 +229,15 @@ static void session_reset_helo(struct session *s)
 
 /* DESIGN.md: AUTH is offered only over TLS, unless the listener explicitly
  * allows plaintext authentication (meant for loopback testing). */
-static bool session_auth_offered(const struct session *s)
+bool session_auth_offered(const struct session *s)
 {
-	return session_tls_active(s) || s->listener->allow_plaintext_auth;
+	return s->user == NULL &&
+	       (session_tls_active(s) || s->listener->allow_plaintext_auth);
 }
 
 /* RFC 3207 §4: with require_tls, a STARTTLS listener refuses mail and
  * authentication commands until TLS is up. */
-static bool session_needs_starttls(const struct session *s)
+bool session_needs_starttls(const struct session *s)
 {
 	return s->listener->mode == LISTENER_STARTTLS &&
 	       s->listener->require_tls && !session_tls_active(s);
@@ -318,19 +262,27 @@ static void cmd_ehlo(struct session *s, const struct smtp_cmd *cmd)
 		session_reply(s, "250 %s", cfg->server.hostname);
 		return;
 	}
-	session_reply(s, "250-%s", cfg->server.hostname);
-	session_reply(s, "250-PIPELINING");
-	if (s->listener->mode == LISTENER_STARTTLS && s->tls == NULL)
-		session_reply(s, "250-STARTTLS");
-	session_reply(s, "250-SIZE %llu",
-		      (unsigned long long)cfg->limits.max_message_size);
-	if (session_auth_offered(s))
-		session_reply(s, "250-AUTH%s%s",
-			      cfg->auth.mechanisms & AUTH_MECH_PLAIN ? " PLAIN"
-								     : "",
-			      cfg->auth.mechanisms & AUTH_MECH_LOGIN ? " LOGIN"
-								     : "");
-	session_reply(s, "250 ENHANCEDSTATUSCODES");
+	{
+		char lines[16][64];
+		size_t n = 0;
+
+		if (s->listener->mode == LISTENER_STARTTLS && s->tls == NULL)
+			snprintf(lines[n++], sizeof(lines[0]), "STARTTLS");
+		n += session_ehlo_caps(s, lines + n, 12);
+		if (session_auth_offered(s))
+			snprintf(lines[n++], sizeof(lines[0]), "AUTH%s%s",
+				 cfg->auth.mechanisms & AUTH_MECH_PLAIN
+					 ? " PLAIN"
+					 : "",
+				 cfg->auth.mechanisms & AUTH_MECH_LOGIN
+					 ? " LOGIN"
+					 : "");
+		session_reply(s, "250%c%s", n > 0 ? '-' : ' ',
+			      cfg->server.hostname);
+		for (size_t i = 0; i < n; i++)
+			session_reply(s, "250%c%s", i + 1 < n ? '-' : ' ',
+				      lines[i]);
+	}
 }
 
 static void cmd_starttls(struct session *s, const struct smtp_cmd *cmd)
@@ -352,32 +304,6 @@ static void cmd_starttls(struct session *s, const struct smtp_cmd *cmd)
 	 * session_process() stops here and session_starttls() checks that
 	 * nothing followed the command. */
 	s->starttls_pending = true;
-}
-
-static void cmd_auth(struct session *s, const struct smtp_cmd *cmd)
-{
-	if (session_needs_starttls(s)) {
-		session_refuse(s, cmd->verb,
-			       "530 5.7.0 Must issue a STARTTLS command first");
-		return;
-	}
-	if (!s->esmtp) {
-		/* RFC 4954 §4: AUTH is an ESMTP extension, announced by EHLO
-		 * (which must be sent again after STARTTLS). */
-		session_refuse(s, cmd->verb, "503 5.5.1 Error: send EHLO first");
-		return;
-	}
-	if (!session_auth_offered(s)) {
-		/* RFC 4954 §4: 538 when the mechanism needs encryption. */
-		session_refuse(s, cmd->verb,
-			       "538 5.7.11 Encryption required for requested "
-			       "authentication mechanism");
-		return;
-	}
-	/* Authentication arrives with the auth helper; until then a
-	 * temporary failure, never a pretended success. */
-	session_refuse(s, cmd->verb,
-		       "454 4.7.0 Temporary authentication failure");
 }
 
 static void cmd_auth_required(struct session *s, const struct smtp_cmd *cmd)
@@ -482,11 +408,37 @@ static void session_command(struct session *s, const char *line, size_t len)
 			  sanitize(text, sizeof(text), cmd.verb_text,
 				   cmd.verb_len));
 	}
-	session_commands[cmd.verb](s, &cmd);
+	if (s->user != NULL)
+		session_relay_command(s, &cmd);  /* after AUTH: the relay */
+	else
+		session_commands[cmd.verb](s, &cmd);
 }
 
 /* ---- input ---- */
 
+/* Whether input lines are taken now; otherwise they wait, parked. */
+static bool session_taking_input(const struct session *s)
+{
+	return (s->state == SESSION_COMMAND ||
+		s->state == SESSION_AUTH_INPUT || s->state == SESSION_DATA ||
+		s->state == SESSION_DATA_DISCARD) &&
+	       !s->blocked && !s->starttls_pending;
+}
+
+static void session_free_parked(struct session *s)
+{
+	if (s->parked != NULL) {
+		/* It may hold an AUTH response. */
+		explicit_bzero(s->parked, s->parked_len);
+		free(s->parked);
+	}
+	s->parked = NULL;
+	s->parked_len = 0;
+}
+
+/* Keeps input that arrived while the session cannot take it, and stops
+ * reading until session_resume(): what is held is at most one read's
+ * worth beyond what was already there. */
 static void session_park(struct session *s, const char *data, size_t len)
 {
 	if (len == 0)
@@ -494,34 +446,45 @@ static void session_park(struct session *s, const char *data, size_t len)
 	s->parked = xrealloc(s->parked, s->parked_len + len);
 	memcpy(s->parked + s->parked_len, data, len);
 	s->parked_len += len;
+	if (s->reading) {
+		uv_read_stop((uv_stream_t *)&s->tcp);
+		s->reading = false;
+	}
 }
 
-/* Runs the command lines in data[0..len); parks what is left when the
- * session blocks on its write queue. */
-static void session_process(struct session *s, const char *data, size_t len)
+/* Runs the input lines in data[0..len) while the session takes them, and
+ * parks the rest. */
+void session_process(struct session *s, const char *data, size_t len)
 {
 	size_t off = 0;
 
-	while (off < len && s->state == SESSION_COMMAND && !s->starttls_pending) {
+	while (off < len && session_taking_input(s)) {
 		const char *line;
 		size_t line_len, used;
 
+		if (s->state == SESSION_DATA ||
+		    s->state == SESSION_DATA_DISCARD) {
+			/* Message bytes: not lines, never buffered. */
+			off += session_data_input(s, data + off, len - off);
+			continue;
+		}
 		if (s->write_queued + s->out_len > SESSION_WRITE_HIGH) {
+			/* A client that pipelines without reading. */
 			session_flush(s);
 			s->blocked = true;
-			session_park(s, data + off, len - off);
-			if (s->reading) {
-				uv_read_stop((uv_stream_t *)&s->tcp);
-				s->reading = false;
-			}
-			return;
+			break;
 		}
 		switch (linebuf_next(&s->lines, data + off, len - off, &used,
 				     &line, &line_len)) {
 		case LINEBUF_LINE:
-			session_command(s, line, line_len);
+			if (s->state == SESSION_AUTH_INPUT)
+				session_sasl_line(s, line, line_len);
+			else
+				session_command(s, line, line_len);
 			break;
 		case LINEBUF_TOO_LONG:
+			if (s->state == SESSION_AUTH_INPUT)
+				session_sasl_abort(s);
 			session_refuse(s, SMTP_VERB_UNKNOWN,
 				       "500 5.5.6 Line too long");
 			break;
@@ -530,8 +493,31 @@ static void session_process(struct session *s, const char *data, size_t len)
 		}
 		off += used;
 	}
-	if (s->starttls_pending)
+	if (s->starttls_pending) {
 		session_starttls(s, len - off);
+		return;
+	}
+	if (off < len && s->state < SESSION_CLOSING)
+		session_park(s, data + off, len - off);
+}
+
+/* The session can take input again (write queue drained, AUTH answered,
+ * failure delay over): run what was parked, then read again. */
+void session_resume(struct session *s)
+{
+	while (s->parked != NULL && session_taking_input(s)) {
+		char *parked = s->parked;
+		size_t parked_len = s->parked_len;
+
+		s->parked = NULL;
+		s->parked_len = 0;
+		session_process(s, parked, parked_len);
+		explicit_bzero(parked, parked_len);
+		free(parked);
+	}
+	session_flush(s);
+	if (s->parked == NULL && session_taking_input(s))
+		session_read_start(s);
 }
 
 static void session_early_talker(struct session *s)
@@ -551,8 +537,16 @@ static void session_on_plaintext(struct session *s, const char *data,
 		session_early_talker(s);
 		break;
 	case SESSION_COMMAND:
+	case SESSION_AUTH_INPUT:
+	case SESSION_DATA:
+	case SESSION_DATA_DISCARD:
 		session_timer_start(s, s->cfg->limits.idle_timeout_ms);
-		if (s->blocked)
+		/* fall through */
+	case SESSION_AUTH_WAIT:
+	case SESSION_AUTH_DELAY:
+	case SESSION_RELAY_CONNECT:
+	case SESSION_DATA_WAIT:
+		if (s->parked != NULL || !session_taking_input(s))
 			session_park(s, data, len);
 		else
 			session_process(s, data, len);
@@ -732,7 +726,16 @@ static void session_on_timer(uv_timer_t *t)
 		session_reply(s, "220 %s ESMTP", s->cfg->server.hostname);
 		session_enter_state(s, SESSION_COMMAND);
 		break;
+	case SESSION_AUTH_DELAY:
+		session_auth_delay_done(s);
+		break;
 	case SESSION_COMMAND:
+	case SESSION_AUTH_INPUT:
+	case SESSION_AUTH_WAIT:
+	case SESSION_RELAY_CONNECT:
+	case SESSION_DATA_WAIT:
+	case SESSION_DATA:
+	case SESSION_DATA_DISCARD:
 		log_info(s->sid, "event=timeout ip=%s state=%s", s->ip,
 			 session_state_names[s->state]);
 		session_reply(s, "421 4.4.2 %s Error: timeout exceeded",
@@ -756,12 +759,12 @@ static void session_on_shutdown(uv_shutdown_t *req, int status)
 	/* Nothing to do: the linger read or timer ends the session. */
 }
 
-static void session_timer_start(struct session *s, uint64_t ms)
+void session_timer_start(struct session *s, uint64_t ms)
 {
 	uv_timer_start(&s->timer, session_on_timer, ms, 0);
 }
 
-static void session_enter_state(struct session *s, enum session_state state)
+void session_enter_state(struct session *s, enum session_state state)
 {
 	log_debug(s->sid, "event=state from=%s to=%s",
 		  session_state_names[s->state], session_state_names[state]);
@@ -794,7 +797,7 @@ static void session_enter_state(struct session *s, enum session_state state)
 
 /* ---- life cycle ---- */
 
-static void session_close(struct session *s, const char *reason)
+void session_close(struct session *s, const char *reason)
 {
 	if (s->state >= SESSION_CLOSING)
 		return;
@@ -825,8 +828,9 @@ static void session_on_handle_closed(uv_handle_t *h)
 	linebuf_reset(&s->lines);
 	tls_conn_destroy(s->tls);
 	free(s->out);
-	free(s->parked);
+	session_free_parked(s);
 	free(s->helo);
+	free(s->user);
 	free(s);
 }
 
@@ -837,6 +841,10 @@ static void session_destroy(struct session *s)
 	if (s->state == SESSION_CLOSED)
 		return;
 	s->state = SESSION_CLOSED;
+	session_auth_cleanup(s);
+	/* Mid-DATA this closes the backend without the terminator: the
+	 * backend discards the partial message. */
+	session_relay_cleanup(s);
 	if (s->addr != NULL) {
 		s->addr->connections--;
 		addrtable_release(s->w->addrs, s->addr);
@@ -938,7 +946,10 @@ static void session_start(struct session *s)
 			      "address",
 			      s->cfg->server.hostname);
 		session_close(s, "max_connections_per_address");
-	} else if (session_talked_first(s)) {
+	} else if (s->listener->mode != LISTENER_IMPLICIT_TLS &&
+		   session_talked_first(s)) {
+		/* (With implicit TLS the client speaks first: its
+		 * ClientHello.) */
 		session_early_talker(s);
 	} else if (s->listener->mode == LISTENER_IMPLICIT_TLS) {
 		session_tls_start(s);

@@ -7,6 +7,7 @@
 
 #include "proxy/addrtable.h"
 #include "proxy/log.h"
+#include "proxy/relay.h"
 #include "proxy/session.h"
 #include "proxy/util.h"
 
@@ -61,8 +62,81 @@ static int worker_listen(struct worker *w, struct listener *l)
 	return 0;
 }
 
+/* Entries of addresses that failed AUTH outlive their connections until
+ * their window passes; sweep them so that memory follows recent
+ * addresses only. */
+#define WORKER_SWEEP_MS 60000
+
+static void worker_on_sweep(uv_timer_t *t)
+{
+	struct worker *w = t->data;
+
+	addrtable_sweep(w->addrs, uv_now(w->loop),
+			w->cfg->auth.address_failure_window_ms);
+}
+
+/* DESIGN.md: the backend is re-probed periodically so that the pre-auth
+ * EHLO follows what it can do. */
+#define WORKER_PROBE_MS 60000
+
+static void worker_probe_ready(void *arg)
+{
+	struct worker *w = arg;
+
+	w->backend_caps = *relay_caps(w->probe);
+	if (!w->backend_caps_known || w->backend_probe_failing)
+		log_info(NULL, "event=backend_probe status=ok backend=%s "
+			       "esmtp=%s pipelining=%s",
+			 w->cfg->backend.address,
+			 relay_esmtp(w->probe) ? "yes" : "no",
+			 w->backend_caps.caps & EHLO_CAP_PIPELINING ? "yes"
+								     : "no");
+	w->backend_caps_known = true;
+	w->backend_probe_failing = false;
+	w->probe_done = true;
+}
+
+static void worker_probe_failed(void *arg, const char *why)
+{
+	struct worker *w = arg;
+
+	/* After QUIT the backend closes: that is the probe's normal end. */
+	if (w->probe_done)
+		return;
+	if (!w->backend_probe_failing)
+		log_warn(NULL,
+			 "event=backend_probe status=failed backend=%s "
+			 "error=\"%s\"%s",
+			 w->cfg->backend.address, why,
+			 w->backend_caps_known
+				 ? ""
+				 : " advertising=conservative");
+	w->backend_probe_failing = true;
+}
+
+static void worker_probe_reply(void *arg, const struct relay_reply *reply)
+{
+}
+
+static const struct relay_callbacks worker_probe_callbacks = {
+	.ready = worker_probe_ready,
+	.failed = worker_probe_failed,
+	.reply = worker_probe_reply,
+};
+
+static void worker_on_probe(uv_timer_t *t)
+{
+	struct worker *w = t->data;
+
+	relay_destroy(w->probe);
+	w->probe_done = false;
+	w->probe = relay_create(w->loop, w->cfg, NULL, &worker_probe_callbacks,
+				w);
+}
+
 int worker_init(struct worker *w, uv_loop_t *loop, const struct config *cfg,
-		struct tls_server *tls)
+		struct tls_server *tls, struct auth_client *auth,
+		const struct sendermap *sendermap)
 {
 	uint64_t seed[2] = {0, 0};
 	size_t i, j, n = 0;
@@ -71,6 +145,18 @@ int worker_init(struct worker *w, uv_loop_t *loop, const struct config *cfg,
 	w->loop = loop;
 	w->cfg = cfg;
 	w->tls = tls;
+	w->auth = auth;
+	w->sendermap = sendermap;
+	uv_timer_init(loop, &w->probe_timer);
+	w->probe_timer.data = w;
+	uv_timer_start(&w->probe_timer, worker_on_probe, 0, WORKER_PROBE_MS);
+	uv_unref((uv_handle_t *)&w->probe_timer);
+	uv_timer_init(loop, &w->sweep_timer);
+	w->sweep_timer.data = w;
+	uv_timer_start(&w->sweep_timer, worker_on_sweep, WORKER_SWEEP_MS,
+		       WORKER_SWEEP_MS);
+	/* The sweep alone must not keep the loop alive at shutdown. */
+	uv_unref((uv_handle_t *)&w->sweep_timer);
 	if (getrandom(seed, sizeof(seed), 0) != sizeof(seed))
 		fatal("getrandom failed");
 	w->sid_base = seed[0];
@@ -100,6 +186,10 @@ void worker_stop(struct worker *w)
 	if (w->stopping)
 		return;
 	w->stopping = true;
+	uv_close((uv_handle_t *)&w->sweep_timer, NULL);
+	uv_close((uv_handle_t *)&w->probe_timer, NULL);
+	relay_destroy(w->probe);
+	w->probe = NULL;
 	for (size_t i = 0; i < w->nlisteners; i++) {
 		if (w->listeners[i].open) {
 			uv_close((uv_handle_t *)&w->listeners[i].tcp, NULL);

@@ -16,18 +16,37 @@
 #include <uv.h>
 
 #include "config/config.h"
+#include "proxy/datascan.h"
+#include "proxy/smtp-relay-parse.h"
 
 struct addrtable;
 struct session;
 struct tls_server;
+struct auth_client;
+struct relay;
+struct sendermap;
 struct listener;
 
 #define WORKER_READ_BUFSIZE 65536
+/* Message bytes go through the DATA scanner in chunks of this size. */
+#define WORKER_DATA_CHUNK 16384
 
 struct worker {
 	uv_loop_t *loop;
 	const struct config *cfg;
 	struct tls_server *tls;       /* NULL without [tls]; owned by main */
+	struct auth_client *auth;     /* channel to the auth helper; main's */
+	uv_timer_t sweep_timer;       /* expires per-address failure windows */
+	const struct sendermap *sendermap; /* [relay] sender_map or NULL */
+
+	/* The backend's capabilities, probed at start and every minute: the
+	 * pre-auth EHLO announces only what the backend can do. */
+	struct ehlo_caps backend_caps;
+	bool backend_caps_known;
+	bool backend_probe_failing;
+	bool probe_done;              /* this round's probe got its EHLO */
+	struct relay *probe;
+	uv_timer_t probe_timer;
 
 	struct listener *listeners;   /* one per listening address */
 	size_t nlisteners;
@@ -45,12 +64,15 @@ struct worker {
 	 * session holds none. */
 	char read_buf[WORKER_READ_BUFSIZE];
 	bool read_buf_busy;
+	/* The DATA scanner's output for one chunk. */
+	char data_buf[DATASCAN_OUT_MAX(WORKER_DATA_CHUNK)];
 };
 
 /* Binds every configured listener.  Returns 0, or -1 after logging which
  * address could not be bound. */
 int worker_init(struct worker *w, uv_loop_t *loop, const struct config *cfg,
-		struct tls_server *tls);
+		struct tls_server *tls, struct auth_client *auth,
+		const struct sendermap *sendermap);
 
 /* Stops accepting and closes every session (with 421 to idle ones). */
 void worker_stop(struct worker *w);

@@ -1,0 +1,1067 @@
+/*
+ * helper.c - see helper.h.
+ *
+ * One poll() loop, three kinds of descriptor:
+ *
+ *   signalfd    SIGCHLD, SIGTERM, SIGINT, SIGHUP, blocked for the whole
+ *               run and read here (no handler, no global state);
+ *   net_fd      the socketpair from the network process: non-blocking,
+ *               read into a bounded buffer, split into frames, every byte
+ *               distrusted (auth/proto.c); answers go out through a
+ *               bounded output buffer;
+ *   worker fds  one SOCK_SEQPACKET socketpair per PAM worker: one frame
+ *               per message, one request in flight per worker.
+ *
+ * Back-pressure: every request accepted from the network process (sent to
+ * a worker, queued, or refused as "busy") reserves room for its answer in
+ * the output buffer, and no further frame is taken from the input buffer
+ * unless one more answer fits.  The helper therefore never has to drop an
+ * answer nor block on the network process: when the latter stops reading,
+ * the helper stops reading too, and the kernel socket buffer fills.
+ *
+ * Every request gets exactly one answer: the worker's, or TEMPFAIL with
+ * "busy" (queue full), "timeout" (queued past [auth] timeout, the network
+ * process has given up on it already) or "worker_died" (the worker exited,
+ * was killed, or broke the protocol).
+ */
+#include "auth/helper.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "auth/pam.h"
+#include "auth/proto.h"
+#include "config/config.h"
+#include "proxy/log.h"
+
+/* Input from the network process: room for several whole frames. */
+#define HELPER_RBUF_SIZE (AUTH_PROTO_FRAME_MAX * 8)
+/* Requests waiting for a worker, per worker. */
+#define HELPER_QUEUE_PER_WORKER 64 /* 4 * 16 */
+/* A worker busy for [auth] timeout plus this is killed; the network
+ * process answered 454 at [auth] timeout already. */
+#define HELPER_WORKER_GRACE_MS 1000
+/* Respawn limit: at most max(HELPER_FORK_BURST, helper_workers) forks in
+ * any HELPER_FORK_WINDOW_MS, so that a PAM stack that crashes at once
+ * cannot fork-bomb, yet every dead worker is replaced within a window. */
+#define HELPER_FORK_BURST     10
+#define HELPER_FORK_WINDOW_MS 1000
+/* At shutdown, workers get SIGTERM, then SIGKILL after this. */
+#define HELPER_STOP_GRACE_MS 2000
+/* comm of a worker (/proc/PID/comm, ps -o comm): at most 15 bytes. */
+#define HELPER_WORKER_TITLE "sp-auth-worker"
+
+/* Largest response frame: prefix, version, type, id, result, two strings. */
+#define HELPER_RESPONSE_MAX                                                    \
+	(4 + 1 + 1 + 4 + 1 + 2 + AUTH_PROTO_USER_MAX + 2 +                     \
+	 AUTH_PROTO_REASON_MAX)
+static_assert(HELPER_RESPONSE_MAX <= AUTH_PROTO_FRAME_MAX,
+	      "a response frame fits in a frame");
+
+/* Slot states: EMPTY (pid 0, fd -1), RUNNING (pid, fd), DYING (pid,
+ * fd -1, SIGKILL sent or exiting, waiting to be reaped).  Only an EMPTY
+ * slot is refilled. */
+struct helper_worker {
+	pid_t pid;
+	int fd;
+	bool busy;
+	uint32_t id;	     /* the request in flight, when busy */
+	uint64_t started_ms; /* when it was sent */
+};
+
+struct helper_queued {
+	struct auth_request req; /* wiped when dequeued */
+	uint64_t queued_ms;
+};
+
+struct helper {
+	const struct config *cfg;
+
+	int sig_fd;
+	sigset_t old_mask;
+	struct sigaction old_sigpipe, old_sigchld;
+
+	int net_fd;	 /* -1 once closed */
+	pid_t net_pid;	 /* 0 once reaped */
+	int exit_status; /* what auth_helper_run() returns */
+
+	bool stopping;
+	uint64_t stop_ms;
+	bool stop_killed; /* SIGKILL sent to the remaining workers */
+
+	unsigned char rbuf[HELPER_RBUF_SIZE];
+	size_t rlen;
+	unsigned char *obuf;
+	size_t olen, ocap;
+	size_t pending; /* accepted requests not answered yet */
+
+	struct helper_worker *workers;
+	size_t nworkers;
+
+	struct helper_queued *queue; /* a ring */
+	size_t qcap, qhead, qlen;
+
+	uint64_t *fork_ms; /* a ring: when the last fork_cap forks were */
+	size_t fork_cap, fork_next, nforks;
+
+	struct pollfd *pfds; /* sig_fd, net_fd, then one per worker */
+};
+
+enum { HELPER_PFD_SIG, HELPER_PFD_NET, HELPER_PFD_WORKERS };
+
+static uint64_t helper_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* For log lines: "SIGTERM", or the number for the uncommon ones. */
+static const char *helper_signal_name(int sig, char *buf, size_t size)
+{
+	static const struct {
+		int sig;
+		const char *name;
+	} names[] = {
+	    {SIGHUP, "SIGHUP"},	  {SIGINT, "SIGINT"},	{SIGQUIT, "SIGQUIT"},
+	    {SIGILL, "SIGILL"},	  {SIGABRT, "SIGABRT"}, {SIGBUS, "SIGBUS"},
+	    {SIGFPE, "SIGFPE"},	  {SIGKILL, "SIGKILL"}, {SIGSEGV, "SIGSEGV"},
+	    {SIGPIPE, "SIGPIPE"}, {SIGALRM, "SIGALRM"}, {SIGTERM, "SIGTERM"},
+	    {SIGUSR1, "SIGUSR1"}, {SIGUSR2, "SIGUSR2"}, {SIGCHLD, "SIGCHLD"},
+	    {SIGSYS, "SIGSYS"},
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (names[i].sig == sig)
+			return names[i].name;
+	snprintf(buf, size, "%d", sig);
+	return buf;
+}
+
+/* Appends "status=N" or "signal=SIGX" for a wait status. */
+static const char *helper_wait_status(int status, char *buf, size_t size)
+{
+	char name[16];
+
+	if (WIFEXITED(status))
+		snprintf(buf, size, "status=%d", WEXITSTATUS(status));
+	else if (WIFSIGNALED(status))
+		snprintf(
+		    buf, size, "signal=%s",
+		    helper_signal_name(WTERMSIG(status), name, sizeof(name)));
+	else
+		snprintf(buf, size, "status=unknown");
+	return buf;
+}
+
+/* ---- the PAM worker process ------------------------------------------- */
+
+/* Closes every descriptor but 0, 1, 2 and keep: the network socketpair,
+ * the signalfd, the other workers' sockets, and whatever the caller of
+ * auth_helper_run() had open. */
+static void helper_close_fds_except(int keep)
+{
+	struct rlimit rl;
+	int fd, max = 65536;
+
+	if (keep > 3 && close_range(3, (unsigned)keep - 1, 0) == 0 &&
+	    close_range((unsigned)keep + 1, ~0U, 0) == 0)
+		return;
+	if (keep == 3 && close_range(4, ~0U, 0) == 0)
+		return;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 &&
+	    rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (rlim_t)max)
+		max = (int)rl.rlim_cur;
+	for (fd = 3; fd < max; fd++)
+		if (fd != keep)
+			close(fd);
+}
+
+static void helper_worker_signals_reset(void)
+{
+	static const int sigs[] = {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGPIPE};
+	struct sigaction sa;
+	sigset_t none;
+	size_t i;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = SIG_DFL;
+	sigemptyset(&sa.sa_mask);
+	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		sigaction(sigs[i], &sa, NULL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+/* Serves one request; returns 0, or -1 if the helper broke the protocol
+ * or the socket failed. */
+static int helper_worker_serve(const struct config *cfg, int fd,
+			       const unsigned char *frame, size_t len)
+{
+	struct auth_request req;
+	struct auth_response resp;
+	unsigned char out[HELPER_RESPONSE_MAX];
+	const char *reason = "pam_error";
+	long n;
+	int ret = -1;
+
+	if (auth_frame_complete(frame, len) != (long)len ||
+	    auth_request_decode(frame, len, &req) < 0)
+		return -1;
+	memset(&resp, 0, sizeof(resp));
+	resp.id = req.id;
+	resp.result = auth_pam_authenticate(cfg->auth.pam_service, req.user,
+					    req.password, req.addr, resp.user,
+					    sizeof(resp.user), &reason);
+	auth_request_wipe(&req);
+	snprintf(resp.reason, sizeof(resp.reason), "%s", reason);
+	n = auth_response_encode(&resp, out, sizeof(out));
+	if (n > 0 && send(fd, out, (size_t)n, MSG_NOSIGNAL) == (ssize_t)n)
+		ret = 0;
+	explicit_bzero(&resp, sizeof(resp));
+	return ret;
+}
+
+/* The worker: one blocking PAM transaction at a time, until the helper
+ * closes the socket.  Leaves with _exit(): the stdio buffers and atexit
+ * handlers belong to the process that forked us. */
+__attribute__((noreturn)) static void helper_worker_main(struct helper *h,
+							 int fd)
+{
+	const struct config *cfg = h->cfg;
+	unsigned char buf[AUTH_PROTO_FRAME_MAX];
+	int status = 0;
+
+	helper_worker_signals_reset();
+	/* The fork copied the helper's state, queued passwords included. */
+	explicit_bzero(h->rbuf, sizeof(h->rbuf));
+	explicit_bzero(h->queue, h->qcap * sizeof(h->queue[0]));
+	helper_close_fds_except(fd);
+	prctl(PR_SET_NAME, HELPER_WORKER_TITLE, 0, 0, 0);
+
+	for (;;) {
+		/* SOCK_SEQPACKET: one message is one frame; a longer one
+		 * is truncated, and then fails auth_frame_complete(). */
+		ssize_t n = recv(fd, buf, sizeof(buf), 0);
+
+		if (n == 0)
+			break;
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			status = 1;
+			break;
+		}
+		if (helper_worker_serve(cfg, fd, buf, (size_t)n) < 0)
+			status = 2;
+		explicit_bzero(buf, (size_t)n);
+		if (status != 0)
+			break;
+	}
+	_exit(status);
+}
+
+/* ---- worker slots ----------------------------------------------------- */
+
+static bool helper_fork_allowed(const struct helper *h, uint64_t now,
+				uint64_t *next_r)
+{
+	uint64_t oldest;
+
+	if (h->nforks < h->fork_cap)
+		return true;
+	oldest = h->fork_ms[h->fork_next];
+	if (now >= oldest + HELPER_FORK_WINDOW_MS)
+		return true;
+	*next_r = oldest + HELPER_FORK_WINDOW_MS;
+	return false;
+}
+
+static void helper_fork_record(struct helper *h, uint64_t now)
+{
+	h->fork_ms[h->fork_next] = now;
+	h->fork_next = (h->fork_next + 1) % h->fork_cap;
+	if (h->nforks < h->fork_cap)
+		h->nforks++;
+}
+
+static void helper_worker_spawn(struct helper *h, struct helper_worker *w,
+				uint64_t now)
+{
+	size_t slot = (size_t)(w - h->workers);
+	int sv[2];
+	pid_t pid;
+
+	helper_fork_record(h, now);
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+		log_error(NULL,
+			  "event=auth_worker_start_failed slot=%zu "
+			  "error=socketpair errno=%d",
+			  slot, errno);
+		return;
+	}
+	/* The handled signals are blocked (signalfd), so none can be
+	 * delivered to the child before it resets them. */
+	pid = fork();
+	if (pid < 0) {
+		log_error(NULL,
+			  "event=auth_worker_start_failed slot=%zu "
+			  "error=fork errno=%d",
+			  slot, errno);
+		close(sv[0]);
+		close(sv[1]);
+		return;
+	}
+	if (pid == 0) {
+		close(sv[0]);
+		helper_worker_main(h, sv[1]);
+	}
+	close(sv[1]);
+	fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
+	w->pid = pid;
+	w->fd = sv[0];
+	w->busy = false;
+	log_info(NULL, "event=auth_worker_start pid=%ld slot=%zu", (long)pid,
+		 slot);
+}
+
+static bool helper_worker_idle(const struct helper_worker *w)
+{
+	return w->fd >= 0 && !w->busy;
+}
+
+static struct helper_worker *helper_worker_find_idle(struct helper *h)
+{
+	size_t i;
+
+	for (i = 0; i < h->nworkers; i++)
+		if (helper_worker_idle(&h->workers[i]))
+			return &h->workers[i];
+	return NULL;
+}
+
+/* ---- answers to the network process ----------------------------------- */
+
+static bool helper_out_room(const struct helper *h)
+{
+	return h->olen + (h->pending + 1) * HELPER_RESPONSE_MAX <= h->ocap;
+}
+
+static void helper_stop(struct helper *h, const char *reason);
+
+/* Queues the one answer to an accepted request; room for it was reserved
+ * when the request was accepted. */
+static void helper_reply(struct helper *h, const struct auth_response *resp)
+{
+	long n;
+
+	assert(h->pending > 0);
+	h->pending--;
+	if (h->net_fd < 0)
+		return;
+	n = auth_response_encode(resp, h->obuf + h->olen, h->ocap - h->olen);
+	if (n < 0) {
+		/* Only a worker's answer can be refused here, and it was
+		 * decoded with the same rules: a broken invariant. */
+		log_error(NULL, "event=auth_helper_encode_failed id=%lu",
+			  (unsigned long)resp->id);
+		helper_stop(h, "internal_error");
+		return;
+	}
+	h->olen += (size_t)n;
+}
+
+static void helper_reply_tempfail(struct helper *h, uint32_t id,
+				  const char *reason)
+{
+	struct auth_response resp;
+
+	memset(&resp, 0, sizeof(resp));
+	resp.id = id;
+	resp.result = AUTH_RESULT_TEMPFAIL;
+	snprintf(resp.reason, sizeof(resp.reason), "%s", reason);
+	helper_reply(h, &resp);
+}
+
+static void helper_net_flush(struct helper *h)
+{
+	size_t off = 0;
+
+	while (h->net_fd >= 0 && off < h->olen) {
+		ssize_t n = write(h->net_fd, h->obuf + off, h->olen - off);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				break;
+			helper_stop(h, "network_write_error");
+			return;
+		}
+		off += (size_t)n;
+	}
+	if (off > 0) {
+		memmove(h->obuf, h->obuf + off, h->olen - off);
+		h->olen -= off;
+	}
+}
+
+/* ---- requests --------------------------------------------------------- */
+
+static void helper_worker_lost(struct helper *h, struct helper_worker *w,
+			       const char *why);
+
+static void helper_dispatch(struct helper *h, struct helper_worker *w,
+			    const struct auth_request *req, uint64_t now)
+{
+	unsigned char frame[AUTH_PROTO_FRAME_MAX];
+	long n;
+	ssize_t sent;
+
+	w->busy = true;
+	w->id = req->id;
+	w->started_ms = now;
+	/* Re-encoded: the worker gets what the helper understood, not the
+	 * network process's bytes. */
+	n = auth_request_encode(req, frame, sizeof(frame));
+	if (n < 0) {
+		w->busy = false;
+		helper_reply_tempfail(h, req->id, "pam_error");
+		return;
+	}
+	do
+		sent =
+		    send(w->fd, frame, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+	while (sent < 0 && errno == EINTR);
+	explicit_bzero(frame, (size_t)n);
+	if (sent != (ssize_t)n)
+		helper_worker_lost(h, w, "send_error");
+}
+
+/* Answers stale requests at the head of the queue and hands the others
+ * to idle workers, in order. */
+static void helper_queue_run(struct helper *h, uint64_t now)
+{
+	while (h->qlen > 0 && !h->stopping) {
+		struct helper_queued *q = &h->queue[h->qhead];
+		struct helper_worker *w = NULL;
+
+		if (now - q->queued_ms < h->cfg->auth.timeout_ms) {
+			w = helper_worker_find_idle(h);
+			if (w == NULL)
+				break;
+		}
+		h->qhead = (h->qhead + 1) % h->qcap;
+		h->qlen--;
+		if (w != NULL)
+			helper_dispatch(h, w, &q->req, now);
+		else
+			/* The network process gave up on it at [auth]
+			 * timeout: no PAM transaction for nobody. */
+			helper_reply_tempfail(h, q->req.id, "timeout");
+		auth_request_wipe(&q->req);
+	}
+}
+
+static void helper_submit(struct helper *h, const struct auth_request *req,
+			  uint64_t now)
+{
+	struct helper_worker *w;
+	struct helper_queued *q;
+
+	h->pending++;
+	if (h->qlen == 0 && (w = helper_worker_find_idle(h)) != NULL) {
+		helper_dispatch(h, w, req, now);
+		return;
+	}
+	if (h->qlen == h->qcap) {
+		log_debug(NULL, "event=auth_helper_busy queued=%zu", h->qlen);
+		helper_reply_tempfail(h, req->id, "busy");
+		return;
+	}
+	q = &h->queue[(h->qhead + h->qlen) % h->qcap];
+	q->req = *req;
+	q->queued_ms = now;
+	h->qlen++;
+}
+
+/* The network process sent something that is not a request frame: it is
+ * broken or compromised, and it will not be trusted with another
+ * answer. */
+static void helper_net_protocol_error(struct helper *h, const char *what)
+{
+	log_error(NULL,
+		  "event=auth_helper_protocol_error peer=network error=%s "
+		  "pid=%ld action=kill",
+		  what, (long)h->net_pid);
+	if (h->net_pid > 0)
+		kill(h->net_pid, SIGKILL);
+	helper_stop(h, "protocol_error");
+}
+
+/* Takes whole frames from the input buffer while an answer to one more
+ * request fits in the output buffer. */
+static void helper_net_consume(struct helper *h, uint64_t now)
+{
+	size_t off = 0;
+
+	while (!h->stopping) {
+		struct auth_request req;
+		long n = auth_frame_complete(h->rbuf + off, h->rlen - off);
+
+		if (n == 0)
+			break;
+		if (n < 0) {
+			helper_net_protocol_error(h, "bad_length");
+			break;
+		}
+		if (!helper_out_room(h))
+			break;
+		if (auth_request_decode(h->rbuf + off, (size_t)n, &req) < 0) {
+			helper_net_protocol_error(h, "bad_request");
+			break;
+		}
+		off += (size_t)n;
+		helper_submit(h, &req, now);
+		auth_request_wipe(&req);
+	}
+	if (h->stopping) {
+		explicit_bzero(h->rbuf, sizeof(h->rbuf));
+		h->rlen = 0;
+		return;
+	}
+	if (off > 0) {
+		memmove(h->rbuf, h->rbuf + off, h->rlen - off);
+		h->rlen -= off;
+		/* What moved down is still in the tail: the consumed frames
+		 * or copies of the remainder. */
+		explicit_bzero(h->rbuf + h->rlen, off);
+	}
+}
+
+/* Reads only with room for a whole frame: should the network process's
+ * socket be a SOCK_SEQPACKET one, a shorter read would truncate a
+ * message.  Less room than that means whole frames are waiting for
+ * output room. */
+static bool helper_net_can_read(const struct helper *h)
+{
+	return h->net_fd >= 0 && !h->stopping &&
+	       sizeof(h->rbuf) - h->rlen >= AUTH_PROTO_FRAME_MAX &&
+	       helper_out_room(h);
+}
+
+static void helper_net_read(struct helper *h, uint64_t now)
+{
+	ssize_t n;
+
+	if (!helper_net_can_read(h))
+		return;
+	do
+		n = read(h->net_fd, h->rbuf + h->rlen,
+			 sizeof(h->rbuf) - h->rlen);
+	while (n < 0 && errno == EINTR);
+	if (n < 0) {
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			return;
+		helper_stop(h, "network_read_error");
+		return;
+	}
+	if (n == 0) {
+		helper_stop(h, "network_eof");
+		return;
+	}
+	h->rlen += (size_t)n;
+	helper_net_consume(h, now);
+}
+
+/* ---- answers from workers --------------------------------------------- */
+
+/* The worker is gone or not trusted any more: close its socket, answer
+ * its request, make sure the process dies.  The slot is refilled once the
+ * process is reaped. */
+static void helper_worker_lost(struct helper *h, struct helper_worker *w,
+			       const char *why)
+{
+	if (w->fd < 0)
+		return;
+	if (w->busy || !h->stopping)
+		log_warn(NULL,
+			 "event=auth_worker_lost pid=%ld slot=%zu "
+			 "reason=%s in_flight=%s",
+			 (long)w->pid, (size_t)(w - h->workers), why,
+			 w->busy ? "yes" : "no");
+	close(w->fd);
+	w->fd = -1;
+	if (w->busy) {
+		w->busy = false;
+		helper_reply_tempfail(h, w->id, "worker_died");
+	}
+	if (w->pid > 0)
+		kill(w->pid, SIGKILL);
+}
+
+static void helper_worker_read(struct helper *h, struct helper_worker *w)
+{
+	unsigned char buf[AUTH_PROTO_FRAME_MAX];
+
+	while (w->fd >= 0) {
+		struct auth_response resp;
+		ssize_t n = recv(w->fd, buf, sizeof(buf), MSG_DONTWAIT);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		if (n <= 0) {
+			helper_worker_lost(h, w, n == 0 ? "eof" : "read_error");
+			return;
+		}
+		if (auth_frame_complete(buf, (size_t)n) != (long)n ||
+		    auth_response_decode(buf, (size_t)n, &resp) < 0 ||
+		    !w->busy || resp.id != w->id) {
+			log_error(NULL,
+				  "event=auth_helper_protocol_error "
+				  "peer=worker pid=%ld action=kill",
+				  (long)w->pid);
+			helper_worker_lost(h, w, "protocol_error");
+			return;
+		}
+		w->busy = false;
+		helper_reply(h, &resp);
+	}
+}
+
+/* ---- children and signals --------------------------------------------- */
+
+static struct helper_worker *helper_worker_by_pid(struct helper *h, pid_t pid)
+{
+	size_t i;
+
+	for (i = 0; i < h->nworkers; i++)
+		if (h->workers[i].pid == pid)
+			return &h->workers[i];
+	return NULL;
+}
+
+static void helper_reap(struct helper *h)
+{
+	char buf[32];
+	int status;
+	pid_t pid;
+
+	for (;;) {
+		struct helper_worker *w;
+
+		pid = waitpid(-1, &status, WNOHANG);
+		if (pid < 0 && errno == EINTR)
+			continue;
+		if (pid <= 0)
+			return;
+		if (pid == h->net_pid) {
+			h->net_pid = 0;
+			if (WIFEXITED(status)) {
+				h->exit_status = WEXITSTATUS(status);
+				log_info(NULL,
+					 "event=auth_helper_network_exit "
+					 "pid=%ld %s",
+					 (long)pid,
+					 helper_wait_status(status, buf,
+							    sizeof(buf)));
+			} else {
+				h->exit_status = 1;
+				log_error(NULL,
+					  "event=auth_helper_network_exit "
+					  "pid=%ld %s",
+					  (long)pid,
+					  helper_wait_status(status, buf,
+							     sizeof(buf)));
+			}
+			helper_stop(h, "network_exit");
+			continue;
+		}
+		w = helper_worker_by_pid(h, pid);
+		if (w == NULL) {
+			log_debug(NULL, "event=auth_helper_reaped pid=%ld %s",
+				  (long)pid,
+				  helper_wait_status(status, buf, sizeof(buf)));
+			continue;
+		}
+		/* An answer written just before the exit is still valid. */
+		helper_worker_read(h, w);
+		helper_worker_lost(h, w, "exit");
+		log_event(h->stopping ? LOG_LEVEL_INFO : LOG_LEVEL_WARN, NULL,
+			  "event=auth_worker_exit pid=%ld slot=%zu %s",
+			  (long)pid, (size_t)(w - h->workers),
+			  helper_wait_status(status, buf, sizeof(buf)));
+		w->pid = 0;
+	}
+}
+
+static void helper_signals_read(struct helper *h)
+{
+	struct signalfd_siginfo si;
+	char name[16];
+	bool reap = false;
+
+	for (;;) {
+		ssize_t n = read(h->sig_fd, &si, sizeof(si));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n != (ssize_t)sizeof(si))
+			break;
+		if (si.ssi_signo == SIGCHLD) {
+			reap = true;
+			continue;
+		}
+		/* SIGTERM, SIGINT, SIGHUP: stop and reload are the network
+		 * process's business (proxy/main.c). */
+		log_info(
+		    NULL,
+		    "event=auth_helper_signal signal=%s "
+		    "forwarded_to=%ld",
+		    helper_signal_name((int)si.ssi_signo, name, sizeof(name)),
+		    (long)h->net_pid);
+		if (h->net_pid > 0)
+			kill(h->net_pid, (int)si.ssi_signo);
+	}
+	if (reap)
+		helper_reap(h);
+}
+
+/* ---- the loop --------------------------------------------------------- */
+
+static void helper_stop(struct helper *h, const char *reason)
+{
+	size_t i;
+
+	if (h->stopping)
+		return;
+	h->stopping = true;
+	h->stop_ms = helper_now_ms();
+	log_info(NULL, "event=auth_helper_stop reason=%s", reason);
+	if (h->net_fd >= 0) {
+		close(h->net_fd);
+		h->net_fd = -1;
+	}
+	explicit_bzero(h->rbuf, sizeof(h->rbuf));
+	h->rlen = 0;
+	h->olen = 0;
+	while (h->qlen > 0) {
+		auth_request_wipe(&h->queue[h->qhead].req);
+		h->qhead = (h->qhead + 1) % h->qcap;
+		h->qlen--;
+	}
+	h->pending = 0;
+	for (i = 0; i < h->nworkers; i++) {
+		struct helper_worker *w = &h->workers[i];
+
+		if (w->fd >= 0) {
+			close(w->fd);
+			w->fd = -1;
+		}
+		w->busy = false;
+		if (w->pid > 0)
+			kill(w->pid, SIGTERM);
+	}
+}
+
+static bool helper_done(const struct helper *h)
+{
+	size_t i;
+
+	if (!h->stopping || h->net_pid > 0)
+		return false;
+	for (i = 0; i < h->nworkers; i++)
+		if (h->workers[i].pid > 0)
+			return false;
+	return true;
+}
+
+static void helper_deadline(uint64_t *deadline, uint64_t t)
+{
+	if (t < *deadline)
+		*deadline = t;
+}
+
+/* Timers: busy workers past their limit, respawns, the shutdown grace.
+ * Returns when the loop must wake up next (UINT64_MAX: never). */
+static uint64_t helper_timers(struct helper *h, uint64_t now)
+{
+	uint64_t deadline = UINT64_MAX;
+	size_t i;
+
+	if (h->stopping) {
+		if (h->stop_killed)
+			return deadline;
+		if (now >= h->stop_ms + HELPER_STOP_GRACE_MS) {
+			for (i = 0; i < h->nworkers; i++)
+				if (h->workers[i].pid > 0)
+					kill(h->workers[i].pid, SIGKILL);
+			h->stop_killed = true;
+			return deadline;
+		}
+		helper_deadline(&deadline, h->stop_ms + HELPER_STOP_GRACE_MS);
+		return deadline;
+	}
+	for (i = 0; i < h->nworkers; i++) {
+		struct helper_worker *w = &h->workers[i];
+		uint64_t limit = w->started_ms + h->cfg->auth.timeout_ms +
+				 HELPER_WORKER_GRACE_MS;
+
+		if (!w->busy)
+			continue;
+		if (now >= limit) {
+			log_warn(NULL,
+				 "event=auth_worker_timeout pid=%ld slot=%zu "
+				 "elapsed_ms=%llu",
+				 (long)w->pid, i,
+				 (unsigned long long)(now - w->started_ms));
+			helper_worker_lost(h, w, "timeout");
+		} else {
+			helper_deadline(&deadline, limit);
+		}
+	}
+	for (i = 0; i < h->nworkers; i++) {
+		struct helper_worker *w = &h->workers[i];
+		uint64_t next;
+
+		if (w->pid != 0 || w->fd >= 0)
+			continue;
+		if (!helper_fork_allowed(h, now, &next)) {
+			helper_deadline(&deadline, next);
+			break;
+		}
+		helper_worker_spawn(h, w, now);
+		if (w->pid == 0)
+			/* fork failed: try again within the window */
+			helper_deadline(&deadline,
+					now + HELPER_FORK_WINDOW_MS / 10);
+	}
+	return deadline;
+}
+
+/* Everything that follows from the events of one round. */
+static uint64_t helper_pump(struct helper *h)
+{
+	uint64_t now = helper_now_ms();
+	uint64_t deadline;
+
+	deadline = helper_timers(h, now);
+	helper_queue_run(h, now);
+	helper_net_consume(h, now);
+	helper_net_flush(h);
+	/* The oldest queued request turns stale at [auth] timeout. */
+	if (h->qlen > 0)
+		helper_deadline(&deadline, h->queue[h->qhead].queued_ms +
+					       h->cfg->auth.timeout_ms);
+	return deadline;
+}
+
+static int helper_poll_timeout(uint64_t deadline)
+{
+	uint64_t now;
+
+	if (deadline == UINT64_MAX)
+		return -1;
+	now = helper_now_ms();
+	if (deadline <= now)
+		return 0;
+	if (deadline - now > INT_MAX)
+		return INT_MAX;
+	return (int)(deadline - now);
+}
+
+static void helper_poll_setup(struct helper *h)
+{
+	struct pollfd *net = &h->pfds[HELPER_PFD_NET];
+	size_t i;
+
+	h->pfds[HELPER_PFD_SIG].fd = h->sig_fd;
+	h->pfds[HELPER_PFD_SIG].events = POLLIN;
+	net->fd = h->net_fd; /* poll() skips a negative fd */
+	net->events = 0;
+	if (h->olen > 0)
+		net->events |= POLLOUT;
+	if (helper_net_can_read(h))
+		net->events |= POLLIN;
+	for (i = 0; i < h->nworkers; i++) {
+		h->pfds[HELPER_PFD_WORKERS + i].fd = h->workers[i].fd;
+		h->pfds[HELPER_PFD_WORKERS + i].events = POLLIN;
+	}
+}
+
+static void helper_loop(struct helper *h)
+{
+	uint64_t deadline = helper_pump(h);
+
+	while (!helper_done(h)) {
+		nfds_t nfds = HELPER_PFD_WORKERS + h->nworkers;
+		short net_revents;
+		size_t i;
+		int n;
+
+		helper_poll_setup(h);
+		n = poll(h->pfds, nfds, helper_poll_timeout(deadline));
+		if (n < 0 && errno != EINTR) {
+			log_error(NULL,
+				  "event=auth_helper_poll_failed errno=%d",
+				  errno);
+			/* Nothing sane is left to do but wait a little. */
+			usleep(100000);
+		}
+		if (n > 0) {
+			/* Workers first: an answer written just before a
+			 * worker's exit is read before the exit is reaped. */
+			for (i = 0; i < h->nworkers; i++)
+				if (h->pfds[HELPER_PFD_WORKERS + i].revents &&
+				    h->workers[i].fd >= 0)
+					helper_worker_read(h, &h->workers[i]);
+			if (h->pfds[HELPER_PFD_SIG].revents)
+				helper_signals_read(h);
+			net_revents = h->pfds[HELPER_PFD_NET].revents;
+			if ((net_revents & POLLOUT) && h->net_fd >= 0)
+				helper_net_flush(h);
+			if ((net_revents & (POLLIN | POLLHUP | POLLERR)) &&
+			    h->net_fd >= 0)
+				helper_net_read(h, helper_now_ms());
+		}
+		deadline = helper_pump(h);
+	}
+}
+
+/* ---- set-up and tear-down --------------------------------------------- */
+
+static int helper_init(struct helper *h, const struct config *cfg, int fd,
+		       pid_t network_pid)
+{
+	struct sigaction sa;
+	sigset_t mask;
+	size_t i;
+
+	h->cfg = cfg;
+	h->net_fd = fd;
+	h->net_pid = network_pid;
+	h->exit_status = 1;
+	h->sig_fd = -1;
+	h->nworkers =
+	    cfg->auth.helper_workers > 0 ? cfg->auth.helper_workers : 1;
+	h->qcap = h->nworkers * HELPER_QUEUE_PER_WORKER;
+	h->ocap = (h->nworkers + h->qcap + 8) * HELPER_RESPONSE_MAX;
+	h->fork_cap =
+	    h->nworkers > HELPER_FORK_BURST ? h->nworkers : HELPER_FORK_BURST;
+	h->workers = calloc(h->nworkers, sizeof(h->workers[0]));
+	h->queue = calloc(h->qcap, sizeof(h->queue[0]));
+	h->obuf = malloc(h->ocap);
+	h->fork_ms = calloc(h->fork_cap, sizeof(h->fork_ms[0]));
+	h->pfds = calloc(HELPER_PFD_WORKERS + h->nworkers, sizeof(h->pfds[0]));
+	if (h->workers == NULL || h->queue == NULL || h->obuf == NULL ||
+	    h->fork_ms == NULL || h->pfds == NULL)
+		return -1;
+	for (i = 0; i < h->nworkers; i++)
+		h->workers[i].fd = -1;
+
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	fcntl(fd, F_SETFD, FD_CLOEXEC);
+
+	/* SIGPIPE: a write to a dead peer is an error return, not death.
+	 * SIGCHLD must not be SIG_IGN, or children are never reported. */
+	memset(&sa, 0, sizeof(sa));
+	sigemptyset(&sa.sa_mask);
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, &h->old_sigpipe);
+	sa.sa_handler = SIG_DFL;
+	sigaction(SIGCHLD, &sa, &h->old_sigchld);
+
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGCHLD);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	sigprocmask(SIG_BLOCK, &mask, &h->old_mask);
+	h->sig_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (h->sig_fd < 0)
+		return -1;
+	return 0;
+}
+
+static void helper_finish(struct helper *h)
+{
+	if (h->sig_fd >= 0)
+		close(h->sig_fd);
+	if (h->net_fd >= 0)
+		close(h->net_fd);
+	sigprocmask(SIG_SETMASK, &h->old_mask, NULL);
+	sigaction(SIGPIPE, &h->old_sigpipe, NULL);
+	sigaction(SIGCHLD, &h->old_sigchld, NULL);
+	if (h->queue != NULL)
+		explicit_bzero(h->queue, h->qcap * sizeof(h->queue[0]));
+	explicit_bzero(h->rbuf, sizeof(h->rbuf));
+	free(h->workers);
+	free(h->queue);
+	free(h->obuf);
+	free(h->fork_ms);
+	free(h->pfds);
+}
+
+/* Without a helper the network process cannot authenticate anyone, and
+ * nobody would reap it: stop it and wait. */
+static int helper_fail_early(pid_t network_pid)
+{
+	int status;
+
+	log_error(NULL, "event=auth_helper_start_failed errno=%d", errno);
+	kill(network_pid, SIGTERM);
+	while (waitpid(network_pid, &status, 0) < 0 && errno == EINTR)
+		;
+	return 1;
+}
+
+int auth_helper_run(const struct config *cfg, int fd, pid_t network_pid)
+{
+	struct helper *h;
+	int status;
+
+	h = calloc(1, sizeof(*h));
+	if (h == NULL) {
+		close(fd);
+		return helper_fail_early(network_pid);
+	}
+	if (helper_init(h, cfg, fd, network_pid) < 0) {
+		int err = errno;
+
+		helper_finish(h);
+		free(h);
+		errno = err;
+		return helper_fail_early(network_pid);
+	}
+	log_info(NULL,
+		 "event=auth_helper_start pid=%ld network_pid=%ld "
+		 "workers=%zu",
+		 (long)getpid(), (long)network_pid, h->nworkers);
+	/* The network process may be gone before SIGCHLD was blocked. */
+	helper_reap(h);
+	helper_loop(h);
+	status = h->exit_status;
+	helper_finish(h);
+	free(h);
+	return status;
+}

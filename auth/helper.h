@@ -1,0 +1,41 @@
+/*
+ * helper.h - the privileged side of submitproxy: the auth helper.
+ *
+ * Process layout (DESIGN.md, "Authentication"; the issue asks for a tiny
+ * supervising parent, as Postfix's master and Dovecot's master):
+ *
+ *   submitproxy            the helper: stays root when started as root;
+ *    |                     a poll() loop that reads requests from the
+ *    |                     network process, queues them, hands each to an
+ *    |                     idle PAM worker, relays the answer, reaps and
+ *    |                     re-forks workers that die, and forwards signals.
+ *    +- submitproxy        the network process (libuv), forked first; it
+ *    |                     drops privileges and never runs PAM.
+ *    +- submitproxy ×N     PAM workers ([auth] helper_workers): one
+ *                          blocking PAM transaction at a time each.
+ *
+ * Why processes for PAM and not threads: not every PAM module is thread-
+ * safe (Dovecot runs PAM in auth-worker processes for that reason), and a
+ * module that hangs or crashes takes down one worker, not the helper.
+ *
+ * Why the helper is the parent: a PAM worker that dies must be replaced by
+ * a process that still has root, long after the network process dropped
+ * it.  The helper never touches the network: its only input is the
+ * socketpair from the network process, parsed by auth/proto.c as
+ * untrusted.
+ */
+#ifndef SUBMITPROXY_AUTH_HELPER_H
+#define SUBMITPROXY_AUTH_HELPER_H
+
+#include <sys/types.h>
+
+struct config;
+
+/* Runs the helper loop in the calling (parent) process until the network
+ * process (network_pid) exits; fd is the helper's end of the socketpair.
+ * SIGTERM, SIGINT and SIGHUP received by the helper are forwarded to the
+ * network process.  Returns the exit status to use: the network
+ * process's, or 1 if it died by a signal. */
+int auth_helper_run(const struct config *cfg, int fd, pid_t network_pid);
+
+#endif

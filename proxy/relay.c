@@ -1,0 +1,600 @@
+/* relay.c - see relay.h */
+#include "proxy/relay.h"
+
+#include <assert.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/un.h>
+
+#include "config/config.h"
+#include "proxy/linebuf.h"
+#include "proxy/log.h"
+#include "proxy/smtp-parse.h"
+#include "proxy/util.h"
+
+/* RFC 5321 §4.5.3.1.5: a reply line is at most 512 octets; be generous
+ * with old MTAs, strict about the total. */
+#define RELAY_LINE_MAX 4096
+#define RELAY_READ_BUFSIZE 4096
+
+enum relay_state {
+	RELAY_CONNECTING,
+	RELAY_GREETING,
+	RELAY_EHLO,
+	RELAY_HELO,
+	RELAY_XCLIENT,
+	RELAY_XCLIENT_EHLO,
+	RELAY_READY,
+	RELAY_FAILED,
+	RELAY_CLOSED,
+	RELAY_STATE_COUNT
+};
+
+static const char *const relay_state_names[] = {
+	[RELAY_CONNECTING] = "connecting", [RELAY_GREETING] = "greeting",
+	[RELAY_EHLO] = "ehlo",             [RELAY_HELO] = "helo",
+	[RELAY_XCLIENT] = "xclient",       [RELAY_XCLIENT_EHLO] = "xclient_ehlo",
+	[RELAY_READY] = "ready",           [RELAY_FAILED] = "failed",
+	[RELAY_CLOSED] = "closed",
+};
+static_assert(sizeof(relay_state_names) / sizeof(relay_state_names[0]) ==
+		      RELAY_STATE_COUNT,
+	      "one name per relay state");
+
+struct relay {
+	uv_loop_t *loop;
+	const struct config *cfg;
+	const struct relay_callbacks *cb;
+	void *arg;
+	enum relay_state state;
+	bool probe;
+	char sid[17];
+
+	/* The client as XCLIENT describes it (copies). */
+	char *client_addr, *client_helo, *client_login;
+	unsigned client_port;
+
+	union {
+		uv_tcp_t tcp;
+		uv_pipe_t pipe;
+	} h;
+	uv_stream_t *stream;
+	uv_connect_t connect_req;
+	uv_timer_t timer;
+	int open_handles;
+	bool reading;
+
+	struct linebuf lines;
+	char *reply;            /* the reply being read */
+	size_t reply_len, reply_cap, reply_lines;
+	int reply_code;
+	uint32_t awaiting;      /* replies owed to commands sent */
+	size_t write_queued;
+	bool want_drained;
+	bool quit_sent;
+	const char *connect_error;  /* reported from the timer */
+
+	struct ehlo_caps caps;
+	bool esmtp;
+};
+
+struct relay_write {
+	uv_write_t req;
+	struct relay *r;
+	size_t len;
+	char data[];
+};
+
+static void relay_fail(struct relay *r, const char *why);
+static void relay_timer_restart(struct relay *r);
+
+static const char *relay_log_sid(const struct relay *r)
+{
+	return r->sid[0] ? r->sid : NULL;
+}
+
+static void relay_enter_state(struct relay *r, enum relay_state state)
+{
+	log_debug(relay_log_sid(r), "event=relay_state from=%s to=%s",
+		  relay_state_names[r->state], relay_state_names[state]);
+	r->state = state;
+}
+
+/* ---- writing ---- */
+
+static void relay_on_write(uv_write_t *req, int status)
+{
+	struct relay_write *w = (struct relay_write *)req;
+	struct relay *r = w->r;
+
+	r->write_queued -= w->len;
+	free(w);
+	if (r->state >= RELAY_FAILED)
+		return;
+	if (status < 0) {
+		relay_fail(r, uv_strerror(status));
+		return;
+	}
+	relay_timer_restart(r);
+	if (r->want_drained && r->write_queued <= RELAY_WRITE_LOW) {
+		r->want_drained = false;
+		if (r->cb->drained != NULL)
+			r->cb->drained(r->arg);
+	}
+}
+
+static void relay_write(struct relay *r, const char *data, size_t len)
+{
+	struct relay_write *w;
+	uv_buf_t buf;
+	int rc;
+
+	if (len == 0 || r->state >= RELAY_FAILED)
+		return;
+	w = xmalloc(sizeof(*w) + len);
+	w->r = r;
+	w->len = len;
+	memcpy(w->data, data, len);
+	buf = uv_buf_init(w->data, (unsigned)len);
+	rc = uv_write(&w->req, r->stream, &buf, 1, relay_on_write);
+	if (rc < 0) {
+		free(w);
+		relay_fail(r, uv_strerror(rc));
+		return;
+	}
+	r->write_queued += len;
+	if (r->write_queued > RELAY_WRITE_HIGH)
+		r->want_drained = true;
+	relay_timer_restart(r);
+}
+
+static void relay_command(struct relay *r, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* A command of the relay's own (hand-over, probe). */
+static void relay_command(struct relay *r, const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof(line) - 2) {
+		relay_fail(r, "command too long");
+		return;
+	}
+	memcpy(line + n, "\r\n", 2);
+	r->awaiting++;
+	relay_write(r, line, (size_t)n + 2);
+}
+
+void relay_send_command(struct relay *r, const char *line, size_t len)
+{
+	if (len >= 4 && strncasecmp(line, "QUIT", 4) == 0)
+		r->quit_sent = true;  /* the backend will close: no error */
+	r->awaiting++;
+	relay_write(r, line, len);
+}
+
+void relay_send_data(struct relay *r, const char *data, size_t len)
+{
+	relay_write(r, data, len);
+}
+
+size_t relay_write_queued(const struct relay *r)
+{
+	return r->write_queued;
+}
+
+/* ---- timers ---- */
+
+static void relay_on_timer(uv_timer_t *t)
+{
+	struct relay *r = t->data;
+
+	if (r->connect_error != NULL)
+		relay_fail(r, r->connect_error);
+	else
+		relay_fail(r, r->state == RELAY_CONNECTING ? "connect timeout"
+							   : "backend timeout");
+}
+
+/* [backend] timeout runs while we wait for the backend: a reply owed, or
+ * bytes it has not taken yet; any progress restarts it. */
+static void relay_timer_restart(struct relay *r)
+{
+	if (r->state >= RELAY_FAILED || r->state == RELAY_CONNECTING)
+		return;
+	if (r->awaiting > 0 || r->write_queued > 0)
+		uv_timer_start(&r->timer, relay_on_timer,
+			       r->cfg->backend.timeout_ms, 0);
+	else
+		uv_timer_stop(&r->timer);
+}
+
+/* ---- the hand-over ---- */
+
+static void relay_send_xclient(struct relay *r)
+{
+	unsigned attrs = r->caps.xclient_attrs;
+	char line[1024], enc[800];
+	size_t off;
+	long n;
+
+	off = (size_t)snprintf(line, sizeof(line), "XCLIENT");
+	/* Only the attributes the backend listed (Postfix XCLIENT_README);
+	 * values are xtext; an IPv6 address is written "IPV6:...". */
+	if (attrs & XCLIENT_ATTR_NAME)
+		off += (size_t)snprintf(line + off, sizeof(line) - off,
+					" NAME=[UNAVAILABLE]");
+	if (attrs & XCLIENT_ATTR_ADDR)
+		off += (size_t)snprintf(line + off, sizeof(line) - off,
+					" ADDR=%s%s",
+					strchr(r->client_addr, ':') ? "IPV6:"
+								    : "",
+					r->client_addr);
+	if (attrs & XCLIENT_ATTR_PORT)
+		off += (size_t)snprintf(line + off, sizeof(line) - off,
+					" PORT=%u", r->client_port);
+	if ((attrs & XCLIENT_ATTR_HELO) && r->client_helo != NULL) {
+		n = xtext_encode(r->client_helo, strlen(r->client_helo), enc,
+				 sizeof(enc));
+		if (n > 0)
+			off += (size_t)snprintf(line + off, sizeof(line) - off,
+						" HELO=%s", enc);
+	}
+	if ((attrs & XCLIENT_ATTR_LOGIN) && r->client_login != NULL) {
+		n = xtext_encode(r->client_login, strlen(r->client_login), enc,
+				 sizeof(enc));
+		if (n > 0)
+			off += (size_t)snprintf(line + off, sizeof(line) - off,
+						" LOGIN=%s", enc);
+	}
+	if (attrs & XCLIENT_ATTR_PROTO)
+		off += (size_t)snprintf(line + off, sizeof(line) - off,
+					" PROTO=ESMTP");
+	if (off >= sizeof(line)) {
+		relay_fail(r, "XCLIENT line too long");
+		return;
+	}
+	relay_enter_state(r, RELAY_XCLIENT);
+	relay_command(r, "%s", line);
+}
+
+static bool relay_wants_xclient(const struct relay *r)
+{
+	if (r->probe || !r->esmtp)
+		return false;
+	switch (r->cfg->backend.xclient) {
+	case XCLIENT_YES:
+		return true;
+	case XCLIENT_AUTO:
+		return (r->caps.caps & EHLO_CAP_XCLIENT) != 0;
+	case XCLIENT_NO:
+	default:
+		return false;
+	}
+}
+
+static void relay_ready(struct relay *r)
+{
+	relay_enter_state(r, RELAY_READY);
+	if (r->probe) {
+		/* A polite end; the owner destroys us from its callback's
+		 * caller, the QUIT may or may not get out first. */
+		r->awaiting++;
+		r->quit_sent = true;
+		relay_write(r, "QUIT\r\n", 6);
+	}
+	r->cb->ready(r->arg);
+}
+
+/* A whole reply during the hand-over. */
+static void relay_handover_reply(struct relay *r)
+{
+	int code = r->reply_code;
+
+	switch (r->state) {
+	case RELAY_GREETING:
+		if (code != 220) {
+			relay_fail(r, "backend greeting is not 220");
+			return;
+		}
+		relay_enter_state(r, RELAY_EHLO);
+		relay_command(r, "EHLO %s", r->cfg->backend.helo_name);
+		return;
+	case RELAY_EHLO:
+	case RELAY_XCLIENT_EHLO:
+		if (code == 250) {
+			r->esmtp = true;
+			if (r->state == RELAY_EHLO && relay_wants_xclient(r)) {
+				if (!(r->caps.caps & EHLO_CAP_XCLIENT)) {
+					relay_fail(r, "xclient = yes but the "
+						      "backend does not offer "
+						      "XCLIENT");
+					return;
+				}
+				relay_send_xclient(r);
+				return;
+			}
+			relay_ready(r);
+			return;
+		}
+		if (r->state == RELAY_EHLO && code >= 500) {
+			/* RFC 5321 §3.2: a non-ESMTP server; try HELO. */
+			relay_enter_state(r, RELAY_HELO);
+			relay_command(r, "HELO %s", r->cfg->backend.helo_name);
+			return;
+		}
+		relay_fail(r, "backend refused EHLO");
+		return;
+	case RELAY_HELO:
+		if (code != 250) {
+			relay_fail(r, "backend refused HELO");
+			return;
+		}
+		r->esmtp = false;
+		memset(&r->caps, 0, sizeof(r->caps));
+		relay_ready(r);
+		return;
+	case RELAY_XCLIENT:
+		/* Postfix answers XCLIENT with a new greeting (220);
+		 * others, smtp-sink among them, with 250. */
+		if (code != 220 && code != 250) {
+			relay_fail(r, "backend refused XCLIENT");
+			return;
+		}
+		relay_enter_state(r, RELAY_XCLIENT_EHLO);
+		relay_command(r, "EHLO %s", r->cfg->backend.helo_name);
+		return;
+	default:
+		relay_fail(r, "unexpected reply");
+		return;
+	}
+}
+
+/* ---- reading replies ---- */
+
+static void relay_reply_reset(struct relay *r)
+{
+	r->reply_len = 0;
+	r->reply_lines = 0;
+	r->reply_code = 0;
+}
+
+static void relay_reply_line(struct relay *r, const char *line, size_t len)
+{
+	struct smtp_reply_line rl;
+
+	if (smtp_reply_parse(line, len, &rl) < 0) {
+		relay_fail(r, "malformed reply line");
+		return;
+	}
+	if (r->reply_lines > 0 && rl.code != r->reply_code) {
+		relay_fail(r, "reply code changed inside a multi-line reply");
+		return;
+	}
+	if (r->reply_len + len + 2 > RELAY_REPLY_MAX) {
+		relay_fail(r, "reply too long");
+		return;
+	}
+	if (r->reply_cap < r->reply_len + len + 2) {
+		r->reply_cap = r->reply_len + len + 2 + 256;
+		r->reply = xrealloc(r->reply, r->reply_cap);
+	}
+	memcpy(r->reply + r->reply_len, line, len);
+	memcpy(r->reply + r->reply_len + len, "\r\n", 2);
+	r->reply_len += len + 2;
+	r->reply_lines++;
+	r->reply_code = rl.code;
+	if ((r->state == RELAY_EHLO || r->state == RELAY_XCLIENT_EHLO) &&
+	    rl.code == 250 && r->reply_lines > 1)
+		ehlo_caps_add_line(&r->caps, rl.text, rl.text_len);
+	if ((r->state == RELAY_EHLO || r->state == RELAY_XCLIENT_EHLO) &&
+	    r->reply_lines == 1)
+		memset(&r->caps, 0, sizeof(r->caps));
+	if (!rl.last)
+		return;
+
+	/* A complete reply. */
+	if (r->awaiting == 0 && r->state != RELAY_GREETING) {
+		relay_fail(r, "unsolicited reply");
+		return;
+	}
+	if (r->state != RELAY_GREETING)
+		r->awaiting--;
+	relay_timer_restart(r);
+	if (r->state == RELAY_READY) {
+		struct relay_reply reply = {
+			.code = r->reply_code,
+			.text = r->reply,
+			.len = r->reply_len,
+			.nlines = r->reply_lines,
+		};
+
+		relay_reply_reset(r);
+		if (!r->probe)
+			r->cb->reply(r->arg, &reply);
+		return;
+	}
+	relay_handover_reply(r);
+	relay_reply_reset(r);
+}
+
+static void relay_on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+	static __thread char scratch[RELAY_READ_BUFSIZE];
+
+	/* Replies are small and consumed in the read callback. */
+	*buf = uv_buf_init(scratch, sizeof(scratch));
+}
+
+static void relay_on_read(uv_stream_t *stream, ssize_t nread,
+			  const uv_buf_t *buf)
+{
+	struct relay *r = stream->data;
+	size_t off = 0;
+
+	if (nread == 0 || r->state >= RELAY_FAILED)
+		return;
+	if (nread < 0) {
+		relay_fail(r, nread == UV_EOF ? "backend closed the connection"
+					      : uv_strerror((int)nread));
+		return;
+	}
+	while (off < (size_t)nread && r->state < RELAY_FAILED) {
+		const char *line;
+		size_t line_len, used;
+
+		switch (linebuf_next(&r->lines, buf->base + off,
+				     (size_t)nread - off, &used, &line,
+				     &line_len)) {
+		case LINEBUF_LINE:
+			relay_reply_line(r, line, line_len);
+			break;
+		case LINEBUF_TOO_LONG:
+			relay_fail(r, "reply line too long");
+			break;
+		case LINEBUF_NEED_MORE:
+			break;
+		}
+		off += used;
+	}
+}
+
+/* ---- connecting ---- */
+
+static void relay_on_connect(uv_connect_t *req, int status)
+{
+	struct relay *r = req->data;
+	int rc;
+
+	if (r->state >= RELAY_FAILED)
+		return;
+	if (status < 0) {
+		relay_fail(r, uv_strerror(status));
+		return;
+	}
+	uv_timer_stop(&r->timer);
+	relay_enter_state(r, RELAY_GREETING);
+	rc = uv_read_start(r->stream, relay_on_alloc, relay_on_read);
+	if (rc < 0) {
+		relay_fail(r, uv_strerror(rc));
+		return;
+	}
+	r->reading = true;
+	/* The greeting is owed to us without a command. */
+	uv_timer_start(&r->timer, relay_on_timer, r->cfg->backend.timeout_ms,
+		       0);
+}
+
+static void relay_fail(struct relay *r, const char *why)
+{
+	if (r->state >= RELAY_FAILED)
+		return;
+	/* The probe's QUIT ends in the backend closing: not an error. */
+	log_event(r->quit_sent ? LOG_LEVEL_DEBUG : LOG_LEVEL_WARN,
+		  relay_log_sid(r),
+		  "event=backend_error backend=%s state=%s error=\"%s\"",
+		  r->cfg->backend.address, relay_state_names[r->state], why);
+	relay_enter_state(r, RELAY_FAILED);
+	uv_timer_stop(&r->timer);
+	if (r->reading) {
+		uv_read_stop(r->stream);
+		r->reading = false;
+	}
+	r->cb->failed(r->arg, why);
+}
+
+static void relay_on_close(uv_handle_t *h)
+{
+	struct relay *r = h->data;
+
+	if (--r->open_handles > 0)
+		return;
+	linebuf_reset(&r->lines);
+	free(r->reply);
+	free(r->client_addr);
+	free(r->client_helo);
+	free(r->client_login);
+	free(r);
+}
+
+/* Connecting happens on the next loop iteration's callbacks, never inside
+ * relay_create(), so the owner has its pointer before any callback. */
+struct relay *relay_create(uv_loop_t *loop, const struct config *cfg,
+			   const struct relay_client *client,
+			   const struct relay_callbacks *cb, void *arg)
+{
+	struct relay *r = xcalloc(1, sizeof(*r));
+	int rc;
+
+	r->loop = loop;
+	r->cfg = cfg;
+	r->cb = cb;
+	r->arg = arg;
+	r->probe = client == NULL;
+	r->state = RELAY_CONNECTING;
+	if (client != NULL) {
+		snprintf(r->sid, sizeof(r->sid), "%s", client->sid);
+		r->client_addr = xstrdup(client->addr);
+		r->client_port = client->port;
+		r->client_helo = client->helo ? xstrdup(client->helo) : NULL;
+		r->client_login = client->login ? xstrdup(client->login) : NULL;
+	}
+	linebuf_init(&r->lines, RELAY_LINE_MAX);
+	uv_timer_init(loop, &r->timer);
+	r->timer.data = r;
+	if (cfg->backend.unix_path != NULL) {
+		uv_pipe_init(loop, &r->h.pipe, 0);
+		r->stream = (uv_stream_t *)&r->h.pipe;
+	} else {
+		uv_tcp_init(loop, &r->h.tcp);
+		r->stream = (uv_stream_t *)&r->h.tcp;
+	}
+	r->stream->data = r;
+	r->open_handles = 2;
+	r->connect_req.data = r;
+	uv_timer_start(&r->timer, relay_on_timer, cfg->backend.connect_timeout_ms,
+		       0);
+	if (cfg->backend.unix_path != NULL) {
+		uv_pipe_connect(&r->connect_req, &r->h.pipe,
+				cfg->backend.unix_path, relay_on_connect);
+		rc = 0; /* uv_pipe_connect reports errors to the callback */
+	} else {
+		uv_tcp_nodelay(&r->h.tcp, 1);
+		rc = uv_tcp_connect(&r->connect_req, &r->h.tcp,
+				    (const struct sockaddr *)&cfg->backend.tcp.ss,
+				    relay_on_connect);
+	}
+	if (rc < 0) {
+		/* Report it from the timer, never from inside create. */
+		r->connect_error = uv_strerror(rc);
+		uv_timer_start(&r->timer, relay_on_timer, 0, 0);
+	}
+	return r;
+}
+
+const struct ehlo_caps *relay_caps(const struct relay *r)
+{
+	return &r->caps;
+}
+
+bool relay_esmtp(const struct relay *r)
+{
+	return r->esmtp;
+}
+
+void relay_destroy(struct relay *r)
+{
+	if (r == NULL || r->state == RELAY_CLOSED)
+		return;
+	r->state = RELAY_CLOSED;
+	uv_close((uv_handle_t *)r->stream, relay_on_close);
+	uv_close((uv_handle_t *)&r->timer, relay_on_close);
+}

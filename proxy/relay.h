@@ -1,0 +1,89 @@
+/*
+ * relay.h - one plaintext SMTP connection to the backend MTA (TCP or a
+ * Unix socket), for one authenticated session or for the capability
+ * probe.
+ *
+ * The relay does the hand-over itself: connect (connect_timeout), read the
+ * 220 greeting, EHLO <helo_name> (HELO if the backend refuses EHLO), and,
+ * for a session when [backend] xclient says so, XCLIENT with the real
+ * client's attributes followed by a fresh EHLO.  Then cb->ready.  From
+ * there on the owner sends commands (relay_send_command: one reply
+ * expected each) and message bytes (relay_send_data), and every complete,
+ * validated reply comes back through cb->reply in order.  It never
+ * interprets what it relays.
+ *
+ * Any failure (connect, timeout, a malformed or unexpected reply, the
+ * backend closing) calls cb->failed once; the relay is then dead and its
+ * owner calls relay_destroy().  The relay trusts nothing from the backend
+ * either: reply lines must be "NNN[ -]text", a reply at most
+ * RELAY_REPLY_MAX bytes, and replies nobody asked for are a failure.
+ *
+ * Ownership: relay_destroy() closes the connection at once, without
+ * sending anything more (so a message whose terminator was not sent is
+ * discarded by the backend); callbacks never run after it, and the memory
+ * goes in the close callbacks, so it may be called from inside one of
+ * the relay's own callbacks.
+ */
+#ifndef SUBMITPROXY_RELAY_H
+#define SUBMITPROXY_RELAY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "proxy/smtp-relay-parse.h"
+
+struct config;
+struct relay;
+
+#define RELAY_REPLY_MAX 16384
+/* Backpressure toward the backend: the owner stops feeding above HIGH and
+ * gets cb->drained when the queue falls below LOW. */
+#define RELAY_WRITE_HIGH (256 * 1024)
+#define RELAY_WRITE_LOW (64 * 1024)
+
+/* The real client, for XCLIENT (Postfix XCLIENT_README). */
+struct relay_client {
+	const char *addr;     /* "192.0.2.7" or "2001:db8::1" */
+	unsigned port;
+	const char *helo;     /* client's EHLO name, NULL if none */
+	const char *login;    /* authenticated user */
+	const char *sid;      /* for logs */
+};
+
+struct relay_reply {
+	int code;
+	const char *text;     /* whole reply, every line with CR LF */
+	size_t len;
+	size_t nlines;
+};
+
+struct relay_callbacks {
+	void (*ready)(void *arg);
+	void (*failed)(void *arg, const char *why);
+	void (*reply)(void *arg, const struct relay_reply *reply);
+	void (*drained)(void *arg);
+};
+
+/* client NULL: the capability probe (no XCLIENT). */
+struct relay *relay_create(uv_loop_t *loop, const struct config *cfg,
+			   const struct relay_client *client,
+			   const struct relay_callbacks *cb, void *arg);
+
+/* The capabilities of the backend's last EHLO reply (after XCLIENT, the
+ * second one).  Valid from cb->ready on. */
+const struct ehlo_caps *relay_caps(const struct relay *r);
+bool relay_esmtp(const struct relay *r);
+
+/* A command line including CR LF; one reply will come back for it. */
+void relay_send_command(struct relay *r, const char *line, size_t len);
+
+/* Message bytes; no reply expected. */
+void relay_send_data(struct relay *r, const char *data, size_t len);
+
+size_t relay_write_queued(const struct relay *r);
+
+void relay_destroy(struct relay *r);
+
+#endif

@@ -1,0 +1,40 @@
+/*
+ * sendermap.h - [relay] sender_map: which envelope senders a login may use
+ * (as Postfix's smtpd_sender_login_maps with
+ * reject_sender_login_mismatch).  File format, one rule per line:
+ *
+ *     # alice may use her address and any address in example.org;
+ *     # admin may use any address at all.
+ *     alice   alice@example.com
+ *     alice   @example.org
+ *     admin   *
+ *
+ * A login may have several lines.  A login with no line may use no
+ * address at all; the null sender <> is always allowed (bounces).
+ * Comparison is case-insensitive for the domain and the login, exact for
+ * the local part.  Loaded once (start-up, reload) off the event loop's
+ * hot path; lookups are pure.
+ */
+#ifndef SUBMITPROXY_SENDERMAP_H
+#define SUBMITPROXY_SENDERMAP_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+struct sendermap;
+
+/* Loads path; returns NULL after printing "PATH:LINE: message" errors to
+ * err. */
+struct sendermap *sendermap_load(const char *path, FILE *err);
+
+/* Parses the text of a file (for tests and fuzzing); name is used in
+ * error messages. */
+struct sendermap *sendermap_parse(const char *text, size_t len,
+				  const char *name, FILE *err);
+
+bool sendermap_allows(const struct sendermap *map, const char *login,
+		      const char *address);
+
+void sendermap_free(struct sendermap *map);
+
+#endif

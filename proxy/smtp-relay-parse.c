@@ -1,0 +1,437 @@
+/* smtp-relay-parse.c - see smtp-relay-parse.h */
+#include "proxy/smtp-relay-parse.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+/* RFC 5321 §4.5.3.1.3: a reverse-path or forward-path is at most 256
+ * octets "including the punctuation", i.e. the angle brackets. */
+#define SMTP_PATH_MAX 256
+
+/* RFC 2852 §4: DELIVERBY's min-by-time is 1*9DIGIT; longer is refused
+ * rather than cut, so what a client is told is what the backend said. */
+#define EHLO_DELIVERBY_MAX 9
+
+static bool is_ctl(unsigned char c)
+{
+	return c < 0x20 || c == 0x7f;
+}
+
+static bool is_digit(char c)
+{
+	return c >= '0' && c <= '9';
+}
+
+static bool is_alnum(char c)
+{
+	return is_digit(c) || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+}
+
+static bool word_is(const char *p, size_t n, const char *word)
+{
+	return strlen(word) == n && strncasecmp(p, word, n) == 0;
+}
+
+/* 1*DIGIT without overflow. */
+static bool parse_u64(const char *p, size_t n, uint64_t *value_r)
+{
+	uint64_t v = 0;
+
+	if (n == 0)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		unsigned d;
+
+		if (!is_digit(p[i]))
+			return false;
+		d = (unsigned)(p[i] - '0');
+		if (v > (UINT64_MAX - d) / 10)
+			return false;
+		v = v * 10 + d;
+	}
+	*value_r = v;
+	return true;
+}
+
+/* Next space-separated word of p[*pos..len) (SP only: RFC 5321 ehlo-line
+ * and esmtp parameters are separated by SP).  Returns false at the end. */
+static bool next_word(const char *p, size_t len, size_t *pos,
+		      const char **word_r, size_t *word_len_r)
+{
+	size_t i = *pos, start;
+
+	while (i < len && p[i] == ' ')
+		i++;
+	if (i == len) {
+		*pos = i;
+		return false;
+	}
+	start = i;
+	while (i < len && p[i] != ' ')
+		i++;
+	*word_r = p + start;
+	*word_len_r = i - start;
+	*pos = i;
+	return true;
+}
+
+/* ---- EHLO capabilities ---- */
+
+static const struct {
+	const char *name;
+	unsigned bit;
+} xclient_attr_names[] = {
+    {"NAME", XCLIENT_ATTR_NAME},	 {"ADDR", XCLIENT_ATTR_ADDR},
+    {"PORT", XCLIENT_ATTR_PORT},	 {"PROTO", XCLIENT_ATTR_PROTO},
+    {"HELO", XCLIENT_ATTR_HELO},	 {"LOGIN", XCLIENT_ATTR_LOGIN},
+    {"DESTADDR", XCLIENT_ATTR_DESTADDR}, {"DESTPORT", XCLIENT_ATTR_DESTPORT},
+};
+
+/* Keywords that pass through unchanged (no argument kept). */
+static const struct {
+	const char *name;
+	unsigned bit;
+} ehlo_plain_caps[] = {
+    {"8BITMIME", EHLO_CAP_8BITMIME},
+    {"PIPELINING", EHLO_CAP_PIPELINING},
+    {"ENHANCEDSTATUSCODES", EHLO_CAP_ENHANCEDSTATUSCODES},
+    {"SMTPUTF8", EHLO_CAP_SMTPUTF8},
+    {"DSN", EHLO_CAP_DSN},
+};
+
+void ehlo_caps_add_line(struct ehlo_caps *caps, const char *text, size_t len)
+{
+	const char *kw, *arg;
+	size_t kw_len, arg_len, pos = 0;
+
+	if (!next_word(text, len, &pos, &kw, &kw_len))
+		return;
+
+	for (size_t i = 0;
+	     i < sizeof(ehlo_plain_caps) / sizeof(ehlo_plain_caps[0]); i++) {
+		if (word_is(kw, kw_len, ehlo_plain_caps[i].name)) {
+			caps->caps |= ehlo_plain_caps[i].bit;
+			return;
+		}
+	}
+	if (word_is(kw, kw_len, "SIZE")) {
+		/* RFC 1870 §4: "SIZE [number]", 0 or none = no fixed limit;
+		 * a value we cannot read counts as none. */
+		caps->caps |= EHLO_CAP_SIZE;
+		caps->size = 0;
+		caps->size_has_value = false;
+		if (next_word(text, len, &pos, &arg, &arg_len) &&
+		    parse_u64(arg, arg_len, &caps->size))
+			caps->size_has_value = true;
+		else
+			caps->size = 0;
+		return;
+	}
+	if (word_is(kw, kw_len, "DELIVERBY")) {
+		/* RFC 2852 §4: "DELIVERBY [min-by-time]", digits only: it is
+		 * shown to clients, so nothing else is copied. */
+		size_t i;
+
+		caps->caps |= EHLO_CAP_DELIVERBY;
+		caps->deliverby[0] = '\0';
+		if (!next_word(text, len, &pos, &arg, &arg_len) ||
+		    arg_len > EHLO_DELIVERBY_MAX)
+			return;
+		for (i = 0; i < arg_len && is_digit(arg[i]); i++)
+			;
+		if (i == arg_len) {
+			memcpy(caps->deliverby, arg, arg_len);
+			caps->deliverby[arg_len] = '\0';
+		}
+		return;
+	}
+	if (word_is(kw, kw_len, "XCLIENT")) {
+		caps->caps |= EHLO_CAP_XCLIENT;
+		while (next_word(text, len, &pos, &arg, &arg_len)) {
+			for (size_t i = 0;
+			     i < sizeof(xclient_attr_names) /
+				     sizeof(xclient_attr_names[0]);
+			     i++) {
+				if (word_is(arg, arg_len,
+					    xclient_attr_names[i].name))
+					caps->xclient_attrs |=
+					    xclient_attr_names[i].bit;
+			}
+		}
+		return;
+	}
+	/* Anything else (STARTTLS, AUTH, AUTH=..., XCLIENT's cousin
+	 * XFORWARD, CHUNKING, BINARYMIME, ETRN, unknown) is dropped. */
+}
+
+static bool ehlo_deliverby_ok(const struct ehlo_caps *caps)
+{
+	const char *arg = caps->deliverby;
+	size_t n = strnlen(arg, sizeof(caps->deliverby));
+
+	if (n == 0 || n > EHLO_DELIVERBY_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!is_digit(arg[i]))
+			return false;
+	return true;
+}
+
+size_t ehlo_caps_render(const struct ehlo_caps *caps, unsigned allowed,
+			uint64_t max_size, char lines[][64], size_t max_lines)
+{
+	unsigned shown = caps->caps & allowed & ~(unsigned)EHLO_CAP_XCLIENT;
+	size_t n = 0;
+
+#define EHLO_RENDER(...)                                                       \
+	do {                                                                   \
+		if (n < max_lines)                                             \
+			snprintf(lines[n++], 64, __VA_ARGS__);                 \
+	} while (0)
+
+	if (shown & EHLO_CAP_PIPELINING)
+		EHLO_RENDER("PIPELINING");
+	if (shown & EHLO_CAP_SIZE) {
+		/* Only when the backend announced SIZE: the smaller
+		 * non-zero limit of the two, or a bare "SIZE" (no fixed
+		 * limit, RFC 1870 §4) when neither has one. */
+		uint64_t limit = caps->size;
+
+		if (max_size != 0 && (limit == 0 || max_size < limit))
+			limit = max_size;
+		if (limit != 0)
+			EHLO_RENDER("SIZE %" PRIu64, limit);
+		else
+			EHLO_RENDER("SIZE");
+	}
+	if (shown & EHLO_CAP_8BITMIME)
+		EHLO_RENDER("8BITMIME");
+	if (shown & EHLO_CAP_ENHANCEDSTATUSCODES)
+		EHLO_RENDER("ENHANCEDSTATUSCODES");
+	if (shown & EHLO_CAP_SMTPUTF8)
+		EHLO_RENDER("SMTPUTF8");
+	if (shown & EHLO_CAP_DSN)
+		EHLO_RENDER("DSN");
+	if (shown & EHLO_CAP_DELIVERBY) {
+		if (ehlo_deliverby_ok(caps))
+			EHLO_RENDER("DELIVERBY %s", caps->deliverby);
+		else
+			EHLO_RENDER("DELIVERBY");
+	}
+#undef EHLO_RENDER
+	return n;
+}
+
+/* ---- MAIL FROM / RCPT TO ---- */
+
+struct smtp_path_args {
+	const char *path; /* inside < > */
+	size_t path_len;
+	const char *params; /* after the path's separating space(s) */
+	size_t params_len;
+};
+
+/* RFC 5321 §4.1.2 esmtp-param = esmtp-keyword ["=" esmtp-value];
+ * esmtp-keyword = (ALPHA / DIGIT) *(ALPHA / DIGIT / "-"); esmtp-value =
+ * 1*(%d33-60 / %d62-126), plus UTF-8 under SMTPUTF8 (RFC 6531 §3.3). */
+static bool esmtp_param_split(const char *p, size_t n, size_t *kw_len_r,
+			      const char **value_r, size_t *value_len_r)
+{
+	size_t i = 0;
+
+	while (i < n && (is_alnum(p[i]) || (i > 0 && p[i] == '-')))
+		i++;
+	if (i == 0)
+		return false;
+	*kw_len_r = i;
+	*value_r = NULL;
+	*value_len_r = 0;
+	if (i == n)
+		return true;
+	if (p[i] != '=' || i + 1 == n)
+		return false;
+	for (size_t j = i + 1; j < n; j++) {
+		unsigned char c = (unsigned char)p[j];
+
+		if (c <= ' ' || c == '=' || c == 0x7f)
+			return false;
+	}
+	*value_r = p + i + 1;
+	*value_len_r = n - i - 1;
+	return true;
+}
+
+/* "PREFIX<path> [params]" with PREFIX "FROM:" or "TO:" (case-insensitive,
+ * RFC 5321 §2.4), one tolerated space after the colon. */
+static int smtp_path_args_parse(const char *args, size_t len,
+				const char *prefix, struct smtp_path_args *pa)
+{
+	size_t prefix_len = strlen(prefix), i, start;
+	const char *word;
+	size_t word_len, pos, kw_len, value_len;
+	const char *value;
+
+	for (i = 0; i < len; i++)
+		if (is_ctl((unsigned char)args[i]))
+			return -1;
+	if (len < prefix_len || strncasecmp(args, prefix, prefix_len) != 0)
+		return -1;
+	i = prefix_len;
+	if (i < len && args[i] == ' ')
+		i++;
+	if (i == len || args[i] != '<')
+		return -1;
+	start = ++i;
+	while (i < len && args[i] != '>') {
+		if (args[i] == ' ' || args[i] == '<')
+			return -1;
+		i++;
+	}
+	if (i == len)
+		return -1;
+	pa->path = args + start;
+	pa->path_len = i - start;
+	if (pa->path_len + 2 > SMTP_PATH_MAX)
+		return -1;
+	i++;
+	if (i < len && args[i] != ' ')
+		return -1;
+	while (i < len && args[i] == ' ')
+		i++;
+	pa->params = args + i;
+	pa->params_len = len - i;
+	while (pa->params_len > 0 && pa->params[pa->params_len - 1] == ' ')
+		pa->params_len--;
+
+	pos = 0;
+	while (next_word(pa->params, pa->params_len, &pos, &word, &word_len))
+		if (!esmtp_param_split(word, word_len, &kw_len, &value,
+				       &value_len))
+			return -1;
+	return 0;
+}
+
+static bool out_append(char *out, size_t out_size, size_t *o, const char *p,
+		       size_t n)
+{
+	if (out_size - *o <= n)
+		return false;
+	memcpy(out + *o, p, n);
+	*o += n;
+	out[*o] = '\0';
+	return true;
+}
+
+int mail_from_rewrite(const char *args, size_t len, char *path,
+		      size_t path_size, char *out, size_t out_size)
+{
+	struct smtp_path_args pa;
+	const char *word, *value;
+	size_t word_len, kw_len, value_len, pos = 0, o = 0;
+
+	if (out_size > 0)
+		out[0] = '\0';
+	if (path_size > 0)
+		path[0] = '\0';
+	if (out_size == 0 || path_size == 0)
+		return -1;
+	if (smtp_path_args_parse(args, len, "FROM:", &pa) < 0)
+		return -1;
+	if (pa.path_len >= path_size)
+		return -1;
+	if (!out_append(out, out_size, &o, "FROM:<", 6) ||
+	    !out_append(out, out_size, &o, pa.path, pa.path_len) ||
+	    !out_append(out, out_size, &o, ">", 1))
+		goto too_long;
+	while (next_word(pa.params, pa.params_len, &pos, &word, &word_len)) {
+		esmtp_param_split(word, word_len, &kw_len, &value, &value_len);
+		/* RFC 4954 §5: the proxy does not vouch for the client's
+		 * AUTH= claim, so the backend never sees one. */
+		if (word_is(word, kw_len, "AUTH"))
+			continue;
+		if (!out_append(out, out_size, &o, " ", 1) ||
+		    !out_append(out, out_size, &o, word, word_len))
+			goto too_long;
+	}
+	memcpy(path, pa.path, pa.path_len);
+	path[pa.path_len] = '\0';
+	return 0;
+
+too_long:
+	out[0] = '\0';
+	return -1;
+}
+
+int rcpt_to_check(const char *args, size_t len)
+{
+	struct smtp_path_args pa;
+
+	if (smtp_path_args_parse(args, len, "TO:", &pa) < 0)
+		return -1;
+	/* RFC 5321 §4.1.1.3: a forward-path is never empty ("<Postmaster>"
+	 * without a domain is fine). */
+	return pa.path_len > 0 ? 0 : -1;
+}
+
+int mail_from_size(const char *args, size_t len, uint64_t *size_r)
+{
+	struct smtp_path_args pa;
+	const char *word, *value;
+	size_t word_len, kw_len, value_len, pos = 0;
+	bool seen = false;
+
+	*size_r = 0;
+	if (smtp_path_args_parse(args, len, "FROM:", &pa) < 0)
+		return -1;
+	while (next_word(pa.params, pa.params_len, &pos, &word, &word_len)) {
+		uint64_t size;
+
+		esmtp_param_split(word, word_len, &kw_len, &value, &value_len);
+		if (!word_is(word, kw_len, "SIZE"))
+			continue;
+		/* RFC 1870 §6: SIZE=1*20DIGIT.  A second SIZE= is refused:
+		 * the proxy and the backend must not read different ones. */
+		if (seen || value == NULL ||
+		    !parse_u64(value, value_len, &size)) {
+			*size_r = 0;
+			return -1;
+		}
+		seen = true;
+		*size_r = size;
+	}
+	return 0;
+}
+
+long xtext_encode(const char *in, size_t len, char *out, size_t out_size)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t o = 0;
+
+	if (out_size == 0)
+		return -1;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)in[i];
+
+		/* RFC 3461 §4: xchar is "!" to "~" except "+" and "=";
+		 * anything else is "+" and two upper-case hex digits. */
+		if (c >= 33 && c <= 126 && c != '+' && c != '=') {
+			if (out_size - o < 2)
+				goto too_small;
+			out[o++] = (char)c;
+		} else {
+			if (out_size - o < 4)
+				goto too_small;
+			out[o++] = '+';
+			out[o++] = hex[c >> 4];
+			out[o++] = hex[c & 0xf];
+		}
+	}
+	out[o] = '\0';
+	return (long)o;
+
+too_small:
+	out[0] = '\0';
+	return -1;
+}
