@@ -751,6 +751,8 @@ static const struct config_key server_keys[] = {
     {"user", set_word, CFG(server.user), 0, 0},
     {"workers", set_workers, CFG(server.workers), 1, CONFIG_WORKERS_MAX},
     {"log_level", set_log_level, CFG(server.log_level), 0, 0},
+    {"shutdown_timeout", set_duration, CFG(server.shutdown_timeout_ms),
+     DURATION},
 };
 
 static const struct config_key listener_keys[] = {
@@ -900,6 +902,7 @@ static void config_set_defaults(struct config *cfg)
 	cfg->server.user = xstrdup(CONFIG_DEFAULT_USER);
 	cfg->server.workers = 1;
 	cfg->server.log_level = LOG_LEVEL_INFO;
+	cfg->server.shutdown_timeout_ms = SECONDS(30);
 
 	cfg->tls.min_version = xstrdup(CONFIG_DEFAULT_MIN_VERSION);
 

@@ -93,6 +93,7 @@ struct config {
 		char *user;                 /* default "submitproxy" */
 		uint32_t workers;           /* default 1 */
 		enum log_level log_level;   /* default info */
+		uint64_t shutdown_timeout_ms; /* 30s: drain on SIGTERM */
 	} server;
 
 	struct config_listener *listeners;

@@ -9,7 +9,10 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <stdio.h>
@@ -21,6 +24,7 @@
 #include "config/config.h"
 #include "proxy/authclient.h"
 #include "proxy/log.h"
+#include "proxy/sdnotify.h"
 #include "proxy/sendermap.h"
 #include "proxy/util.h"
 #include "proxy/worker.h"
@@ -34,7 +38,14 @@ struct server {
 	struct auth_client *auth;
 	struct sendermap *sendermap;
 	uv_signal_t sigterm, sigint, sighup;
+	uv_timer_t drain_timer;
 	bool stopping;
+};
+
+/* Sockets systemd passed us (socket activation), taken in main(). */
+struct activation {
+	struct sd_listen_fd fds[SD_LISTEN_FDS_MAX];
+	size_t n;
 };
 
 static void usage(FILE *f)
@@ -49,38 +60,96 @@ static void usage(FILE *f)
 		CONFIG_DEFAULT_PATH);
 }
 
-static void server_on_stop_signal(uv_signal_t *sig, int signum)
+static void server_on_drain_timeout(uv_timer_t *t)
 {
-	struct server *srv = sig->data;
+	struct server *srv = t->data;
 
+	log_info(NULL, "event=stop_timeout sessions=%u",
+		 (unsigned)srv->worker.nsessions);
+	worker_stop_force(&srv->worker);
+}
+
+/* Graceful stop: no new connections; idle sessions get 421 at once,
+ * transactions in progress may finish within [server] shutdown_timeout. */
+static void server_stop(struct server *srv, const char *why)
+{
 	/* Ctrl-C reaches both processes and the helper forwards it too: the
 	 * second one is expected and changes nothing. */
 	if (srv->stopping)
 		return;
 	srv->stopping = true;
-	log_info(NULL, "event=stop signal=%s", strsignal(signum));
+	log_info(NULL, "event=stop reason=\"%s\" sessions=%u", why,
+		 (unsigned)srv->worker.nsessions);
+	sd_notify_send("STOPPING=1\nSTATUS=Stopping");
 	worker_stop(&srv->worker);
+	uv_timer_start(&srv->drain_timer, server_on_drain_timeout,
+		       srv->cfg->server.shutdown_timeout_ms, 0);
 	/* The signal handles stay installed (a second signal must not take
-	 * the default action) but no longer keep the loop alive. */
+	 * the default action) but no longer keep the loop alive, nor does
+	 * the drain timer once the sessions are gone. */
+	uv_unref((uv_handle_t *)&srv->drain_timer);
 	uv_unref((uv_handle_t *)&srv->sigterm);
 	uv_unref((uv_handle_t *)&srv->sigint);
 	uv_unref((uv_handle_t *)&srv->sighup);
+}
+
+static void server_on_stop_signal(uv_signal_t *sig, int signum)
+{
+	server_stop(sig->data, strsignal(signum));
 }
 
 /* Without the helper no one can log in: stop, and let the service manager
  * start us again with a new one. */
 static void server_on_auth_lost(void *arg)
 {
-	struct server *srv = arg;
+	server_stop(arg, "auth helper gone");
+}
 
-	if (srv->stopping)
-		return;
-	srv->stopping = true;
-	log_error(NULL, "event=stop reason=\"auth helper gone\"");
-	worker_stop(&srv->worker);
-	uv_unref((uv_handle_t *)&srv->sigterm);
-	uv_unref((uv_handle_t *)&srv->sigint);
-	uv_unref((uv_handle_t *)&srv->sighup);
+/* Started as root: become [server] user for good, after every privileged
+ * step (ports bound, keys read).  The auth helper, our parent, keeps root
+ * for PAM; we never need it again. */
+static int server_drop_privileges(const struct config *cfg)
+{
+	struct passwd *pw;
+
+	if (geteuid() != 0)
+		return 0;
+	if (strcmp(cfg->server.user, "root") == 0) {
+		log_warn(NULL, "event=privileges user=root "
+			       "warning=\"network process keeps root: "
+			       "[server] user = root\"");
+		return 0;
+	}
+	pw = getpwnam(cfg->server.user);
+	if (pw == NULL) {
+		log_error(NULL,
+			  "event=start_error error=\"[server] user %s does "
+			  "not exist (systemd/sysusers.d creates it)\"",
+			  cfg->server.user);
+		return -1;
+	}
+	if (pw->pw_uid == 0) {
+		log_error(NULL, "event=start_error error=\"[server] user %s "
+				"has uid 0\"",
+			  cfg->server.user);
+		return -1;
+	}
+	if (setgroups(1, &pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
+	    setuid(pw->pw_uid) < 0) {
+		log_error(NULL, "event=start_error error=\"dropping to %s: %s\"",
+			  cfg->server.user, strerror(errno));
+		return -1;
+	}
+	/* Verify that root cannot be regained. */
+	if (setuid(0) == 0 || geteuid() == 0 || getegid() == 0) {
+		log_error(NULL, "event=start_error error=\"could regain root "
+				"after dropping privileges\"");
+		return -1;
+	}
+	prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+	log_info(NULL, "event=privileges user=%s uid=%ld gid=%ld",
+		 cfg->server.user, (long)pw->pw_uid, (long)pw->pw_gid);
+	return 0;
 }
 
 /* SIGHUP: re-read the certificates and keys.  New handshakes use the new
@@ -90,17 +159,17 @@ static void server_on_reload_signal(uv_signal_t *sig, int signum)
 	struct server *srv = sig->data;
 	char *error = NULL;
 
+	sd_notify_send("RELOADING=1");
 	if (srv->tls == NULL) {
 		log_info(NULL, "event=reload tls=none");
-		return;
-	}
-	if (tls_server_reload(srv->tls, srv->cfg, &error) < 0) {
+	} else if (tls_server_reload(srv->tls, srv->cfg, &error) < 0) {
 		log_error(NULL, "event=reload status=failed error=\"%s\"",
 			  error ? error : "unknown");
 		free(error);
-		return;
+	} else {
+		log_info(NULL, "event=reload status=ok");
 	}
-	log_info(NULL, "event=reload status=ok");
+	sd_notify_send("READY=1");
 }
 
 static bool config_wants_tls(const struct config *cfg)
@@ -127,7 +196,8 @@ static int check_config(const struct config *cfg)
 
 /* The network process: everything that faces clients, on one libuv loop.
  * auth_fd is its end of the channel to the auth helper (its parent). */
-static int network_run(struct config *cfg, int auth_fd)
+static int network_run(struct config *cfg, int auth_fd,
+		       const struct activation *act)
 {
 	struct server srv;
 	int rc = 0;
@@ -162,8 +232,11 @@ static int network_run(struct config *cfg, int auth_fd)
 	uv_signal_init(&srv.loop, &srv.sighup);
 	srv.sigterm.data = srv.sigint.data = srv.sighup.data = &srv;
 
+	uv_timer_init(&srv.loop, &srv.drain_timer);
+	srv.drain_timer.data = &srv;
 	if (worker_init(&srv.worker, &srv.loop, cfg, srv.tls, srv.auth,
-			srv.sendermap) < 0) {
+			srv.sendermap, act->fds, act->n) < 0 ||
+	    server_drop_privileges(cfg) < 0) {
 		rc = 1;
 		srv.stopping = true;
 		worker_stop(&srv.worker);
@@ -174,6 +247,10 @@ static int network_run(struct config *cfg, int auth_fd)
 		log_info(NULL, "event=start version=%s hostname=%s pid=%ld",
 			 SUBMITPROXY_VERSION, cfg->server.hostname,
 			 (long)getpid());
+		/* Listeners are open: connections are accepted from here. */
+		if (sd_notify_send("READY=1\nSTATUS=Accepting connections") <
+		    0)
+			log_warn(NULL, "event=notify_error");
 		uv_run(&srv.loop, UV_RUN_DEFAULT);
 	}
 	auth_client_close(srv.auth);
@@ -193,6 +270,7 @@ static int network_run(struct config *cfg, int auth_fd)
 	uv_close((uv_handle_t *)&srv.sigterm, NULL);
 	uv_close((uv_handle_t *)&srv.sigint, NULL);
 	uv_close((uv_handle_t *)&srv.sighup, NULL);
+	uv_close((uv_handle_t *)&srv.drain_timer, NULL);
 	uv_run(&srv.loop, UV_RUN_DEFAULT);
 	worker_finish(&srv.worker);
 	tls_server_destroy(srv.tls);
@@ -206,7 +284,7 @@ static int network_run(struct config *cfg, int auth_fd)
 /* Splits into the auth helper (this process, which keeps its privileges
  * and supervises) and the network process (a child).  See auth/helper.h
  * for why the helper is the parent. */
-static int run(struct config *cfg)
+static int run(struct config *cfg, const struct activation *act)
 {
 	int sv[2];
 	pid_t pid;
@@ -228,15 +306,19 @@ static int run(struct config *cfg)
 	}
 	if (pid == 0) {
 		close(sv[0]);
-		return network_run(cfg, sv[1]);
+		return network_run(cfg, sv[1], act);
 	}
 	close(sv[1]);
+	/* The listening sockets are the network process's alone. */
+	for (size_t i = 0; i < act->n; i++)
+		close(act->fds[i].fd);
 	return auth_helper_run(cfg, sv[0], pid);
 }
 
 int main(int argc, char **argv)
 {
 	const char *path = CONFIG_DEFAULT_PATH;
+	struct activation act;
 	struct config *cfg = NULL;
 	bool test_only = false;
 	int c, rc;
@@ -267,7 +349,19 @@ int main(int argc, char **argv)
 	if (config_load(path, &cfg) < 0)
 		return 1;
 	log_set_level(cfg->server.log_level);
-	rc = test_only ? check_config(cfg) : run(cfg);
+	memset(&act, 0, sizeof(act));
+	if (!test_only) {
+		int n = sd_listen_fds_take(getpid(), act.fds, SD_LISTEN_FDS_MAX);
+
+		if (n < 0) {
+			log_error(NULL, "event=start_error error=\"bad "
+					"LISTEN_FDS/LISTEN_PID\"");
+			config_free(cfg);
+			return 1;
+		}
+		act.n = (size_t)n;
+	}
+	rc = test_only ? check_config(cfg) : run(cfg, &act);
 	config_free(cfg);
 	return rc;
 }

@@ -120,6 +120,7 @@ struct session {
 	size_t parked_len;
 	bool reading;
 	bool blocked;              /* waiting for the write queue to drain */
+	bool draining;             /* the server is stopping */
 
 	char *helo;                /* client's EHLO/HELO argument */
 	bool esmtp;

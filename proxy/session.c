@@ -55,6 +55,7 @@ static void session_read_start(struct session *s);
 static void session_on_timer(uv_timer_t *t);
 static void session_starttls(struct session *s, size_t leftover);
 static void session_greet(struct session *s);
+static void session_drain_check(struct session *s);
 
 /* ---- output ---- */
 
@@ -390,6 +391,13 @@ static void session_command(struct session *s, const char *line, size_t len)
 	struct smtp_cmd cmd;
 	char text[SANITIZE_BUFSIZE];
 
+	if (s->draining) {
+		/* Stopping: a new command is not started. */
+		session_reply(s, "421 4.3.2 %s Service shutting down",
+			      s->cfg->server.hostname);
+		session_close(s, "shutting down");
+		return;
+	}
 	switch (smtp_cmd_parse(line, len, &cmd)) {
 	case SMTP_CMD_EMPTY:
 		session_refuse(s, SMTP_VERB_UNKNOWN,
@@ -518,6 +526,7 @@ void session_resume(struct session *s)
 	session_flush(s);
 	if (s->parked == NULL && session_taking_input(s))
 		session_read_start(s);
+	session_drain_check(s);
 }
 
 static void session_early_talker(struct session *s)
@@ -999,13 +1008,44 @@ void session_accept(struct worker *w, const struct config_listener *listener,
 	session_start(s);
 }
 
+/* Nothing in progress: no reply owed, no transaction, no exchange. */
+static bool session_idle(const struct session *s)
+{
+	return (s->state == SESSION_HANDSHAKE ||
+		s->state == SESSION_GREETING || s->state == SESSION_COMMAND ||
+		s->state == SESSION_AUTH_INPUT) &&
+	       s->slots_head == NULL && s->sendq_head == NULL;
+}
+
+/* A draining session ends as soon as it is idle. */
+static void session_drain_check(struct session *s)
+{
+	if (!s->draining || s->state >= SESSION_CLOSING || !session_idle(s))
+		return;
+	if (s->state != SESSION_HANDSHAKE)
+		session_reply(s, "421 4.3.2 %s Service shutting down",
+			      s->cfg->server.hostname);
+	session_close(s, "shutting down");
+	session_flush(s);
+}
+
 void session_shutdown(struct session *s)
 {
 	if (s->state >= SESSION_CLOSING)
 		return;
-	session_reply(s, "421 4.3.2 %s Service shutting down",
-		      s->cfg->server.hostname);
-	session_close(s, "shutting down");
+	s->draining = true;
+	session_drain_check(s);
+}
+
+void session_force_close(struct session *s)
+{
+	if (s->state >= SESSION_CLOSED)
+		return;
+	/* Mid-DATA the backend is closed without the terminator: the message
+	 * is not delivered and the client, seeing no reply, sends it again
+	 * later.  Nothing is half-delivered. */
+	s->close_reason = "shutdown timeout";
+	session_destroy(s);
 }
 
 struct session *session_next(struct session *s)

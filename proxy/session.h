@@ -22,9 +22,13 @@ struct session;
 void session_accept(struct worker *w, const struct config_listener *listener,
 		    uv_stream_t *server);
 
-/* Asks the session to end: idle ones get "421 4.3.2 Service shutting
- * down", then close.  Used by worker_stop(). */
+/* Asks the session to end (SIGTERM): at once with "421 4.3.2 Service
+ * shutting down" if it is idle, else as soon as its transaction is done;
+ * new commands get the 421.  Used by worker_stop(). */
 void session_shutdown(struct session *s);
+
+/* Ends it now (the drain timeout has passed). */
+void session_force_close(struct session *s);
 
 struct session *session_next(struct session *s);
 

@@ -4,10 +4,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <unistd.h>
 
 #include "proxy/addrtable.h"
 #include "proxy/log.h"
 #include "proxy/relay.h"
+#include "proxy/sdnotify.h"
 #include "proxy/session.h"
 #include "proxy/util.h"
 
@@ -18,7 +20,8 @@ struct listener {
 	uv_tcp_t tcp;
 	struct worker *w;
 	const struct config_listener *cl;
-	const struct config_addr *addr;
+	const struct config_addr *addr;  /* NULL for an activated socket */
+	int fd;                          /* the activated socket, or -1 */
 	bool open;
 };
 
@@ -39,14 +42,25 @@ static int worker_listen(struct worker *w, struct listener *l)
 	unsigned flags = 0;
 	int r;
 
+	char where[80];
+
 	uv_tcp_init(w->loop, &l->tcp);
 	l->tcp.data = l;
 	l->open = true;
-	/* "[::]:587" and "0.0.0.0:587" may both be configured: keep the IPv6
-	 * socket to IPv6 so the two do not collide. */
-	if (l->addr->ss.ss_family == AF_INET6)
-		flags |= UV_TCP_IPV6ONLY;
-	r = uv_tcp_bind(&l->tcp, (const struct sockaddr *)&l->addr->ss, flags);
+	if (l->addr == NULL) {
+		/* Socket activation: systemd bound it (privileged ports
+		 * without root). */
+		snprintf(where, sizeof(where), "fd:%d", l->fd);
+		r = uv_tcp_open(&l->tcp, l->fd);
+	} else {
+		snprintf(where, sizeof(where), "%s", l->addr->text);
+		/* "[::]:587" and "0.0.0.0:587" may both be configured: keep
+		 * the IPv6 socket to IPv6 so the two do not collide. */
+		if (l->addr->ss.ss_family == AF_INET6)
+			flags |= UV_TCP_IPV6ONLY;
+		r = uv_tcp_bind(&l->tcp, (const struct sockaddr *)&l->addr->ss,
+				flags);
+	}
 	if (r == 0)
 		r = uv_listen((uv_stream_t *)&l->tcp, WORKER_LISTEN_BACKLOG,
 			      worker_on_connection);
@@ -54,11 +68,11 @@ static int worker_listen(struct worker *w, struct listener *l)
 		log_error(NULL,
 			  "event=listen_error listener=%s address=%s "
 			  "error=\"%s\"",
-			  l->cl->name, l->addr->text, uv_strerror(r));
+			  l->cl->name, where, uv_strerror(r));
 		return -1;
 	}
 	log_info(NULL, "event=listen listener=%s address=%s mode=%s",
-		 l->cl->name, l->addr->text, listener_mode_name(l->cl->mode));
+		 l->cl->name, where, listener_mode_name(l->cl->mode));
 	return 0;
 }
 
@@ -134,9 +148,21 @@ static void worker_on_probe(uv_timer_t *t)
 				w);
 }
 
+static size_t worker_count_activated(const struct sd_listen_fd *fds,
+				     size_t nfds, const char *name)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < nfds; i++)
+		if (strcmp(fds[i].name, name) == 0)
+			n++;
+	return n;
+}
+
 int worker_init(struct worker *w, uv_loop_t *loop, const struct config *cfg,
 		struct tls_server *tls, struct auth_client *auth,
-		const struct sendermap *sendermap)
+		const struct sendermap *sendermap,
+		const struct sd_listen_fd *fds, size_t nfds)
 {
 	uint64_t seed[2] = {0, 0};
 	size_t i, j, n = 0;
@@ -162,16 +188,54 @@ int worker_init(struct worker *w, uv_loop_t *loop, const struct config *cfg,
 	w->sid_base = seed[0];
 	w->addrs = addrtable_create(seed[1]);
 
-	for (i = 0; i < cfg->nlisteners; i++)
-		w->nlisteners += cfg->listeners[i].naddrs;
+	/* A listener named in $LISTEN_FDNAMES (FileDescriptorName= in the
+	 * .socket unit) takes the passed sockets instead of binding its
+	 * addresses. */
+	for (i = 0; i < cfg->nlisteners; i++) {
+		size_t k = worker_count_activated(fds, nfds,
+						  cfg->listeners[i].name);
+
+		w->nlisteners += k ? k : cfg->listeners[i].naddrs;
+	}
+	for (i = 0; i < nfds; i++) {
+		bool used = false;
+
+		for (j = 0; j < cfg->nlisteners; j++)
+			used |= strcmp(fds[i].name, cfg->listeners[j].name) == 0;
+		if (!used) {
+			log_warn(NULL,
+				 "event=listen_error fd=%d name=\"%s\" "
+				 "error=\"no [listener %s] for this socket\"",
+				 fds[i].fd, fds[i].name, fds[i].name);
+			close(fds[i].fd);
+		}
+	}
 	w->listeners = xcalloc(w->nlisteners, sizeof(*w->listeners));
 	for (i = 0; i < cfg->nlisteners; i++) {
-		for (j = 0; j < cfg->listeners[i].naddrs; j++) {
+		const struct config_listener *cl = &cfg->listeners[i];
+
+		if (worker_count_activated(fds, nfds, cl->name) > 0) {
+			for (j = 0; j < nfds; j++) {
+				struct listener *l;
+
+				if (strcmp(fds[j].name, cl->name) != 0)
+					continue;
+				l = &w->listeners[n++];
+				l->w = w;
+				l->cl = cl;
+				l->fd = fds[j].fd;
+				if (worker_listen(w, l) < 0)
+					return -1;
+			}
+			continue;
+		}
+		for (j = 0; j < cl->naddrs; j++) {
 			struct listener *l = &w->listeners[n++];
 
 			l->w = w;
-			l->cl = &cfg->listeners[i];
-			l->addr = &cfg->listeners[i].addrs[j];
+			l->cl = cl;
+			l->addr = &cl->addrs[j];
+			l->fd = -1;
 			if (worker_listen(w, l) < 0)
 				return -1;
 		}
@@ -198,6 +262,12 @@ void worker_stop(struct worker *w)
 	}
 	for (s = w->sessions; s != NULL; s = session_next(s))
 		session_shutdown(s);
+}
+
+void worker_stop_force(struct worker *w)
+{
+	for (struct session *s = w->sessions; s != NULL; s = session_next(s))
+		session_force_close(s);
 }
 
 void worker_finish(struct worker *w)

@@ -25,6 +25,7 @@ struct tls_server;
 struct auth_client;
 struct relay;
 struct sendermap;
+struct sd_listen_fd;
 struct listener;
 
 #define WORKER_READ_BUFSIZE 65536
@@ -72,10 +73,14 @@ struct worker {
  * address could not be bound. */
 int worker_init(struct worker *w, uv_loop_t *loop, const struct config *cfg,
 		struct tls_server *tls, struct auth_client *auth,
-		const struct sendermap *sendermap);
+		const struct sendermap *sendermap,
+		const struct sd_listen_fd *fds, size_t nfds);
 
-/* Stops accepting and closes every session (with 421 to idle ones). */
+/* Stops accepting.  Idle sessions get "421 4.3.2" and close; sessions
+ * with a transaction in progress finish it first (worker_stop_force()
+ * ends them when [server] shutdown_timeout has passed). */
 void worker_stop(struct worker *w);
+void worker_stop_force(struct worker *w);
 
 /* Frees what worker_init allocated; the loop must have run dry. */
 void worker_finish(struct worker *w);

@@ -1,9 +1,14 @@
 #!/bin/sh
-# Brings up a complete local demo of submitproxy on this machine:
-# installs the packages, builds, starts a local backend MTA (Postfix's
-# smtp-sink, which accepts and discards mail, saving each message under
-# demo/mail/), and runs submitproxy in the foreground on 127.0.0.1 with the
-# configuration written to demo/submitproxy.conf.  Ctrl-C stops both.
+# A complete local demo of submitproxy on this machine, touching none of
+# its accounts or mail setup:
+#   - installs the packages and builds;
+#   - makes a self-signed certificate for "localhost" under demo/;
+#   - starts Postfix's smtp-sink on 127.0.0.1:10025 as the backend MTA (it
+#     accepts every message and saves it under demo/mail/);
+#   - creates a test login demo / demo-password with pam_wrapper and
+#     pam_matrix (a PAM stack backed by a file, no system account);
+#   - runs submitproxy in the foreground on 127.0.0.1:2525 (STARTTLS) and
+#     127.0.0.1:4650 (implicit TLS).  Ctrl-C stops everything.
 set -eu
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -11,14 +16,31 @@ scripts/install-deps.sh
 meson compile -C build
 
 demo=$(pwd)/demo
-mkdir -p "$demo/mail"
+mkdir -p "$demo/mail" "$demo/pam"
 backend_port=10025
 
-# The backend: smtp-sink listens on loopback only and keeps every message.
-sink=/usr/sbin/smtp-sink
+if [ ! -f "$demo/cert.pem" ]; then
+	openssl req -x509 -newkey rsa:2048 -nodes -days 365 \
+		-subj /CN=localhost -addext subjectAltName=DNS:localhost \
+		-keyout "$demo/key.pem" -out "$demo/cert.pem" 2>/dev/null
+fi
+
+# The test login, checked by real PAM through pam_wrapper.
+matrix=/usr/lib/x86_64-linux-gnu/pam_wrapper/pam_matrix.so
+echo "demo:demo-password:submitproxy" > "$demo/pam/passdb"
+cat > "$demo/pam/submitproxy" <<PAM
+auth required $matrix passdb=$demo/pam/passdb
+account required $matrix passdb=$demo/pam/passdb
+PAM
+
+# The backend: smtp-sink on loopback keeps every message it is given.
 sinkuser=""
-[ "$(id -u)" -eq 0 ] && sinkuser="-u nobody" && chmod 777 "$demo/mail"
-$sink $sinkuser -c -d "$demo/mail/%Y%m%d%H/%M." 127.0.0.1:$backend_port 100 &
+if [ "$(id -u)" -eq 0 ]; then
+	sinkuser="-u nobody"
+	chmod 777 "$demo/mail"
+fi
+/usr/sbin/smtp-sink $sinkuser -d "$demo/mail/%Y%m%d%H%M%S." \
+	127.0.0.1:$backend_port 100 &
 sink_pid=$!
 trap 'kill $sink_pid 2>/dev/null || true' EXIT INT TERM
 
@@ -26,13 +48,22 @@ cat > "$demo/submitproxy.conf" <<CONF
 # Written by scripts/demo.sh.
 [server]
 hostname = localhost
-user = $(id -un)
 log_level = info
 
-[listener demo]
+[listener submission]
 address = 127.0.0.1:2525
-mode = plain
-require_tls = no
+mode = starttls
+
+[listener submissions]
+address = 127.0.0.1:4650
+mode = implicit-tls
+
+[tls]
+certificate = $demo/cert.pem
+key = $demo/key.pem
+
+[auth]
+pam_service = submitproxy
 
 [backend]
 address = 127.0.0.1:$backend_port
@@ -40,14 +71,24 @@ CONF
 
 cat <<MSG
 
-submitproxy demo: backend smtp-sink on 127.0.0.1:$backend_port, mail saved in $demo/mail
-Try it from another terminal:
+submitproxy demo
+  STARTTLS on 127.0.0.1:2525, implicit TLS on 127.0.0.1:4650
+  login: demo / demo-password
+  backend: smtp-sink on 127.0.0.1:$backend_port, messages saved in $demo/mail/
 
-  swaks --server 127.0.0.1:2525 --quit-after EHLO
-  swaks --server 127.0.0.1:2525 --from me@example.com --to you@example.com
+Send a test mail from another terminal:
 
-(MAIL before AUTH is refused with 530: authentication arrives with the
-auth helper.)  Ctrl-C stops the demo.
+  swaks --server 127.0.0.1:2525 --tls --auth PLAIN \\
+        --auth-user demo --auth-password demo-password \\
+        --from demo@example.com --to you@example.com
+
+  swaks --server 127.0.0.1:4650 --tlsc --auth LOGIN \\
+        --auth-user demo --auth-password demo-password \\
+        --from demo@example.com --to you@example.com
+
+then look in $demo/mail/.  Ctrl-C stops the demo.
 
 MSG
-build/proxy/submitproxy -c "$demo/submitproxy.conf"
+LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libpam_wrapper.so PAM_WRAPPER=1 \
+PAM_WRAPPER_SERVICE_DIR="$demo/pam" \
+	build/proxy/submitproxy -c "$demo/submitproxy.conf"
