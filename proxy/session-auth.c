@@ -248,6 +248,7 @@ void cmd_auth(struct session *s, const struct smtp_cmd *cmd)
 	const char *mech_name = cmd->args, *initial = NULL;
 	size_t mech_len, initial_len = 0;
 	const char *challenge = "";
+	enum sasl_status status;
 	enum sasl_mech mech;
 	unsigned allowed;
 
@@ -318,10 +319,11 @@ void cmd_auth(struct session *s, const struct smtp_cmd *cmd)
 	s->creds = xcalloc(1, sizeof(*s->creds));
 	memset(&s->sasl, 0, sizeof(s->sasl));
 	s->auth_mech = mech;
-	session_sasl_status(s,
-			    sasl_start(&s->sasl, mech, initial, initial_len,
-				       s->creds, &challenge),
-			    challenge);
+	/* Two statements: the challenge is set by sasl_start(), and the order
+	 * in which a call's arguments are evaluated is unspecified. */
+	status = sasl_start(&s->sasl, mech, initial, initial_len, s->creds,
+			    &challenge);
+	session_sasl_status(s, status, challenge);
 }
 
 /* Releases what AUTH holds when the session ends. */
