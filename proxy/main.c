@@ -134,8 +134,10 @@ static int server_drop_privileges(const struct config *cfg)
 			  cfg->server.user);
 		return -1;
 	}
-	if (setgroups(1, &pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
-	    setuid(pw->pw_uid) < 0) {
+	/* initgroups: the user's supplementary groups stay (on Debian, a
+	 * member of ssl-cert can re-read group-readable keys on SIGHUP). */
+	if (initgroups(cfg->server.user, pw->pw_gid) < 0 ||
+	    setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0) {
 		log_error(NULL, "event=start_error error=\"dropping to %s: %s\"",
 			  cfg->server.user, strerror(errno));
 		return -1;

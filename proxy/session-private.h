@@ -44,6 +44,7 @@ struct worker;
 #define SESSION_SASL_LINE_MAX 12288
 
 enum session_state {
+	SESSION_PROXY,      /* reading the PROXY protocol header */
 	SESSION_HANDSHAKE,  /* TLS handshake (implicit TLS or STARTTLS) */
 	SESSION_GREETING,   /* greeting delayed: any input is early talk */
 	SESSION_COMMAND,    /* reading commands */
@@ -108,6 +109,8 @@ struct session {
 	unsigned port;
 	struct addr_entry *addr;   /* counted in addr->connections */
 
+	unsigned char *proxy_buf;  /* PROXY header so far (that state only) */
+	size_t proxy_len;
 	struct tls_conn *tls;      /* NULL until TLS starts */
 	bool starttls_pending;     /* 220 sent, handshake starts after it */
 

@@ -26,12 +26,14 @@
 #include "config/config.h"
 #include "proxy/addrtable.h"
 #include "proxy/log.h"
+#include "proxy/proxyproto.h"
 #include "proxy/session-private.h"
 #include "proxy/util.h"
 #include "proxy/worker.h"
 #include "tls/tls.h"
 
 const char *const session_state_names[] = {
+	[SESSION_PROXY] = "proxy",
 	[SESSION_HANDSHAKE] = "handshake",
 	[SESSION_GREETING] = "greeting",
 	[SESSION_COMMAND] = "command",
@@ -56,6 +58,8 @@ static void session_on_timer(uv_timer_t *t);
 static void session_starttls(struct session *s, size_t leftover);
 static void session_greet(struct session *s);
 static void session_drain_check(struct session *s);
+static void session_proxy_input(struct session *s, const char *data,
+				size_t len);
 
 /* ---- output ---- */
 
@@ -679,6 +683,11 @@ static void session_on_read(uv_stream_t *stream, ssize_t nread,
 		return;
 	}
 	s->bytes_in += (uint64_t)nread;
+	if (s->state == SESSION_PROXY) {
+		session_proxy_input(s, buf->base, (size_t)nread);
+		session_flush(s);
+		return;
+	}
 	if (s->tls == NULL || s->state >= SESSION_CLOSING) {
 		session_on_plaintext(s, buf->base, (size_t)nread);
 	} else {
@@ -724,6 +733,12 @@ static void session_on_timer(uv_timer_t *t)
 	struct session *s = t->data;
 
 	switch (s->state) {
+	case SESSION_PROXY:
+		log_info(s->sid, "event=reject ip=%s reason=proxy_header_timeout",
+			 s->ip);
+		s->close_reason = "PROXY header timeout";
+		session_destroy(s);
+		return;
 	case SESSION_HANDSHAKE:
 		log_info(s->sid, "event=tls_error ip=%s reason=\"handshake "
 				 "timeout\"",
@@ -779,6 +794,7 @@ void session_enter_state(struct session *s, enum session_state state)
 		  session_state_names[s->state], session_state_names[state]);
 	s->state = state;
 	switch (state) {
+	case SESSION_PROXY:
 	case SESSION_HANDSHAKE:
 		session_timer_start(s, s->cfg->limits.handshake_timeout_ms);
 		break;
@@ -838,6 +854,7 @@ static void session_on_handle_closed(uv_handle_t *h)
 	tls_conn_destroy(s->tls);
 	free(s->out);
 	session_free_parked(s);
+	free(s->proxy_buf);
 	free(s->helo);
 	free(s->user);
 	free(s);
@@ -871,14 +888,20 @@ static void session_destroy(struct session *s)
 	uv_close((uv_handle_t *)&s->timer, session_on_handle_closed);
 }
 
-static void session_peer(struct session *s)
+/* Who the client is: from the socket, or from a PROXY header.  The
+ * per-address count follows it. */
+static void session_set_peer(struct session *s,
+			     const struct sockaddr_storage *sa)
 {
-	struct sockaddr_storage ss;
-	int len = sizeof(ss);
+	const struct sockaddr_storage ss = *sa;
 
+	if (s->addr != NULL) {
+		s->addr->connections--;
+		addrtable_release(s->w->addrs, s->addr);
+		s->addr = NULL;
+	}
 	snprintf(s->ip, sizeof(s->ip), "unknown");
-	if (uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&ss, &len) != 0)
-		return;
+	s->port = 0;
 	if (ss.ss_family == AF_INET) {
 		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
 
@@ -898,6 +921,17 @@ static void session_peer(struct session *s)
 			s->addr->connections++;
 		}
 	}
+}
+
+static void session_peer(struct session *s)
+{
+	struct sockaddr_storage ss;
+	int len = sizeof(ss);
+
+	memset(&ss, 0, sizeof(ss));
+	if (uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&ss, &len) != 0)
+		ss.ss_family = AF_UNSPEC;
+	session_set_peer(s, &ss);
 }
 
 /* True if the client sent bytes before we could possibly have greeted it.
@@ -926,14 +960,14 @@ static void session_greet(struct session *s)
 	session_enter_state(s, SESSION_COMMAND);
 }
 
-static void session_start(struct session *s)
+/* The client is known (socket or PROXY header): apply the connection
+ * limits, then greet it or start TLS.  leftover: client bytes that came
+ * with a PROXY header. */
+static void session_admit(struct session *s, const char *leftover,
+			  size_t leftover_len)
 {
 	const struct config_limits *lim = &s->cfg->limits;
 	struct worker *w = s->w;
-
-	session_peer(s);
-	log_info(s->sid, "event=connect ip=%s port=%u listener=%s", s->ip,
-		 s->port, s->listener->name);
 
 	if (w->stopping) {
 		session_reply(s, "421 4.3.2 %s Service shutting down",
@@ -956,18 +990,88 @@ static void session_start(struct session *s)
 			      s->cfg->server.hostname);
 		session_close(s, "max_connections_per_address");
 	} else if (s->listener->mode != LISTENER_IMPLICIT_TLS &&
-		   session_talked_first(s)) {
+		   (leftover_len > 0 || session_talked_first(s))) {
 		/* (With implicit TLS the client speaks first: its
 		 * ClientHello.) */
 		session_early_talker(s);
 	} else if (s->listener->mode == LISTENER_IMPLICIT_TLS) {
 		session_tls_start(s);
 		session_read_start(s);
+		if (leftover_len > 0 &&
+		    tls_conn_feed(s->tls, leftover, leftover_len) == TLS_ERROR) {
+			log_info(s->sid, "event=tls_error ip=%s reason=\"%s\"",
+				 s->ip, tls_conn_error(s->tls));
+			session_close(s, "TLS error");
+		}
 	} else {
 		session_greet(s);
 		session_read_start(s);
 	}
 	session_flush(s);
+}
+
+/* Bytes on a proxy_protocol listener before the header is complete.  The
+ * header comes from our own load balancer: anything else is dropped. */
+static void session_proxy_input(struct session *s, const char *data,
+				size_t len)
+{
+	struct proxyproto_info info;
+	enum proxyproto_result r;
+	size_t take = PROXYPROTO_V2_MAX - s->proxy_len, consumed = 0;
+	char orig[sizeof(s->ip)];
+
+	if (take > len)
+		take = len;
+	memcpy(s->proxy_buf + s->proxy_len, data, take);
+	s->proxy_len += take;
+	r = proxyproto_parse(s->proxy_buf, s->proxy_len, &info, &consumed);
+	if (r == PROXYPROTO_INCOMPLETE && s->proxy_len < PROXYPROTO_V2_MAX)
+		return;
+	if (r != PROXYPROTO_OK) {
+		log_info(s->sid, "event=reject ip=%s reason=bad_proxy_header",
+			 s->ip);
+		s->close_reason = "bad PROXY header";
+		session_destroy(s);
+		return;
+	}
+	snprintf(orig, sizeof(orig), "%s", s->ip);
+	if (info.has_addr)
+		session_set_peer(s, &info.src);
+	log_info(s->sid, "event=proxy ip=%s port=%u via=%s version=%d", s->ip,
+		 s->port, orig, info.version);
+	{
+		/* What followed the header in this read is the client's. */
+		size_t before = s->proxy_len - take;
+		size_t rest_off = consumed > before ? consumed - before : 0;
+		unsigned char *buf = s->proxy_buf;
+
+		s->proxy_buf = NULL;
+		s->proxy_len = 0;
+		if (consumed < before) {
+			/* Cannot happen: the parser stops at the header's
+			 * end, which the earlier reads had not reached. */
+			free(buf);
+			session_destroy(s);
+			return;
+		}
+		free(buf);
+		session_admit(s, data + rest_off, len - rest_off);
+	}
+}
+
+static void session_start(struct session *s)
+{
+	session_peer(s);
+	log_info(s->sid, "event=connect ip=%s port=%u listener=%s", s->ip,
+		 s->port, s->listener->name);
+	if (s->listener->proxy_protocol && !s->w->stopping) {
+		/* The real client's address comes first, before TLS. */
+		s->proxy_buf = xmalloc(PROXYPROTO_V2_MAX);
+		session_enter_state(s, SESSION_PROXY);
+		session_read_start(s);
+		return;
+	}
+	session_admit(s, NULL, 0);
 }
 
 void session_accept(struct worker *w, const struct config_listener *listener,

@@ -30,6 +30,7 @@
 
 #include <openssl/bio.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -260,6 +261,54 @@ static int tls_no_passphrase_cb(char *buf, int size, int rwflag, void *arg)
 	return 0;
 }
 
+/* RFC 6066 §3: a server MUST NOT resume a session under a server name
+ * other than the one it was established for.  OpenSSL notices the change
+ * in TLS 1.2 but resumes anyway, so the session id context, which OpenSSL
+ * does check before resuming (session ids and tickets alike), is made to
+ * depend on the name the client sends.  This runs on the ClientHello,
+ * before the resumption decision. */
+static int tls_client_hello_cb(SSL *ssl, int *alert, void *arg)
+{
+	static const unsigned char base[] = TLS_SESSION_ID_CONTEXT;
+	unsigned char digest[EVP_MAX_MD_SIZE];
+	unsigned char name[256];
+	const unsigned char *ext;
+	unsigned int dlen = 0;
+	size_t extlen, nlen = 0;
+	EVP_MD_CTX *md;
+
+	(void)arg;
+	/* server_name: list length (2), type 0 (1), name length (2), name. */
+	if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &ext,
+				      &extlen) == 1 &&
+	    extlen >= 5 && ext[2] == TLSEXT_NAMETYPE_host_name) {
+		nlen = ((size_t)ext[3] << 8) | ext[4];
+		if (nlen > extlen - 5 || nlen > sizeof(name))
+			nlen = 0;
+		for (size_t i = 0; i < nlen; i++) {
+			unsigned char ch = ext[5 + i];
+
+			name[i] = ch >= 'A' && ch <= 'Z' ? ch + 32 : ch;
+		}
+	}
+	md = EVP_MD_CTX_new();
+	if (md == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1 ||
+	    EVP_DigestUpdate(md, base, sizeof(base) - 1) != 1 ||
+	    EVP_DigestUpdate(md, ":", 1) != 1 ||
+	    EVP_DigestUpdate(md, name, nlen) != 1 ||
+	    EVP_DigestFinal_ex(md, digest, &dlen) != 1 ||
+	    SSL_set_session_id_context(ssl, digest,
+				       dlen < SSL_MAX_SID_CTX_LENGTH
+					       ? dlen
+					       : SSL_MAX_SID_CTX_LENGTH) != 1) {
+		EVP_MD_CTX_free(md);
+		*alert = SSL_AD_INTERNAL_ERROR;
+		return SSL_CLIENT_HELLO_ERROR;
+	}
+	EVP_MD_CTX_free(md);
+	return SSL_CLIENT_HELLO_SUCCESS;
+}
+
 /* Chooses the certificate by SNI.  It looks the name up in the server's
  * current set at handshake time, so that a reload takes effect at once, and
  * also moves a connection created before a reload onto the new default. */
@@ -476,6 +525,7 @@ static SSL_CTX *tls_ctx_new_settings(const struct config *cfg, char **error_r)
 		goto fail;
 	}
 	SSL_CTX_set_default_passwd_cb(ctx, tls_no_passphrase_cb);
+	SSL_CTX_set_client_hello_cb(ctx, tls_client_hello_cb, NULL);
 	SSL_CTX_set_tlsext_servername_callback(ctx, tls_servername_cb);
 	SSL_CTX_set_alpn_select_cb(ctx, tls_alpn_select_cb, NULL);
 	ERR_clear_error();
