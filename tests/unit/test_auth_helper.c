@@ -195,8 +195,10 @@ static int reexec_with_pam_wrapper(char **argv)
 	setenv_append("ASAN_OPTIONS", "verify_asan_link_order=0", ':');
 	setenv("PAM_WRAPPER_DISABLE_DEEPBIND", "1", 1);
 	setenv("UID_WRAPPER_DISABLE_DEEPBIND", "1", 1);
-	execv("/proc/self/exe", argv);
-	perror("execv /proc/self/exe");
+	/* argv[0], not /proc/self/exe: under valgrind the latter is the
+	 * valgrind tool itself. */
+	execv(strchr(argv[0], '/') != NULL ? argv[0] : "/proc/self/exe", argv);
+	perror("execv");
 fail:
 	remove_test_dir(dir);
 	return 1;
