@@ -199,7 +199,7 @@ static int check_config(const struct config *cfg)
 /* The network process: everything that faces clients, on one libuv loop.
  * auth_fd is its end of the channel to the auth helper (its parent). */
 static int network_run(struct config *cfg, int auth_fd,
-		       const struct activation *act)
+		       const struct activation *act, const sigset_t *old_mask)
 {
 	struct server srv;
 	int rc = 0;
@@ -236,6 +236,13 @@ static int network_run(struct config *cfg, int auth_fd,
 
 	uv_timer_init(&srv.loop, &srv.drain_timer);
 	srv.drain_timer.data = &srv;
+	/* Handlers first, then unblock (run() blocked these before fork): a
+	 * signal that arrives while the listeners open is handled, never
+	 * fatal. */
+	uv_signal_start(&srv.sigterm, server_on_stop_signal, SIGTERM);
+	uv_signal_start(&srv.sigint, server_on_stop_signal, SIGINT);
+	uv_signal_start(&srv.sighup, server_on_reload_signal, SIGHUP);
+	sigprocmask(SIG_SETMASK, old_mask, NULL);
 	if (worker_init(&srv.worker, &srv.loop, cfg, srv.tls, srv.auth,
 			srv.sendermap, act->fds, act->n) < 0 ||
 	    server_drop_privileges(cfg) < 0) {
@@ -243,9 +250,6 @@ static int network_run(struct config *cfg, int auth_fd,
 		srv.stopping = true;
 		worker_stop(&srv.worker);
 	} else {
-		uv_signal_start(&srv.sigterm, server_on_stop_signal, SIGTERM);
-		uv_signal_start(&srv.sigint, server_on_stop_signal, SIGINT);
-		uv_signal_start(&srv.sighup, server_on_reload_signal, SIGHUP);
 		log_info(NULL, "event=start version=%s hostname=%s pid=%ld",
 			 SUBMITPROXY_VERSION, cfg->server.hostname,
 			 (long)getpid());
@@ -288,10 +292,18 @@ static int network_run(struct config *cfg, int auth_fd,
  * for why the helper is the parent. */
 static int run(struct config *cfg, const struct activation *act)
 {
+	sigset_t stop_signals, old_mask;
 	int sv[2];
 	pid_t pid;
 
 	signal(SIGPIPE, SIG_IGN);
+	/* Held back until each process has its handlers: the helper reads
+	 * them from a signalfd, the network process from libuv. */
+	sigemptyset(&stop_signals);
+	sigaddset(&stop_signals, SIGTERM);
+	sigaddset(&stop_signals, SIGINT);
+	sigaddset(&stop_signals, SIGHUP);
+	sigprocmask(SIG_BLOCK, &stop_signals, &old_mask);
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
 		log_error(NULL, "event=start_error error=\"socketpair: %s\"",
 			  strerror(errno));
@@ -308,7 +320,7 @@ static int run(struct config *cfg, const struct activation *act)
 	}
 	if (pid == 0) {
 		close(sv[0]);
-		return network_run(cfg, sv[1], act);
+		return network_run(cfg, sv[1], act, &old_mask);
 	}
 	close(sv[1]);
 	/* The listening sockets are the network process's alone. */
