@@ -87,6 +87,9 @@ struct config_limits {
 
 struct config {
 	char *path;
+	/* Sessions still using this configuration after a reload replaced
+	 * it (worker bookkeeping; the only field that changes after load). */
+	uint32_t refs;
 
 	struct {
 		char *hostname;             /* default: the machine's FQDN */

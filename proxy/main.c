@@ -33,7 +33,6 @@
 struct server {
 	uv_loop_t loop;
 	struct worker worker;
-	struct config *cfg;
 	struct tls_server *tls;
 	struct auth_client *auth;
 	struct sendermap *sendermap;
@@ -83,7 +82,7 @@ static void server_stop(struct server *srv, const char *why)
 	sd_notify_send("STOPPING=1\nSTATUS=Stopping");
 	worker_stop(&srv->worker);
 	uv_timer_start(&srv->drain_timer, server_on_drain_timeout,
-		       srv->cfg->server.shutdown_timeout_ms, 0);
+		       srv->worker.cfg->server.shutdown_timeout_ms, 0);
 	/* The signal handles stay installed (a second signal must not take
 	 * the default action) but no longer keep the loop alive, nor does
 	 * the drain timer once the sessions are gone. */
@@ -154,23 +153,135 @@ static int server_drop_privileges(const struct config *cfg)
 	return 0;
 }
 
-/* SIGHUP: re-read the certificates and keys.  New handshakes use the new
- * ones; live sessions keep theirs; a bad file keeps the old set. */
+static bool config_wants_tls(const struct config *cfg);
+
+static bool listeners_equal(const struct config *a, const struct config *b)
+{
+	if (a->nlisteners != b->nlisteners)
+		return false;
+	for (size_t i = 0; i < a->nlisteners; i++) {
+		const struct config_listener *x = &a->listeners[i];
+		const struct config_listener *y = &b->listeners[i];
+
+		if (strcmp(x->name, y->name) != 0 || x->mode != y->mode ||
+		    x->require_tls != y->require_tls ||
+		    x->allow_plaintext_auth != y->allow_plaintext_auth ||
+		    x->proxy_protocol != y->proxy_protocol ||
+		    x->naddrs != y->naddrs)
+			return false;
+		for (size_t j = 0; j < x->naddrs; j++)
+			if (strcmp(x->addrs[j].text, y->addrs[j].text) != 0)
+				return false;
+	}
+	return true;
+}
+
+/* What a reload cannot change live keeps its running value, and says so:
+ * the listening sockets (bound before the privilege drop, or passed by
+ * systemd), the user, and [auth], which belongs to the helper process. */
+static void reload_keep_fixed(const struct config *old, struct config *next)
+{
+	if (!listeners_equal(old, next)) {
+		log_warn(NULL, "event=reload_ignored section=listener "
+			       "reason=\"listeners change on restart only\"");
+		for (size_t i = 0; i < next->nlisteners; i++) {
+			free(next->listeners[i].name);
+			free(next->listeners[i].addrs);
+		}
+		free(next->listeners);
+		next->nlisteners = old->nlisteners;
+		next->listeners = xcalloc(old->nlisteners,
+					  sizeof(*next->listeners));
+		for (size_t i = 0; i < old->nlisteners; i++) {
+			next->listeners[i] = old->listeners[i];
+			next->listeners[i].name = xstrdup(old->listeners[i].name);
+			next->listeners[i].addrs = (struct config_addr *)xmemdup(
+				old->listeners[i].addrs,
+				old->listeners[i].naddrs *
+					sizeof(*old->listeners[i].addrs));
+		}
+	}
+	if (strcmp(old->server.user, next->server.user) != 0 ||
+	    old->server.workers != next->server.workers) {
+		log_warn(NULL, "event=reload_ignored section=server "
+			       "keys=\"user workers\" "
+			       "reason=\"change on restart only\"");
+		free(next->server.user);
+		next->server.user = xstrdup(old->server.user);
+		next->server.workers = old->server.workers;
+	}
+	if (strcmp(old->auth.pam_service, next->auth.pam_service) != 0 ||
+	    old->auth.helper_workers != next->auth.helper_workers ||
+	    old->auth.timeout_ms != next->auth.timeout_ms) {
+		log_warn(NULL, "event=reload_ignored section=auth "
+			       "keys=\"pam_service helper_workers timeout\" "
+			       "reason=\"the auth helper keeps them until "
+			       "restart\"");
+		free(next->auth.pam_service);
+		next->auth.pam_service = xstrdup(old->auth.pam_service);
+		next->auth.helper_workers = old->auth.helper_workers;
+		next->auth.timeout_ms = old->auth.timeout_ms;
+	}
+}
+
+/* SIGHUP: the configuration file and the certificates are read again.
+ * New sessions use the new ones; live sessions keep theirs; anything
+ * broken (a config error, reported as FILE:LINE; an unreadable key; a bad
+ * sender map) keeps the old set running. */
 static void server_on_reload_signal(uv_signal_t *sig, int signum)
 {
 	struct server *srv = sig->data;
+	struct config *old = srv->worker.cfg, *next = NULL;
+	struct sendermap *map = NULL;
+	struct tls_server *new_tls = NULL;
 	char *error = NULL;
 
+	(void)signum;
+	if (srv->stopping)
+		return;
 	sd_notify_send("RELOADING=1");
-	if (srv->tls == NULL) {
-		log_info(NULL, "event=reload tls=none");
-	} else if (tls_server_reload(srv->tls, srv->cfg, &error) < 0) {
-		log_error(NULL, "event=reload status=failed error=\"%s\"",
-			  error ? error : "unknown");
-		free(error);
-	} else {
-		log_info(NULL, "event=reload status=ok");
+	if (config_load(old->path, &next) < 0) {
+		log_error(NULL, "event=reload status=failed "
+				"error=\"configuration errors (see above)\"");
+		goto out;
 	}
+	reload_keep_fixed(old, next);
+	if (next->relay.sender_map != NULL) {
+		map = sendermap_load(next->relay.sender_map, stderr);
+		if (map == NULL) {
+			log_error(NULL, "event=reload status=failed "
+					"error=\"sender_map (see above)\"");
+			goto out;
+		}
+	}
+	if (config_wants_tls(next)) {
+		if (srv->tls != NULL) {
+			if (tls_server_reload(srv->tls, next, &error) < 0)
+				goto tls_failed;
+		} else if ((new_tls = tls_server_create(next, &error)) ==
+			   NULL) {
+			goto tls_failed;
+		}
+	}
+	if (new_tls != NULL) {
+		srv->tls = new_tls;
+		srv->worker.tls = new_tls;
+	}
+	log_set_level(next->server.log_level);
+	worker_reload(&srv->worker, next, map);
+	sendermap_free(srv->sendermap);
+	srv->sendermap = map;
+	log_info(NULL, "event=reload status=ok");
+	sd_notify_send("READY=1");
+	return;
+
+tls_failed:
+	log_error(NULL, "event=reload status=failed error=\"%s\"",
+		  error ? error : "TLS set-up failed");
+	free(error);
+out:
+	sendermap_free(map);
+	config_free(next);
 	sd_notify_send("READY=1");
 }
 
@@ -197,7 +308,8 @@ static int check_config(const struct config *cfg)
 }
 
 /* The network process: everything that faces clients, on one libuv loop.
- * auth_fd is its end of the channel to the auth helper (its parent). */
+ * auth_fd is its end of the channel to the auth helper (its parent).  It
+ * owns cfg from here on: a reload may replace and free it. */
 static int network_run(struct config *cfg, int auth_fd,
 		       const struct activation *act, const sigset_t *old_mask)
 {
@@ -205,7 +317,6 @@ static int network_run(struct config *cfg, int auth_fd,
 	int rc = 0;
 
 	memset(&srv, 0, sizeof(srv));
-	srv.cfg = cfg;
 	if (config_wants_tls(cfg)) {
 		char *error = NULL;
 
@@ -215,6 +326,7 @@ static int network_run(struct config *cfg, int auth_fd,
 				  error ? error : "TLS set-up failed");
 			free(error);
 			close(auth_fd);
+			config_free(cfg);
 			return 1;
 		}
 	}
@@ -223,6 +335,7 @@ static int network_run(struct config *cfg, int auth_fd,
 		if (srv.sendermap == NULL) {
 			tls_server_destroy(srv.tls);
 			close(auth_fd);
+			config_free(cfg);
 			return 1;
 		}
 	}
@@ -281,6 +394,8 @@ static int network_run(struct config *cfg, int auth_fd,
 	worker_finish(&srv.worker);
 	tls_server_destroy(srv.tls);
 	sendermap_free(srv.sendermap);
+	/* Retired configurations went with their last session. */
+	config_free(srv.worker.cfg != NULL ? srv.worker.cfg : cfg);
 	if (uv_loop_close(&srv.loop) != 0)
 		log_warn(NULL, "event=exit warning=\"loop not closed cleanly\"");
 	log_info(NULL, "event=exit status=%d", rc);
@@ -290,8 +405,9 @@ static int network_run(struct config *cfg, int auth_fd,
 /* Splits into the auth helper (this process, which keeps its privileges
  * and supervises) and the network process (a child).  See auth/helper.h
  * for why the helper is the parent. */
-static int run(struct config *cfg, const struct activation *act)
+static int run(struct config **cfgp, const struct activation *act)
 {
+	struct config *cfg = *cfgp;
 	sigset_t stop_signals, old_mask;
 	int sv[2];
 	pid_t pid;
@@ -320,6 +436,7 @@ static int run(struct config *cfg, const struct activation *act)
 	}
 	if (pid == 0) {
 		close(sv[0]);
+		*cfgp = NULL; /* the network process owns it now */
 		return network_run(cfg, sv[1], act, &old_mask);
 	}
 	close(sv[1]);
@@ -375,7 +492,7 @@ int main(int argc, char **argv)
 		}
 		act.n = (size_t)n;
 	}
-	rc = test_only ? check_config(cfg) : run(cfg, &act);
+	rc = test_only ? check_config(cfg) : run(&cfg, &act);
 	config_free(cfg);
 	return rc;
 }

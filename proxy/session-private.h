@@ -94,7 +94,7 @@ struct session_tx {
 
 struct session {
 	struct worker *w;
-	const struct config *cfg;
+	struct config *cfg;        /* held (refs) for the session's life */
 	const struct config_listener *listener;
 	struct session *next, *prev;
 

@@ -850,6 +850,7 @@ static void session_on_handle_closed(uv_handle_t *h)
 	if (s->next != NULL)
 		s->next->prev = s->prev;
 	w->nsessions--;
+	worker_config_release(w, s->cfg);
 	linebuf_reset(&s->lines);
 	tls_conn_destroy(s->tls);
 	free(s->out);
@@ -1082,6 +1083,7 @@ void session_accept(struct worker *w, const struct config_listener *listener,
 
 	s->w = w;
 	s->cfg = w->cfg;
+	s->cfg->refs++;
 	s->listener = listener;
 	s->start_ms = uv_now(w->loop);
 	s->state = SESSION_GREETING;  /* nothing is read before start */

@@ -159,7 +159,7 @@ static size_t worker_count_activated(const struct sd_listen_fd *fds,
 	return n;
 }
 
-int worker_init(struct worker *w, uv_loop_t *loop, const struct config *cfg,
+int worker_init(struct worker *w, uv_loop_t *loop, struct config *cfg,
 		struct tls_server *tls, struct auth_client *auth,
 		const struct sendermap *sendermap,
 		const struct sd_listen_fd *fds, size_t nfds)
@@ -262,6 +262,39 @@ void worker_stop(struct worker *w)
 	}
 	for (s = w->sessions; s != NULL; s = session_next(s))
 		session_shutdown(s);
+}
+
+void worker_reload(struct worker *w, struct config *cfg,
+		   const struct sendermap *sendermap)
+{
+	struct config *old = w->cfg;
+
+	/* Listeners point into the configuration they were made from; the
+	 * new one carries the same listener sections in the same order. */
+	for (size_t i = 0; i < w->nlisteners; i++) {
+		struct listener *l = &w->listeners[i];
+		size_t k = (size_t)(l->cl - old->listeners);
+
+		l->cl = &cfg->listeners[k];
+		if (l->addr != NULL)
+			l->addr = &cfg->listeners[k].addrs[l->addr -
+							  old->listeners[k].addrs];
+	}
+	w->cfg = cfg;
+	w->sendermap = sendermap;
+	/* The next probe uses the new [backend]. */
+	relay_destroy(w->probe);
+	w->probe = NULL;
+	w->probe_done = false;
+	uv_timer_start(&w->probe_timer, worker_on_probe, 0, WORKER_PROBE_MS);
+	if (old->refs == 0)
+		config_free(old);
+}
+
+void worker_config_release(struct worker *w, struct config *cfg)
+{
+	if (--cfg->refs == 0 && cfg != w->cfg)
+		config_free(cfg);
 }
 
 void worker_stop_force(struct worker *w)

@@ -34,7 +34,7 @@ struct listener;
 
 struct worker {
 	uv_loop_t *loop;
-	const struct config *cfg;
+	struct config *cfg;           /* the current one; main owns it */
 	struct tls_server *tls;       /* NULL without [tls]; owned by main */
 	struct auth_client *auth;     /* channel to the auth helper; main's */
 	uv_timer_t sweep_timer;       /* expires per-address failure windows */
@@ -71,7 +71,7 @@ struct worker {
 
 /* Binds every configured listener.  Returns 0, or -1 after logging which
  * address could not be bound. */
-int worker_init(struct worker *w, uv_loop_t *loop, const struct config *cfg,
+int worker_init(struct worker *w, uv_loop_t *loop, struct config *cfg,
 		struct tls_server *tls, struct auth_client *auth,
 		const struct sendermap *sendermap,
 		const struct sd_listen_fd *fds, size_t nfds);
@@ -81,6 +81,16 @@ int worker_init(struct worker *w, uv_loop_t *loop, const struct config *cfg,
  * ends them when [server] shutdown_timeout has passed). */
 void worker_stop(struct worker *w);
 void worker_stop_force(struct worker *w);
+
+/* SIGHUP: new sessions use cfg (whose listener sections must mirror the
+ * current ones: listeners are not re-bound live) and sendermap; live
+ * sessions keep the configuration they started with, which is freed with
+ * the last of them. */
+void worker_reload(struct worker *w, struct config *cfg,
+		   const struct sendermap *sendermap);
+
+/* A session ended: drop its hold on its configuration. */
+void worker_config_release(struct worker *w, struct config *cfg);
 
 /* Frees what worker_init allocated; the loop must have run dry. */
 void worker_finish(struct worker *w);
