@@ -259,10 +259,14 @@ class Proxy:
         self.test = test
         self.sections = _assign_ports(merge_config(DEFAULT_CONFIG, config))
         self.dir = tempfile.mkdtemp(prefix="submitproxy-test-")
+        # SIGHUP re-reads the configuration in the network process, which
+        # runs as TEST_USER after the privilege drop: it must be able to.
+        os.chmod(self.dir, 0o755)
         test.addCleanup(self._remove_dir)
         self.config_path = os.path.join(self.dir, "submitproxy.conf")
         with open(self.config_path, "w") as f:
             f.write(render_config(self.sections))
+        os.chmod(self.config_path, 0o644)
         self.log_path = os.path.join(self.dir, "stderr.log")
         self.stdout_path = os.path.join(self.dir, "stdout.log")
         self.process = None
