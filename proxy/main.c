@@ -363,6 +363,11 @@ static int network_run(struct config *cfg, int auth_fd,
 		srv.stopping = true;
 		worker_stop(&srv.worker);
 	} else {
+		if (cfg->server.workers > 1)
+			log_warn(NULL, "event=start warning=\"[server] workers "
+				       "= %u: this version runs one event "
+				       "loop\"",
+				 (unsigned)cfg->server.workers);
 		log_info(NULL, "event=start version=%s hostname=%s pid=%ld",
 			 SUBMITPROXY_VERSION, cfg->server.hostname,
 			 (long)getpid());
