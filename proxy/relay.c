@@ -19,6 +19,11 @@
  * with old MTAs, strict about the total. */
 #define RELAY_LINE_MAX 4096
 #define RELAY_READ_BUFSIZE 4096
+/* Postfix's smtpd accepts command lines up to 2048 bytes; the longest
+ * XCLIENT we build (a 255-byte HELO and a 256-byte login, both xtext
+ * tripled) stays under that. */
+#define RELAY_XCLIENT_MAX 2048
+
 
 enum relay_state {
 	RELAY_CONNECTING,
@@ -157,7 +162,7 @@ static void relay_command(struct relay *r, const char *fmt, ...)
 /* A command of the relay's own (hand-over, probe). */
 static void relay_command(struct relay *r, const char *fmt, ...)
 {
-	char line[1024];
+	char line[RELAY_XCLIENT_MAX + 16];
 	va_list ap;
 	int n;
 
@@ -219,46 +224,61 @@ static void relay_timer_restart(struct relay *r)
 
 /* ---- the hand-over ---- */
 
+/* Appends to an XCLIENT line; false once it would not fit. */
+static bool xclient_append(char *line, size_t size, size_t *off,
+			   const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static bool xclient_append(char *line, size_t size, size_t *off,
+			   const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (*off >= size)
+		return false;
+	va_start(ap, fmt);
+	n = vsnprintf(line + *off, size - *off, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= size - *off)
+		return false;
+	*off += (size_t)n;
+	return true;
+}
+
 static void relay_send_xclient(struct relay *r)
 {
 	unsigned attrs = r->caps.xclient_attrs;
-	char line[1024], enc[800];
-	size_t off;
-	long n;
+	char line[RELAY_XCLIENT_MAX], enc[800];
+	size_t off = 0;
+	bool ok;
 
-	off = (size_t)snprintf(line, sizeof(line), "XCLIENT");
 	/* Only the attributes the backend listed (Postfix XCLIENT_README);
 	 * values are xtext; an IPv6 address is written "IPV6:...". */
-	if (attrs & XCLIENT_ATTR_NAME)
-		off += (size_t)snprintf(line + off, sizeof(line) - off,
-					" NAME=[UNAVAILABLE]");
-	if (attrs & XCLIENT_ATTR_ADDR)
-		off += (size_t)snprintf(line + off, sizeof(line) - off,
-					" ADDR=%s%s",
-					strchr(r->client_addr, ':') ? "IPV6:"
-								    : "",
-					r->client_addr);
-	if (attrs & XCLIENT_ATTR_PORT)
-		off += (size_t)snprintf(line + off, sizeof(line) - off,
-					" PORT=%u", r->client_port);
-	if ((attrs & XCLIENT_ATTR_HELO) && r->client_helo != NULL) {
-		n = xtext_encode(r->client_helo, strlen(r->client_helo), enc,
-				 sizeof(enc));
-		if (n > 0)
-			off += (size_t)snprintf(line + off, sizeof(line) - off,
-						" HELO=%s", enc);
+	ok = xclient_append(line, sizeof(line), &off, "XCLIENT");
+	if (ok && (attrs & XCLIENT_ATTR_NAME))
+		ok = xclient_append(line, sizeof(line), &off,
+				    " NAME=[UNAVAILABLE]");
+	if (ok && (attrs & XCLIENT_ATTR_ADDR))
+		ok = xclient_append(line, sizeof(line), &off, " ADDR=%s%s",
+				    strchr(r->client_addr, ':') ? "IPV6:" : "",
+				    r->client_addr);
+	if (ok && (attrs & XCLIENT_ATTR_PORT))
+		ok = xclient_append(line, sizeof(line), &off, " PORT=%u",
+				    r->client_port);
+	if (ok && (attrs & XCLIENT_ATTR_HELO) && r->client_helo != NULL) {
+		ok = xtext_encode(r->client_helo, strlen(r->client_helo), enc,
+				  sizeof(enc)) >= 0 &&
+		     xclient_append(line, sizeof(line), &off, " HELO=%s", enc);
 	}
-	if ((attrs & XCLIENT_ATTR_LOGIN) && r->client_login != NULL) {
-		n = xtext_encode(r->client_login, strlen(r->client_login), enc,
-				 sizeof(enc));
-		if (n > 0)
-			off += (size_t)snprintf(line + off, sizeof(line) - off,
-						" LOGIN=%s", enc);
+	if (ok && (attrs & XCLIENT_ATTR_LOGIN) && r->client_login != NULL) {
+		ok = xtext_encode(r->client_login, strlen(r->client_login),
+				  enc, sizeof(enc)) >= 0 &&
+		     xclient_append(line, sizeof(line), &off, " LOGIN=%s", enc);
 	}
-	if (attrs & XCLIENT_ATTR_PROTO)
-		off += (size_t)snprintf(line + off, sizeof(line) - off,
-					" PROTO=ESMTP");
-	if (off >= sizeof(line)) {
+	if (ok && (attrs & XCLIENT_ATTR_PROTO))
+		ok = xclient_append(line, sizeof(line), &off, " PROTO=ESMTP");
+	if (!ok) {
 		relay_fail(r, "XCLIENT line too long");
 		return;
 	}
@@ -349,8 +369,13 @@ static void relay_handover_reply(struct relay *r)
 			relay_fail(r, "backend refused XCLIENT");
 			return;
 		}
+		/* The backend now stands in the client's shoes: Postfix
+		 * takes the HELO name of this EHLO for its Received header,
+		 * so it is the client's own. */
 		relay_enter_state(r, RELAY_XCLIENT_EHLO);
-		relay_command(r, "EHLO %s", r->cfg->backend.helo_name);
+		relay_command(r, "EHLO %s",
+			      r->client_helo ? r->client_helo
+					     : r->cfg->backend.helo_name);
 		return;
 	default:
 		relay_fail(r, "unexpected reply");

@@ -127,6 +127,8 @@ static void session_on_auth(void *arg, const struct auth_response *resp)
 	char user[SANITIZE_BUFSIZE];
 
 	s->auth_pending = NULL;
+	if (s->state >= SESSION_CLOSING)
+		return;
 	switch (resp->result) {
 	case AUTH_RESULT_OK:
 		log_info(s->sid, "event=auth_ok ip=%s user=\"%s\" mech=%s", s->ip,

@@ -40,6 +40,10 @@ struct worker;
 /* RFC 5321 §4.5.3.1.2: a domain is at most 255 octets; a little more for
  * address literals. */
 #define SESSION_HELO_MAX 255
+/* Replies owed at once (local and relayed): past this the session stops
+ * reading commands until the backend has answered some (a client that
+ * pipelines without end must not grow our memory). */
+#define SESSION_SLOTS_MAX 100
 /* RFC 4954 §4: a SASL response line may be up to 12288 octets. */
 #define SESSION_SASL_LINE_MAX 12288
 
@@ -70,6 +74,7 @@ struct reply_slot {
 	bool data_end;       /* the reply to the message's end of data */
 	char *path;          /* RCPT: its forward path, for the Received
 				header when the backend accepts it */
+	struct session_tx *tx; /* end of data: the transaction it ends */
 	size_t len;
 	char text[];         /* local replies: the text with CR LF */
 };
@@ -90,6 +95,7 @@ struct session_tx {
 	uint32_t rcpts_sent;      /* RCPTs relayed (max_recipients) */
 	uint32_t rcpts_ok;        /* RCPTs the backend accepted */
 	char *first_rcpt;         /* first accepted forward path */
+	uint64_t size;            /* message size, set at end of data */
 };
 
 struct session {
@@ -142,6 +148,8 @@ struct session {
 	/* After AUTH: the backend connection and the ordered replies. */
 	struct relay *relay;
 	struct reply_slot *slots_head, *slots_tail;
+	uint32_t nslots;
+	bool data_pending;           /* DATA relayed, its reply not in yet */
 	struct relayed_line *sendq_head, *sendq_tail; /* not yet sent */
 	uint32_t in_flight;          /* commands sent, replies owed */
 	struct datascan scan;
@@ -182,6 +190,8 @@ void session_reply_raw(struct session *s, const char *text, size_t len);
 /* Appends exact bytes to the output now: for the reply at the head of the
  * queue. */
 void session_out_write(struct session *s, const char *text, size_t len);
+/* Whether input must wait: too much owed to the client or the backend. */
+bool session_over_limits(const struct session *s);
 
 /* session-auth.c */
 void cmd_auth(struct session *s, const struct smtp_cmd *cmd);
@@ -197,6 +207,9 @@ void session_relay_command(struct session *s, const struct smtp_cmd *cmd);
  * (everything, or up to and including the end of data). */
 size_t session_data_input(struct session *s, const char *data, size_t len);
 void session_relay_cleanup(struct session *s);
+/* Closing: every owed reply is answered now, in order (relayed ones with
+ * a 451), so the client sees the last reply (a 421) where it belongs. */
+void session_slots_close(struct session *s);
 /* The capability lines of a pre-auth EHLO (from the backend probe, or a
  * conservative set): fills up to max lines, returns how many. */
 size_t session_ehlo_caps(struct session *s, char lines[][64], size_t max);

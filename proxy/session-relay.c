@@ -81,12 +81,23 @@ static struct reply_slot *session_slot_push_relayed(struct session *s,
 	else
 		s->slots_head = slot;
 	s->slots_tail = slot;
+	s->nslots++;
 	return slot;
+}
+
+static void session_tx_free(struct session_tx *tx)
+{
+	if (tx == NULL)
+		return;
+	free(tx->sender);
+	free(tx->first_rcpt);
+	free(tx);
 }
 
 static void session_slot_free(struct reply_slot *slot)
 {
 	free(slot->path);
+	session_tx_free(slot->tx);
 	free(slot);
 }
 
@@ -100,6 +111,7 @@ static void session_slot_answer(struct session *s, const char *text,
 	s->slots_head = slot->next;
 	if (s->slots_head == NULL)
 		s->slots_tail = NULL;
+	s->nslots--;
 	session_slot_free(slot);
 	session_out_write(s, text, len);
 	while (s->slots_head != NULL && !s->slots_head->relayed) {
@@ -107,9 +119,28 @@ static void session_slot_answer(struct session *s, const char *text,
 		s->slots_head = slot->next;
 		if (s->slots_head == NULL)
 			s->slots_tail = NULL;
+		s->nslots--;
 		session_out_write(s, slot->text, slot->len);
 		session_slot_free(slot);
 	}
+}
+
+void session_slots_close(struct session *s)
+{
+	static const char aborted[] = "451 4.4.2 Connection closing\r\n";
+
+	while (s->slots_head != NULL) {
+		struct reply_slot *slot = s->slots_head;
+
+		s->slots_head = slot->next;
+		s->nslots--;
+		if (slot->relayed)
+			session_out_write(s, aborted, sizeof(aborted) - 1);
+		else
+			session_out_write(s, slot->text, slot->len);
+		session_slot_free(slot);
+	}
+	s->slots_tail = NULL;
 }
 
 static void session_slots_clear(struct session *s)
@@ -121,6 +152,7 @@ static void session_slots_clear(struct session *s)
 		session_slot_free(slot);
 	}
 	s->slots_tail = NULL;
+	s->nslots = 0;
 }
 
 static void session_sendq_clear(struct session *s)
@@ -144,6 +176,8 @@ static void session_tx_reset(struct session *s)
 }
 
 static void session_log_transaction(struct session *s,
+				    const struct session_tx *tx,
+				    uint64_t size,
 				    const struct relay_reply *reply)
 {
 	char user[SANITIZE_BUFSIZE], from[SANITIZE_BUFSIZE];
@@ -157,10 +191,10 @@ static void session_log_transaction(struct session *s,
 		 "event=transaction ip=%s user=\"%s\" from=<%s> rcpts=%u "
 		 "size=%llu reply=\"%s\"",
 		 s->ip, sanitize(user, sizeof(user), s->user, strlen(s->user)),
-		 s->tx.sender ? sanitize(from, sizeof(from), s->tx.sender,
-					 strlen(s->tx.sender))
-			      : "",
-		 (unsigned)s->tx.rcpts_ok, (unsigned long long)s->scan.size,
+		 tx->sender ? sanitize(from, sizeof(from), tx->sender,
+				       strlen(tx->sender))
+			    : "",
+		 (unsigned)tx->rcpts_ok, (unsigned long long)size,
 		 sanitize(text, sizeof(text), reply->text, first));
 }
 
@@ -308,6 +342,9 @@ static void session_relay_on_reply(void *arg, const struct relay_reply *reply)
 	struct reply_slot *slot = s->slots_head;
 	bool ok = reply->code >= 200 && reply->code < 300;
 
+	if (s->state >= SESSION_CLOSING)
+		return;
+
 	if (s->in_flight > 0)
 		s->in_flight--;
 	if (slot == NULL || !slot->relayed) {
@@ -345,12 +382,16 @@ static void session_relay_on_reply(void *arg, const struct relay_reply *reply)
 		break;
 	case SMTP_VERB_DATA:
 		if (slot->data_end) {
-			/* Never our 250: the backend's own verdict. */
-			session_log_transaction(s, reply);
-			session_tx_reset(s);
+			/* Never our 250: the backend's own verdict, logged
+			 * with the transaction it ended (the client may have
+			 * pipelined the next one already). */
+			if (slot->tx != NULL)
+				session_log_transaction(s, slot->tx,
+							slot->tx->size, reply);
 			session_slot_answer(s, reply->text, reply->len);
 			break;
 		}
+		s->data_pending = false;
 		session_slot_answer(s, reply->text, reply->len);
 		if (reply->code == 354 && s->state == SESSION_DATA_WAIT) {
 			session_data_start(s);
@@ -367,6 +408,8 @@ static void session_relay_on_reply(void *arg, const struct relay_reply *reply)
 		break;
 	}
 	session_relay_pump(s);
+	if (s->blocked && !session_over_limits(s))
+		s->blocked = false;
 	session_resume(s);
 }
 
@@ -381,8 +424,13 @@ static void session_relay_on_ready(void *arg)
 		session_reply(s, "235 2.7.0 Authentication successful");
 		session_enter_state(s, SESSION_COMMAND);
 	} else if (s->state == SESSION_RELAY_CONNECT) {
-		session_enter_state(s, SESSION_COMMAND);
+		/* A DATA among the commands that waited: nothing more is a
+		 * command until its reply. */
+		session_enter_state(s, s->data_pending ? SESSION_DATA_WAIT
+						       : SESSION_COMMAND);
 		session_relay_pump(s);
+	} else {
+		return; /* closing: nothing to do */
 	}
 	session_resume(s);
 }
@@ -446,7 +494,7 @@ static void session_relay_on_drained(void *arg)
 {
 	struct session *s = arg;
 
-	if (s->blocked && s->state == SESSION_DATA) {
+	if (s->blocked && !session_over_limits(s)) {
 		s->blocked = false;
 		session_resume(s);
 	}
@@ -469,6 +517,8 @@ void session_relay_start(struct session *s)
 		.sid = s->sid,
 	};
 
+	if (s->state >= SESSION_CLOSING)
+		return;
 	s->relay = relay_create(s->w->loop, s->cfg, &client,
 				&session_relay_callbacks, s);
 	s->in_flight = 0;
@@ -489,7 +539,8 @@ void session_relay_cleanup(struct session *s)
 
 /* ---- commands after AUTH ---- */
 
-static void session_relay_verb(struct session *s, const struct smtp_cmd *cmd)
+static struct reply_slot *session_relay_verb(struct session *s,
+					     const struct smtp_cmd *cmd)
 {
 	char line[4096];
 	int n;
@@ -498,9 +549,9 @@ static void session_relay_verb(struct session *s, const struct smtp_cmd *cmd)
 		     cmd->args_len ? " " : "", (int)cmd->args_len, cmd->args);
 	if (n < 0 || (size_t)n >= sizeof(line)) {
 		session_refuse(s, cmd->verb, "500 5.5.6 Line too long");
-		return;
+		return NULL;
 	}
-	session_relay_send(s, cmd->verb, line, (size_t)n);
+	return session_relay_send(s, cmd->verb, line, (size_t)n);
 }
 
 static void session_relay_mail(struct session *s, const struct smtp_cmd *cmd)
@@ -563,10 +614,8 @@ static void session_relay_rcpt(struct session *s, const struct smtp_cmd *cmd)
 	lt = memchr(cmd->args, '<', cmd->args_len);
 	gt = lt ? memchr(lt, '>', cmd->args_len - (size_t)(lt - cmd->args))
 		: NULL;
-	session_relay_verb(s, cmd);
-	slot = s->slots_tail;
-	if (slot != NULL && slot->relayed && slot->verb == SMTP_VERB_RCPT &&
-	    lt != NULL && gt != NULL)
+	slot = session_relay_verb(s, cmd);
+	if (slot != NULL && lt != NULL && gt != NULL)
 		slot->path = xmemdup(lt + 1, (size_t)(gt - lt - 1));
 }
 
@@ -585,6 +634,18 @@ void session_relay_command(struct session *s, const struct smtp_cmd *cmd)
 		free(s->helo);
 		s->helo = xmemdup(cmd->args, cmd->args_len);
 		session_tx_reset(s);
+		if (cmd->verb == SMTP_VERB_EHLO && s->relay != NULL &&
+		    !relay_esmtp(s->relay)) {
+			/* A backend that speaks no ESMTP gets HELO; the
+			 * client still gets an EHLO answer, with what the
+			 * proxy itself offers. */
+			char line[300];
+			int n = snprintf(line, sizeof(line), "HELO %.*s",
+					 (int)cmd->args_len, cmd->args);
+
+			session_relay_send(s, SMTP_VERB_EHLO, line, (size_t)n);
+			return;
+		}
 		session_relay_verb(s, cmd);
 		return;
 	case SMTP_VERB_MAIL:
@@ -598,9 +659,13 @@ void session_relay_command(struct session *s, const struct smtp_cmd *cmd)
 			session_refuse(s, cmd->verb, "501 5.5.4 Syntax: DATA");
 			return;
 		}
-		session_relay_verb(s, cmd);
+		if (session_relay_verb(s, cmd) == NULL)
+			return;
 		/* Nothing more is read as a command until the backend has
-		 * answered: 354 makes what follows message bytes. */
+		 * answered: 354 makes what follows message bytes.  (While
+		 * the backend reconnects, the state says so; the ready
+		 * callback then enters DATA_WAIT.) */
+		s->data_pending = true;
 		if (s->state == SESSION_COMMAND)
 			session_enter_state(s, SESSION_DATA_WAIT);
 		return;
@@ -698,6 +763,8 @@ size_t session_data_input(struct session *s, const char *data, size_t len)
 				relay_send_data(s->relay, out, out_len);
 			}
 		}
+		if (s->state != SESSION_DATA && s->state != SESSION_DATA_DISCARD)
+			return len; /* the backend went away: we are closing */
 		if (r == DATASCAN_DONE) {
 			if (s->state == SESSION_DATA) {
 				struct reply_slot *slot;
@@ -705,6 +772,12 @@ size_t session_data_input(struct session *s, const char *data, size_t len)
 				slot = session_relay_send(s, SMTP_VERB_DATA,
 							  ".", 1);
 				slot->data_end = true;
+				/* The transaction ends here for the client,
+				 * which may pipeline the next MAIL now. */
+				slot->tx = xmalloc(sizeof(*slot->tx));
+				*slot->tx = s->tx;
+				slot->tx->size = s->scan.size;
+				memset(&s->tx, 0, sizeof(s->tx));
 			} else {
 				session_reply(s, "%s", s->abort_reply);
 				session_tx_reset(s);

@@ -25,8 +25,10 @@
 
 #include "config/config.h"
 #include "proxy/addrtable.h"
+#include "proxy/authclient.h"
 #include "proxy/log.h"
 #include "proxy/proxyproto.h"
+#include "proxy/relay.h"
 #include "proxy/session-private.h"
 #include "proxy/util.h"
 #include "proxy/worker.h"
@@ -180,6 +182,7 @@ void session_reply_raw(struct session *s, const char *text, size_t len)
 		memcpy(slot->text, text, len);
 		s->slots_tail->next = slot;
 		s->slots_tail = slot;
+		s->nslots++;
 		return;
 	}
 	session_out_write(s, text, len);
@@ -428,6 +431,14 @@ static void session_command(struct session *s, const char *line, size_t len)
 
 /* ---- input ---- */
 
+bool session_over_limits(const struct session *s)
+{
+	return s->write_queued + s->out_len > SESSION_WRITE_HIGH ||
+	       s->nslots >= SESSION_SLOTS_MAX ||
+	       (s->relay != NULL &&
+		relay_write_queued(s->relay) > RELAY_WRITE_HIGH);
+}
+
 /* Whether input lines are taken now; otherwise they wait, parked. */
 static bool session_taking_input(const struct session *s)
 {
@@ -480,8 +491,9 @@ void session_process(struct session *s, const char *data, size_t len)
 			off += session_data_input(s, data + off, len - off);
 			continue;
 		}
-		if (s->write_queued + s->out_len > SESSION_WRITE_HIGH) {
-			/* A client that pipelines without reading. */
+		if (session_over_limits(s)) {
+			/* A client that pipelines without reading, or faster
+			 * than the backend answers. */
 			session_flush(s);
 			s->blocked = true;
 			break;
@@ -619,6 +631,8 @@ static void session_tls_start(struct session *s)
 {
 	s->tls = tls_conn_create(s->w->tls, &session_tls_callbacks, s);
 	session_enter_state(s, SESSION_HANDSHAKE);
+	/* Also when STARTTLS came from parked input, with reading stopped. */
+	session_read_start(s);
 }
 
 static void session_starttls(struct session *s, size_t leftover)
@@ -828,6 +842,12 @@ void session_close(struct session *s, const char *reason)
 		return;
 	if (s->close_reason == NULL)
 		s->close_reason = reason;
+	/* An answer from the helper must not bring the session back. */
+	if (s->auth_pending != NULL) {
+		auth_client_cancel(s->auth_pending);
+		s->auth_pending = NULL;
+	}
+	session_slots_close(s);
 	session_flush(s);
 	if (session_tls_active(s))
 		tls_conn_shutdown(s->tls);  /* close_notify after the reply */

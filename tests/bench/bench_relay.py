@@ -1,0 +1,508 @@
+#!/usr/bin/env python3
+"""CPU and memory of submitproxy's relay, side by side with nginx's mail
+proxy, against the same smtp-sink (DESIGN.md "Tests and measurements").
+
+A benchmark, not a test: it prints figures and exits 0 unless something
+stops it from measuring.  Per proxy, in one run:
+
+  sessions   N full sessions (connect, STARTTLS handshake, EHLO, AUTH
+             PLAIN, one small message, QUIT) from T client threads:
+             CPU ms per session;
+  large      M messages of S MB, each in its own session: CPU ms per MB
+             relayed;
+  idle       K connections through TLS and AUTH, left idle: VmRSS growth
+             per connection.
+
+CPU is utime + stime from /proc/PID/stat, read before and after each
+phase.  For submitproxy the network process (its pid is in the
+"event=start ... pid=N" log line) and the auth side (the process started,
+which runs PAM, and its PAM worker children) are reported separately; for
+nginx the mail worker and a second nginx that answers auth_http (always
+"Auth-Status: OK") are.  nginx checks no password at all, submitproxy runs
+PAM (pam_wrapper + pam_matrix): the auth columns are not like for like.
+
+    SUBMITPROXY=build/proxy/submitproxy python3 tests/bench/bench_relay.py
+        [--sessions 300] [--threads 4] [--large 10] [--large-mb 10]
+        [--idle 500] [--no-nginx] [--max-seconds 900]
+
+nginx is used when /usr/sbin/nginx and its mail module are installed
+(Debian: apt-get install nginx-light libnginx-mod-mail); otherwise only
+submitproxy is measured.  Loopback only; every phase is bounded in time
+and count; Python standard library plus the openssl command, smtp-sink
+and pam_wrapper.
+"""
+
+import argparse
+import os
+import resource
+import shutil
+import smtplib
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
+import backends  # noqa: E402
+import harness  # noqa: E402
+import tlsutil  # noqa: E402
+
+USER = "alice"
+SMALL = (b"From: alice@example.com\r\nTo: bob@example.net\r\n"
+         b"Subject: bench\r\n\r\n" + b"A small message body line.\r\n" * 30)
+NGINX = "/usr/sbin/nginx"
+NGINX_MAIL_MODULES = ["/usr/lib/nginx/modules/ngx_mail_module.so",
+                      "/usr/lib64/nginx/modules/ngx_mail_module.so"]
+
+
+class Cleanups:
+    """What harness.Proxy and backends expect of a TestCase."""
+
+    def __init__(self):
+        self._cleanups = []
+
+    def addCleanup(self, function, *args, **kw):
+        self._cleanups.append((function, args, kw))
+
+    def run(self):
+        while self._cleanups:
+            function, args, kw = self._cleanups.pop()
+            try:
+                function(*args, **kw)
+            except Exception as e:  # report, go on cleaning
+                sys.stderr.write("cleanup %s: %s\n"
+                                 % (getattr(function, "__name__", function),
+                                    e))
+
+
+class Deadline:
+    def __init__(self, seconds):
+        self.end = time.monotonic() + seconds
+
+    def left(self):
+        return self.end - time.monotonic()
+
+    def check(self, what):
+        if self.left() <= 0:
+            raise SystemExit("bench_relay: out of time during %s" % what)
+
+
+def client_context():
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+# ------------------------------------------------------------ the targets
+
+class Target:
+    """A proxy under measurement: its STARTTLS port, password, and the
+    process groups whose CPU and memory are read."""
+
+    name = "?"
+    port = None
+    password = None
+
+    def groups(self):
+        """{"network": [pids], "auth": [pids]}"""
+        raise NotImplementedError
+
+    def cpu(self):
+        out = {}
+        for group, pids in self.groups().items():
+            out[group] = sum(backends.proc_cpu_ms(p) or 0.0 for p in pids)
+        return out
+
+    def rss(self, group="network"):
+        return sum(backends.proc_rss_kb(p) or 0 for p in
+                   self.groups()[group])
+
+
+class SubmitproxyTarget(Target):
+    name = "submitproxy"
+
+    def __init__(self, scope, sink):
+        self.proxy = backends.RelayProxy(
+            scope, sink,
+            server={"log_level": "info"},
+            limits={"max_connections": "5000",
+                    "max_connections_per_address": "5000",
+                    "max_message_size": "50M",
+                    "idle_timeout": "600s"},
+            backend_keys={"timeout": "120s"},
+            auth={"failure_delay": "100ms"})
+        self.port = self.proxy.port("sub")
+        self.password = self.proxy.password
+        self.network = self.proxy.network_pid()
+
+    def groups(self):
+        return {"network": [self.network],
+                "auth": self.proxy.helper_pids()}
+
+
+def _children(pid):
+    return backends._children(pid)
+
+
+class NginxTarget(Target):
+    """nginx's mail proxy (one worker, STARTTLS, smtp_auth plain login,
+    xclient off) with auth_http answered by a second nginx."""
+
+    name = "nginx-mail"
+
+    def __init__(self, scope, sink, pki):
+        module = next((m for m in NGINX_MAIL_MODULES if os.path.exists(m)),
+                      None)
+        if not os.access(NGINX, os.X_OK) or module is None:
+            raise RuntimeError("nginx or its mail module is not installed "
+                               "(apt-get install nginx-light "
+                               "libnginx-mod-mail)")
+        self.dir = tempfile.mkdtemp(prefix="bench-nginx-")
+        os.chmod(self.dir, 0o755)
+        scope.addCleanup(shutil.rmtree, self.dir, True)
+        self.port, auth_port = harness.free_ports(["127.0.0.1",
+                                                   "127.0.0.1"])
+        sink_host, sink_port = harness.parse_address(sink.address)
+        self.password = "any-password"
+        common = ("worker_processes 1;\n"
+                  "daemon off;\n"
+                  "worker_rlimit_nofile 20000;\n"
+                  "error_log %s/{name}-error.log warn;\n"
+                  "pid %s/{name}.pid;\n"
+                  "events {{ worker_connections 8000; }}\n"
+                  % (self.dir, self.dir))
+        auth_conf = common.format(name="auth") + """
+http {
+    access_log off;
+    client_body_temp_path %(dir)s/body;
+    proxy_temp_path %(dir)s/proxy;
+    fastcgi_temp_path %(dir)s/fastcgi;
+    uwsgi_temp_path %(dir)s/uwsgi;
+    scgi_temp_path %(dir)s/scgi;
+    server {
+        listen 127.0.0.1:%(auth_port)d;
+        location /auth {
+            add_header Auth-Status OK;
+            add_header Auth-Server %(sink_host)s;
+            add_header Auth-Port %(sink_port)d;
+            return 204;
+        }
+    }
+}
+""" % {"dir": self.dir, "auth_port": auth_port, "sink_host": sink_host,
+       "sink_port": sink_port}
+        mail_conf = ("load_module %s;\n" % module) + \
+            common.format(name="mail") + """
+mail {
+    server_name %(hostname)s;
+    auth_http 127.0.0.1:%(auth_port)d/auth;
+    ssl_certificate %(cert)s;
+    ssl_certificate_key %(key)s;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    smtp_capabilities "SIZE 52428800" 8BITMIME PIPELINING ENHANCEDSTATUSCODES;
+    server {
+        listen 127.0.0.1:%(port)d;
+        protocol smtp;
+        starttls only;
+        smtp_auth plain login;
+        xclient off;
+        proxy_timeout 600s;
+    }
+}
+""" % {"hostname": harness.HOSTNAME, "auth_port": auth_port,
+       "cert": pki.server[0], "key": pki.server[1], "port": self.port}
+        self.processes = {}
+        for name, text in (("auth", auth_conf), ("mail", mail_conf)):
+            path = os.path.join(self.dir, name + ".conf")
+            with open(path, "w") as f:
+                f.write(text)
+            log = open(os.path.join(self.dir, name + ".out"), "wb")
+            scope.addCleanup(log.close)
+            process = subprocess.Popen(
+                [NGINX, "-p", self.dir, "-c", path],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+            scope.addCleanup(self._stop, process)
+            self.processes[name] = process
+        backends._wait_listening(auth_port, self.processes["auth"],
+                                 "nginx auth_http")
+        backends._wait_listening(self.port, self.processes["mail"],
+                                 "nginx mail")
+        backends.wait_for(lambda: _children(self.processes["mail"].pid),
+                          "nginx mail worker")
+
+    @staticmethod
+    def _stop(process):
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+
+    def groups(self):
+        mail = self.processes["mail"].pid
+        auth = self.processes["auth"].pid
+        return {"network": sorted(_children(mail)),
+                "master": [mail],
+                "auth": [auth] + sorted(_children(auth))}
+
+
+# ------------------------------------------------------------ the clients
+
+def session(port, password, body=SMALL, context=None):
+    """One full session: STARTTLS, AUTH PLAIN, one message, QUIT."""
+    smtp = smtplib.SMTP("127.0.0.1", port, local_hostname="bench.example",
+                        timeout=60)
+    try:
+        smtp.ehlo()
+        smtp.starttls(context=context or client_context())
+        smtp.ehlo()
+        smtp.login(USER, password)
+        refused = smtp.sendmail("alice@example.com", ["bob@example.net"],
+                                body)
+        if refused:
+            raise RuntimeError("refused: %r" % refused)
+        smtp.quit()
+    finally:
+        smtp.close()
+
+
+def run_sessions(target, count, threads, deadline):
+    """count sessions from threads threads; returns (done, errors, s)."""
+    lock = threading.Lock()
+    state = {"next": 0, "done": 0, "errors": []}
+    context = client_context()
+
+    def worker():
+        while deadline.left() > 0:
+            with lock:
+                if state["next"] >= count:
+                    return
+                state["next"] += 1
+            try:
+                session(target.port, target.password, context=context)
+                with lock:
+                    state["done"] += 1
+            except Exception as e:
+                with lock:
+                    state["errors"].append(repr(e))
+    started = time.monotonic()
+    pool = [threading.Thread(target=worker, daemon=True)
+            for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join(max(deadline.left(), 0.1))
+    return state["done"], state["errors"], time.monotonic() - started
+
+
+def large_body(megabytes):
+    line = b"%s\r\n" % (b"L" * 76)
+    count = megabytes * 1024 * 1024 // len(line)
+    return b"Subject: large\r\n\r\n" + line * count
+
+
+def open_idle(target, count, threads, deadline):
+    """count connections through STARTTLS and AUTH, left open; returns
+    (list of smtplib.SMTP, errors)."""
+    lock = threading.Lock()
+    opened, errors = [], []
+    state = {"next": 0}
+    context = client_context()
+
+    def worker():
+        while deadline.left() > 0:
+            with lock:
+                if state["next"] >= count:
+                    return
+                state["next"] += 1
+            try:
+                smtp = smtplib.SMTP("127.0.0.1", target.port,
+                                    local_hostname="bench.example",
+                                    timeout=60)
+                smtp.ehlo()
+                smtp.starttls(context=context)
+                smtp.ehlo()
+                smtp.login(USER, target.password)
+                with lock:
+                    opened.append(smtp)
+            except Exception as e:
+                with lock:
+                    errors.append(repr(e))
+    pool = [threading.Thread(target=worker, daemon=True)
+            for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join(max(deadline.left(), 0.1))
+    return opened, errors
+
+
+# ---------------------------------------------------------- measurements
+
+def measure(target, args, deadline):
+    result = {"name": target.name}
+    # Warm-up: PAM workers, TLS contexts, the backend probe.
+    run_sessions(target, 8, 2, deadline)
+
+    before = target.cpu()
+    done, errors, seconds = run_sessions(target, args.sessions,
+                                         args.threads, deadline)
+    after = target.cpu()
+    result["sessions"] = done
+    result["session_errors"] = errors
+    result["session_seconds"] = seconds
+    for group in after:
+        result["cpu_session_" + group] = \
+            (after[group] - before.get(group, 0.0)) / max(done, 1)
+    deadline.check("sessions")
+
+    body = large_body(args.large_mb)
+    before = target.cpu()
+    started = time.monotonic()
+    sent = 0
+    large_errors = []
+    for _ in range(args.large):
+        if deadline.left() <= 0:
+            break
+        try:
+            session(target.port, target.password, body=body)
+            sent += 1
+        except Exception as e:
+            large_errors.append(repr(e))
+    after = target.cpu()
+    megabytes = sent * len(body) / (1024.0 * 1024.0)
+    result["large_messages"] = sent
+    result["large_errors"] = large_errors
+    result["large_mb"] = megabytes
+    result["large_seconds"] = time.monotonic() - started
+    for group in after:
+        result["cpu_mb_" + group] = \
+            (after[group] - before.get(group, 0.0)) / max(megabytes, 1e-9)
+    deadline.check("large messages")
+
+    time.sleep(0.5)
+    rss_before = target.rss("network")
+    auth_before = target.rss("auth")
+    opened, errors = open_idle(target, args.idle, args.threads, deadline)
+    time.sleep(1.0)
+    rss_after = target.rss("network")
+    auth_after = target.rss("auth")
+    result["idle"] = len(opened)
+    result["idle_errors"] = errors
+    result["rss_before_kb"] = rss_before
+    result["rss_after_kb"] = rss_after
+    result["rss_idle_kb"] = (rss_after - rss_before) / max(len(opened), 1)
+    result["rss_idle_auth_kb"] = \
+        (auth_after - auth_before) / max(len(opened), 1)
+    for smtp in opened:
+        try:
+            smtp.close()
+        except OSError:
+            pass
+    return result
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return "-"
+    return "%.2f" % (a / b)
+
+
+def report(results):
+    rows = [
+        ("sessions completed", "sessions", "%d"),
+        ("sessions/s (wall clock)", None, None),
+        ("CPU ms/session, network", "cpu_session_network", "%.3f"),
+        ("CPU ms/session, auth side", "cpu_session_auth", "%.3f"),
+        ("MB relayed (large)", "large_mb", "%.1f"),
+        ("CPU ms/MB, network", "cpu_mb_network", "%.3f"),
+        ("CPU ms/MB, auth side", "cpu_mb_auth", "%.3f"),
+        ("idle auth. connections", "idle", "%d"),
+        ("network RSS before idle, kB", "rss_before_kb", "%d"),
+        ("network RSS with idle, kB", "rss_after_kb", "%d"),
+        ("RSS kB/idle conn, network", "rss_idle_kb", "%.1f"),
+        ("RSS kB/idle conn, auth side", "rss_idle_auth_kb", "%.1f"),
+    ]
+    names = [r["name"] for r in results]
+    header = "%-30s" % "" + "".join("%16s" % n for n in names)
+    if len(results) == 2:
+        header += "%16s" % ("%s/%s" % ("sp", "nginx"))
+    print(header)
+    for label, key, fmt in rows:
+        values = []
+        for r in results:
+            if key is None:
+                value = r["sessions"] / max(r["session_seconds"], 1e-9)
+                values.append(value)
+            else:
+                values.append(r.get(key))
+        cells = "".join("%16s" % ((fmt or "%.1f") % v if v is not None
+                                  else "-") for v in values)
+        line = "%-30s%s" % (label, cells)
+        if len(results) == 2:
+            line += "%16s" % ratio(values[0], values[1])
+        print(line)
+    for r in results:
+        for key in ("session_errors", "large_errors", "idle_errors"):
+            if r.get(key):
+                print("%s %s: %d, first: %s" % (r["name"], key,
+                                               len(r[key]), r[key][0]))
+    print("(nginx 'auth side' = the nginx answering auth_http, which "
+          "checks no password; submitproxy's runs PAM.)")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sessions", type=int, default=300)
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--large", type=int, default=10)
+    parser.add_argument("--large-mb", type=int, default=10)
+    parser.add_argument("--idle", type=int, default=500)
+    parser.add_argument("--no-nginx", action="store_true")
+    parser.add_argument("--max-seconds", type=float, default=900)
+    args = parser.parse_args()
+    for name in ("sessions", "threads", "large", "large_mb", "idle"):
+        if not 0 <= getattr(args, name) <= 20000:
+            parser.error("--%s out of range" % name.replace("_", "-"))
+    if not harness.binary():
+        parser.error("set SUBMITPROXY to the submitproxy binary")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = min(hard, max(soft, 4 * args.idle + 256))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+    deadline = Deadline(args.max_seconds)
+    scope = Cleanups()
+    results = []
+    try:
+        pki = tlsutil.shared_pki()
+        sink = backends.SmtpSink(scope, dump=False,
+                                 max_connections=2 * args.idle + 100)
+        print("smtp-sink at %s; %d sessions x %d threads, %d x %d MB, "
+              "%d idle" % (sink.address, args.sessions, args.threads,
+                           args.large, args.large_mb, args.idle))
+        sys.stdout.flush()
+        target = SubmitproxyTarget(scope, sink)
+        results.append(measure(target, args, deadline))
+        target.proxy.stop()
+        if not args.no_nginx:
+            try:
+                nginx = NginxTarget(scope, sink, pki)
+            except (RuntimeError, AssertionError) as e:
+                print("nginx not measured: %s" % e)
+            else:
+                results.append(measure(nginx, args, deadline))
+    finally:
+        scope.run()
+    report(results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
