@@ -169,10 +169,25 @@ enum datascan_result datascan_feed(struct datascan *ds, const char *in,
 			continue;
 		}
 		state = DATASCAN_TEXT;
-		while (i < len && in[i] != '\r' && in[i] != '\n') {
-			if (in[i] == '\0')
+		{
+			/* The run up to the next CR or LF is copied as it is:
+			 * memchr and memcpy instead of a byte loop (this is
+			 * the hot path of every message). */
+			const char *run = in + i, *end = in + len, *lf, *cr;
+			const char *nul = run;
+			size_t n;
+
+			lf = memchr(run, '\n', (size_t)(end - run));
+			cr = memchr(run, '\r', (size_t)((lf ? lf : end) - run));
+			n = (size_t)((cr ? cr : lf ? lf : end) - run);
+			memcpy(out + o, run, n);
+			while ((nul = memchr(nul, '\0', n - (size_t)(nul - run))) !=
+			       NULL) {
 				ds->nul_bytes++;
-			out[o++] = in[i++];
+				nul++;
+			}
+			o += n;
+			i += n;
 		}
 	}
 

@@ -139,6 +139,23 @@ static void relay_write(struct relay *r, const char *data, size_t len)
 
 	if (len == 0 || r->state >= RELAY_FAILED)
 		return;
+	if (r->write_queued == 0) {
+		/* Most writes fit the socket buffer at once: no copy, no
+		 * allocation.  Only what is left waits in a queued write. */
+		buf = uv_buf_init((char *)data, (unsigned)len);
+		rc = uv_try_write(r->stream, &buf, 1);
+		if (rc > 0) {
+			data += rc;
+			len -= (size_t)rc;
+		} else if (rc != UV_EAGAIN && rc != UV_ENOSYS) {
+			relay_fail(r, uv_strerror(rc));
+			return;
+		}
+		if (len == 0) {
+			relay_timer_restart(r);
+			return;
+		}
+	}
 	w = xmalloc(sizeof(*w) + len);
 	w->r = r;
 	w->len = len;
