@@ -418,6 +418,9 @@ class RecordingBackend:
     delays:   {verb: seconds} to wait before answering that verb.
     unix:     a Unix socket path to listen on instead of 127.0.0.1.
     port:     a fixed TCP port (default: a free one).
+    lax_data: True: DATA without MAIL is answered with the DATA reply
+              (354) and starts a transaction whose mail is None, as a
+              careless MTA might.
     """
 
     DEFAULT_REPLIES = {
@@ -437,8 +440,9 @@ class RecordingBackend:
     }
 
     def __init__(self, test, caps=None, esmtp=True, replies=None,
-                 delays=None, unix=None, port=None):
+                 delays=None, unix=None, port=None, lax_data=False):
         self.caps = list(DEFAULT_CAPS if caps is None else caps)
+        self.lax_data = lax_data
         self.esmtp = esmtp
         self.replies = dict(self.DEFAULT_REPLIES)
         self.replies.update(replies or {})
@@ -635,6 +639,10 @@ class RecordingBackend:
                         self._reply(conn, verb, self.replies["RCPT"])
                     elif verb == "DATA":
                         reply = self.replies["DATA"]
+                        if tx is None and self.lax_data:
+                            with self.changed:
+                                tx = Transaction(None)
+                                conn.transactions.append(tx)
                         if tx is None:
                             reply = "503 5.5.1 Error: need MAIL command"
                         elif reply.startswith("354"):

@@ -27,11 +27,14 @@ Backends and the logged-in proxy come from backends.py.  Loopback only;
 every wait is bounded; no test asserts how fast something happened.
 """
 
+import contextlib
 import hashlib
 import os
 import re
+import select
 import shutil
 import smtplib
+import socket
 import subprocess
 import sys
 import tempfile
@@ -102,6 +105,29 @@ def xclient_attributes(line):
     text = line.decode("latin-1") if isinstance(line, bytes) else line
     words = text.split()[1:]
     return dict(w.split("=", 1) for w in words)
+
+
+def xtext_decode(text):
+    """The bytes an xtext value (RFC 3461 section 4) stands for."""
+    return re.sub(rb"\+([0-9A-F]{2})",
+                  lambda m: bytes([int(m.group(1), 16)]),
+                  text.encode("ascii"))
+
+
+def parse_replies(data):
+    """[(code, [text of each line])] of the complete replies in data (the
+    bytes a client received), single or multi-line; a partial last line is
+    left out."""
+    replies = []
+    lines = []
+    for line in data.split(b"\r\n")[:-1]:
+        lines.append(line)
+        if line[3:4] != b"-":
+            replies.append((int(lines[0][:3]),
+                            [l[4:].decode("utf-8", "replace")
+                             for l in lines]))
+            lines = []
+    return replies
 
 
 class RelayTestCase(ProxyTestCase):
@@ -619,6 +645,34 @@ class Xclient(RelayTestCase):
         self.assertEqual(mails[1].rstrip(),
                          b"MAIL FROM:<%s> BODY=8BITMIME" % SENDER.encode())
 
+    def test_xclient_with_a_255_byte_8bit_helo_and_a_long_login_is_sent_whole(
+            self):
+        # Each EHLO byte >= 0x80 and each "+" of the login is three
+        # characters of xtext: more than 1000 together, which the line
+        # (up to 2048 bytes) takes; too long would be 454 4.7.0, never a
+        # crash.
+        helo = bytes(0x80 + i % 0x80 for i in range(255))
+        user = "v" * 20 + "+" * 100
+        backend = self.recorder(caps=caps_with(
+            "XCLIENT NAME ADDR PORT PROTO HELO LOGIN"))
+        proxy = self.proxy(backend, users={user: "pw-" +
+                                           os.urandom(8).hex()})
+        client = self.greeted(proxy, listener="sub")
+        self.assertReply(client.command("EHLO " + CLIENT), 250)
+        tlsutil.starttls(client, client_context())
+        self.assertReply(client.command(b"EHLO " + helo), 250)
+        self.assertReply(self.auth(proxy, client, user), 235, "2.7.0")
+        lines = self.session_lines(backend)
+        xclient = [l for l in lines if l.startswith(b"XCLIENT ")]
+        self.assertEqual(len(xclient), 1, lines)
+        attributes = xclient_attributes(xclient[0])
+        self.assertEqual(xtext_decode(attributes["HELO"]), helo, xclient)
+        self.assertEqual(xtext_decode(attributes["LOGIN"]), user.encode(),
+                         xclient)
+        self.assertReply(client.command("NOOP"), 250)
+        # The proxy goes on serving.
+        self.greeted(proxy, listener="sub")
+
 
 def caps_with(*caps):
     return backends.DEFAULT_CAPS + list(caps)
@@ -765,6 +819,31 @@ class Recipients(RelayTestCase):
         self.assertEqual([r.split(b":", 1)[1] for r in tx.rcpts],
                          [b"<r1@example.net>", b"<r2@example.net>"])
 
+    def test_max_recipients_applies_to_a_transaction_pipelined_after_data(
+            self):
+        # The backend answers the end of data late: the next MAIL and
+        # RCPT, pipelined with it, are relayed before that answer comes.
+        backend = self.recorder(delays={".": 0.5})
+        proxy = self.proxy(backend, limits={"max_recipients": "2"})
+        client = self.login(proxy)
+        self.assertReply(client.command("MAIL FROM:<first@example.com>"),
+                         250)
+        self.assertReply(client.command("RCPT TO:<r1@example.net>"), 250)
+        self.assertReply(client.command("DATA"), 354)
+        client.send(dot_stuff(BODY) + b"MAIL FROM:<second@example.com>\r\n"
+                    b"RCPT TO:<x@example.com>\r\n")
+        replies = [client.read_reply() for _ in range(3)]
+        self.assertEqual([r[0] for r in replies], [250, 250, 250], replies)
+        self.assertReply(client.command("RCPT TO:<y@example.com>"), 250)
+        self.assertReply(client.command("RCPT TO:<z@example.com>"), 452,
+                         "4.5.3")
+        self.assertReply(client.command("DATA"), 354)
+        client.send(dot_stuff(BODY))
+        self.assertReply(client.read_reply(), 250)
+        tx = backend.wait_complete(2)[1]
+        self.assertEqual([r.split(b":", 1)[1] for r in tx.rcpts],
+                         [b"<x@example.com>", b"<y@example.com>"])
+
 
 class Pipelining(RelayTestCase):
 
@@ -802,6 +881,24 @@ class Pipelining(RelayTestCase):
                          replies)
         client.send(dot_stuff(BODY))
         self.assertReply(client.read_reply(), 250)
+
+    def test_too_many_errors_behind_a_relayed_command_answers_all_then_421(
+            self):
+        # NOOP is still owed by the slow backend when the third error
+        # closes the session: it is answered (the backend's 250, or 451
+        # 4.4.2 if it is not in yet), then the 500s, then the 421.
+        backend = self.recorder(delays={"NOOP": 1.0})
+        proxy = self.proxy(backend, limits={"max_errors": "3"})
+        client = self.login(proxy)
+        client.send(b"NOOP\r\n" + b"FOO\r\n" * 5)
+        data = client.read_until_closed(timeout=2 * WAIT)
+        replies = parse_replies(data)
+        self.assertEqual([r[0] for r in replies][1:], [500, 500, 500, 421],
+                         data)
+        self.assertIn(replies[0][0], (250, 451), data)
+        if replies[0][0] == 451:
+            self.assertReply(replies[0], 451, "4.4.2")
+        self.assertReply(replies[-1], 421, "4.7.0", "too many errors")
 
 
 # ---------------------------------------------------------------- failures
@@ -945,6 +1042,33 @@ class Failures(RelayTestCase):
                          ["<r1@example.net>", "<r2@example.net>"])
         self.assertEqual(message.without_first_header(), lf(BODY))
 
+    def test_data_relayed_while_the_backend_reconnects_makes_message_text(
+            self):
+        # After a message aborted for size the proxy has no backend
+        # connection: a DATA that comes first makes it connect again, and
+        # the backend's 354 only arrives after that.  What the client
+        # sends behind the 354 is message text, never commands.  (The
+        # backend here takes DATA without MAIL, so that DATA itself waits
+        # for the connection; after a MAIL it is the MAIL that waits, and
+        # DATA is only read once the backend is back.)
+        backend = self.recorder(lax_data=True)
+        proxy = self.proxy(backend, limits={"max_message_size": "10K"})
+        client = self.login(proxy)
+        big = b"Subject: big\r\n\r\n" + (b"x" * 98 + b"\r\n") * 512
+        self.assertReply(self.send_message(client, body=big), 552, "5.3.4")
+        self.assertReply(client.command("DATA"), 354)
+        client.send(b"Subject: after a reconnect\r\n\r\n"
+                    b"RCPT TO:<injected@x>\r\n.\r\n")
+        self.assertReply(client.read_reply(), 250)
+        self.assertFalse(client.pending(0.3),
+                         "more after the 250: %r" % client.buf)
+        done = backend.wait_complete(1)
+        self.assertEqual(len(done), 1, backend.transactions())
+        self.assertIn(b"\r\nRCPT TO:<injected@x>\r\n", done[0].message())
+        self.assertEqual([l for l in backend.all_lines()
+                          if b"injected" in l], [],
+                         "message text was relayed as a command")
+
 
 # ---------------------------------------------------- Unix socket, logging
 
@@ -991,6 +1115,35 @@ class Logging(RelayTestCase):
         lines = proxy.log_lines(r"\bevent=transaction\b",
                                 r"\bsid=%s\b" % sid)
         self.assertEqual(len(lines), 2, lines)
+
+    def test_transaction_line_names_its_own_sender_when_the_next_is_pipelined(
+            self):
+        # The backend answers the end of data late: the next MAIL and
+        # RCPT, pipelined with it, are relayed before that answer comes.
+        backend = self.recorder(delays={".": 0.5})
+        proxy = self.proxy(backend)
+        client = self.login(proxy)
+        sid = proxy.session_id(client)
+        self.assertReply(client.command("MAIL FROM:<first@example.com>"),
+                         250)
+        self.assertReply(client.command("RCPT TO:<r1@example.net>"), 250)
+        self.assertReply(client.command("DATA"), 354)
+        client.send(dot_stuff(BODY) + b"MAIL FROM:<second@example.com>\r\n"
+                    b"RCPT TO:<x@example.com>\r\n")
+        replies = [client.read_reply() for _ in range(3)]
+        self.assertEqual([r[0] for r in replies], [250, 250, 250], replies)
+        self.assertReply(client.command("RCPT TO:<y@example.com>"), 250)
+        self.assertReply(client.command("DATA"), 354)
+        client.send(dot_stuff(BODY))
+        self.assertReply(client.read_reply(), 250)
+        patterns = (r"\bevent=transaction\b", r"\bsid=%s\b" % sid)
+        proxy.wait_log_count(2, *patterns)
+        first, second = [harness.parse_log_fields(line)
+                         for line in proxy.log_lines(*patterns)]
+        self.assertEqual((first["from"], first["rcpts"]),
+                         ("<first@example.com>", "1"), first)
+        self.assertEqual((second["from"], second["rcpts"]),
+                         ("<second@example.com>", "2"), second)
 
 
 # ----------------------------------------------------------- large message
@@ -1075,6 +1228,98 @@ class LargeMessage(RelayTestCase):
         else:
             self.assertLess(peak, self.RSS_LIMIT_KB,
                             "VmRSS peaked at %d kB" % peak)
+
+
+# ------------------------------------------------------------- reply queue
+
+class ReplyQueue(RelayTestCase):
+
+    FLOOD_BYTES = 50 * 1024 * 1024
+    FLOOD_SECONDS = 8
+    RSS_LIMIT_KB = 64 * 1024
+
+    def test_client_pipelining_without_reading_keeps_memory_bounded(self):
+        # A backend without PIPELINING takes one NOOP at a time, while the
+        # client writes NOOPs as fast as it can and reads nothing: the
+        # proxy must stop reading (the client's send() then blocks, as it
+        # should) rather than queue every reply it owes.
+        sink = self.sink(["-p"])
+        # As in LargeMessage: a small ASan quarantine, so that VmRSS
+        # reflects what the proxy holds.
+        asan = os.environ.get("ASAN_OPTIONS", "")
+        asan = (asan + ":" if asan else "") + \
+            "quarantine_size_mb=1:thread_local_quarantine_size_kb=64"
+        with backends.environment({"ASAN_OPTIONS": asan}):
+            proxy = self.proxy(sink, listeners={"plain": {
+                "mode": "plain", "require_tls": "no",
+                "allow_plaintext_auth": "yes"}})
+        client = self.ehloed(proxy)
+        self.assertReply(self.auth(proxy, client), 235, "2.7.0")
+        pid = proxy.network_pid()
+        asan_build = _uses_asan(pid)
+        baseline = backends.proc_rss_kb(pid)
+        limit = baseline + 32 * 1024 if asan_build else self.RSS_LIMIT_KB
+        noop = b"NOOP\r\n"
+        chunk = noop * 10000
+        sock = client.sock
+        # A fixed send buffer (Linux grows it up to 4 MB otherwise), so
+        # that the NOOPs still queued when the client reads are few.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
+        sock.setblocking(False)
+        sent = 0
+        peak = baseline
+        deadline = time.monotonic() + self.FLOOD_SECONDS
+        while sent < self.FLOOD_BYTES and time.monotonic() < deadline:
+            peak = max(peak, backends.proc_rss_kb(pid) or 0)
+            if peak >= limit:
+                break
+            try:
+                sent += sock.send(chunk[sent % len(chunk):])
+            except BlockingIOError:
+                select.select([], [sock], [], 0.05)
+        peak = max(peak, backends.proc_rss_kb(pid) or 0)
+        self.assertLess(peak, limit,
+                        "network process VmRSS %d kB (from %d kB) after %d "
+                        "bytes of NOOPs" % (peak, baseline, sent))
+        # Now read: the end of the last NOOP and a QUIT go as the proxy
+        # takes them.
+        out = noop[sent % len(noop):] if sent % len(noop) else b""
+        noops = (sent + len(out)) // len(noop)
+        out += b"QUIT\r\n"
+        received = bytearray()
+        deadline = time.monotonic() + 6 * WAIT
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self.fail("not closed within %.0f s after QUIT; %d of %d "
+                          "replies in" % (6 * WAIT,
+                                          received.count(b"\r\n"),
+                                          noops + 1))
+            readable, writable, _ = select.select(
+                [sock], [sock] if out else [], [], remaining)
+            if writable:
+                with contextlib.suppress(BlockingIOError):
+                    out = out[sock.send(out):]
+            if readable:
+                try:
+                    data = sock.recv(1 << 20)
+                except BlockingIOError:
+                    continue
+                except ConnectionResetError:
+                    data = b""
+                if not data:
+                    break
+                received += data
+        lines = bytes(received).split(b"\r\n")
+        self.assertEqual(lines[-1], b"", "a partial last line")
+        codes = [line[:4] for line in lines[:-1]]
+        wrong = [(i, lines[i]) for i, code in enumerate(codes[:noops])
+                 if code != b"250 "]
+        self.assertEqual(wrong[:5], [], "replies to the %d NOOPs" % noops)
+        self.assertEqual(len(codes), noops + 1,
+                         "%d NOOPs and QUIT, %d replies; the last: %r"
+                         % (noops, len(codes), lines[-6:]))
+        self.assertEqual(codes[-1], b"221 ", lines[-2])
 
 
 # ------------------------------------------------------------- real Postfix

@@ -297,6 +297,27 @@ class StartTls(TlsTestCase):
         self.assertReply(client.read_reply(timeout=WAIT), 421, "4.4.2")
         client.expect_closed()
 
+    def test_starttls_behind_parked_pipelined_input_completes_the_handshake(
+            self):
+        # The client reads nothing until it has sent everything: the
+        # replies to the NOOPs pile up, the proxy parks the rest of its
+        # input and stops reading, and STARTTLS comes out of that parked
+        # input once the client reads.  The handshake then must be read.
+        proxy = self.proxy()
+        client = self.ehloed(proxy, listener="starttls")
+        # A small receive buffer: the replies back up at the proxy however
+        # large the system's default buffers are.
+        client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        client.send(b"NOOP\r\n" * 9000 + b"STARTTLS\r\n")
+        codes = [client.read_reply()[0] for _ in range(9001)]
+        self.assertEqual(codes, [250] * 9000 + [220])
+        try:
+            client.wrap_tls(pki().client_context())
+        except (ssl.SSLError, OSError) as e:
+            self.fail("TLS handshake after STARTTLS from parked input: %r"
+                      % e)
+        self.assertReply(client.command("EHLO client.example"), 250)
+
 
 # ---------------------------------------------------------- implicit TLS
 
