@@ -332,6 +332,7 @@ static void session_data_start(struct session *s)
 	datascan_init(&s->scan);
 	s->abort_reply = NULL;
 	session_enter_state(s, SESSION_DATA);
+	tls_conn_set_bulk(s->tls, true);
 	if (s->cfg->relay.received_header)
 		session_received_header(s);
 }
@@ -782,6 +783,7 @@ size_t session_data_input(struct session *s, const char *data, size_t len)
 				session_reply(s, "%s", s->abort_reply);
 				session_tx_reset(s);
 			}
+			tls_conn_set_bulk(s->tls, false);
 			session_enter_state(s, SESSION_COMMAND);
 			return taken;
 		}

@@ -996,6 +996,16 @@ fail:
 	return NULL;
 }
 
+void tls_conn_set_bulk(struct tls_conn *c, bool bulk)
+{
+	if (c == NULL || c->ssl == NULL)
+		return;
+	if (bulk)
+		SSL_clear_mode(c->ssl, SSL_MODE_RELEASE_BUFFERS);
+	else
+		SSL_set_mode(c->ssl, SSL_MODE_RELEASE_BUFFERS);
+}
+
 void tls_conn_destroy(struct tls_conn *c)
 {
 	if (c == NULL)

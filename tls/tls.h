@@ -124,6 +124,11 @@ bool tls_conn_sni_matched(const struct tls_conn *c);
 size_t tls_conn_buffered_bytes(const struct tls_conn *c);
 bool tls_conn_has_pending(const struct tls_conn *c);
 
+/* Bulk transfer (a message being received): OpenSSL keeps its record
+ * buffers instead of freeing and reallocating them around every record.
+ * Off again, an idle connection gives them back (SSL_MODE_RELEASE_BUFFERS). */
+void tls_conn_set_bulk(struct tls_conn *c, bool bulk);
+
 void tls_conn_destroy(struct tls_conn *c);
 
 #endif
