@@ -44,10 +44,16 @@ fi
 sink_pid=$!
 trap 'kill $sink_pid 2>/dev/null || true' EXIT INT TERM
 
+# Started as root, the network process drops to [server] user; the demo
+# uses "nobody" then (the real set-up creates a "submitproxy" user).
+demo_user=$(id -un)
+[ "$(id -u)" -eq 0 ] && demo_user=nobody
+
 cat > "$demo/submitproxy.conf" <<CONF
 # Written by scripts/demo.sh.
 [server]
 hostname = localhost
+user = $demo_user
 log_level = info
 
 [listener submission]
