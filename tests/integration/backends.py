@@ -697,8 +697,17 @@ class PostfixInstance:
                                     "user)")
         self.postfix = require_sbin_command("postfix", "postfix")
         self.postconf = require_sbin_command("postconf", "postfix")
-        if not os.path.exists("/etc/postfix/master.cf"):
-            raise unittest.SkipTest("no /etc/postfix/master.cf to copy")
+        # Debian's postfix installed with "No configuration" (as
+        # scripts/install-deps.sh does) may leave /etc/postfix bare; the
+        # package's pristine copies serve as well.
+        master = next((p for p in ("/etc/postfix/master.cf",
+                                   "/usr/share/postfix/master.cf.dist")
+                       if os.path.exists(p)), None)
+        if master is None:
+            raise unittest.SkipTest("no master.cf to copy")
+        dynamicmaps = next((p for p in ("/etc/postfix/dynamicmaps.cf",
+                                        "/usr/share/postfix/dynamicmaps.cf")
+                            if os.path.exists(p)), None)
         try:
             import pwd
             pwd.getpwnam("postfix")
@@ -714,9 +723,10 @@ class PostfixInstance:
         for d in (self.config_dir, self.queue_dir, self.data_dir):
             os.mkdir(d)
         shutil.chown(self.data_dir, "postfix")
-        shutil.copy("/etc/postfix/master.cf", self.config_dir)
-        if os.path.exists("/etc/postfix/dynamicmaps.cf"):
-            shutil.copy("/etc/postfix/dynamicmaps.cf", self.config_dir)
+        shutil.copy(master, os.path.join(self.config_dir, "master.cf"))
+        if dynamicmaps is not None:
+            shutil.copy(dynamicmaps,
+                        os.path.join(self.config_dir, "dynamicmaps.cf"))
         open(os.path.join(self.config_dir, "main.cf"), "w").close()
         self.port = harness.free_ports(["127.0.0.1"])[0]
         self.address = "127.0.0.1:%d" % self.port
