@@ -704,7 +704,10 @@ static void helper_reap(struct helper *h)
 				  helper_wait_status(status, buf, sizeof(buf)));
 			continue;
 		}
-		/* An answer written just before the exit is still valid. */
+		/* Reaped: the pid may be reused at once, so nothing may be
+		 * sent to it any more (helper_worker_lost kills only pid > 0).
+		 * An answer written just before the exit is still valid. */
+		w->pid = 0;
 		helper_worker_read(h, w);
 		helper_worker_lost(h, w, "exit");
 		log_event(h->stopping ? LOG_LEVEL_INFO : LOG_LEVEL_WARN, NULL,
@@ -957,6 +960,14 @@ static int helper_init(struct helper *h, const struct config *cfg, int fd,
 	sigset_t mask;
 	size_t i;
 
+	/* Requests hold passwords: neither the helper nor its workers (they
+	 * inherit this) may leave them in a core file. */
+	{
+		struct rlimit no_core = {0, 0};
+
+		setrlimit(RLIMIT_CORE, &no_core);
+		prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	}
 	h->cfg = cfg;
 	h->net_fd = fd;
 	h->net_pid = network_pid;
