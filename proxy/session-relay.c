@@ -291,6 +291,7 @@ static void session_answer_ehlo(struct session *s,
 static void session_received_header(struct session *s)
 {
 	char date[64], helo[SANITIZE_BUFSIZE], rcpt[SANITIZE_BUFSIZE];
+	char tls_part[160], rcpt_part[SANITIZE_BUFSIZE + 16];
 	char header[2048];
 	struct tm tm;
 	time_t now = time(NULL);
@@ -302,25 +303,23 @@ static void session_received_header(struct session *s)
 	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z", &tm);
 	sanitize(helo, sizeof(helo), s->helo ? s->helo : "unknown",
 		 s->helo ? strlen(s->helo) : 7);
-	n = snprintf(
-		header, sizeof(header),
-		"Received: from %s ([%s%s]) (authenticated)\r\n"
-		"\tby %s (submitproxy) with %s id %s%s%s%s%s%s\r\n"
-		"\t%s%s%s%s; %s\r\n",
-		helo, strchr(s->ip, ':') ? "IPv6:" : "", s->ip,
-		s->cfg->server.hostname, tls ? "ESMTPSA" : "ESMTPA", s->sid,
-		tls ? "\r\n\t(version=" : "",
-		tls ? tls_conn_version(s->tls) : "", tls ? " cipher=" : "",
-		tls ? tls_conn_cipher(s->tls) : "", tls ? ")" : "",
-		/* "for" only with a single recipient: with several, it
-		 * would tell each of them who else (Bcc) got the message. */
-		s->tx.rcpts_ok == 1 && s->tx.first_rcpt ? "for <" : "",
-		s->tx.rcpts_ok == 1 && s->tx.first_rcpt
-			? sanitize(rcpt, sizeof(rcpt), s->tx.first_rcpt,
-				   strlen(s->tx.first_rcpt))
-			: "",
-		s->tx.rcpts_ok == 1 && s->tx.first_rcpt ? ">" : "",
-		"", date);
+	tls_part[0] = rcpt_part[0] = '\0';
+	if (tls)
+		snprintf(tls_part, sizeof(tls_part),
+			 "\r\n\t(version=%s cipher=%s)", tls_conn_version(s->tls),
+			 tls_conn_cipher(s->tls));
+	/* "for" only with a single recipient: with several, it would tell
+	 * each of them who else (Bcc) got the message. */
+	if (s->tx.rcpts_ok == 1 && s->tx.first_rcpt != NULL)
+		snprintf(rcpt_part, sizeof(rcpt_part), "\r\n\tfor <%s>",
+			 sanitize(rcpt, sizeof(rcpt), s->tx.first_rcpt,
+				  strlen(s->tx.first_rcpt)));
+	n = snprintf(header, sizeof(header),
+		     "Received: from %s ([%s%s]) (authenticated)\r\n"
+		     "\tby %s (submitproxy) with %s id %s%s%s;\r\n\t%s\r\n",
+		     helo, strchr(s->ip, ':') ? "IPv6:" : "", s->ip,
+		     s->cfg->server.hostname, tls ? "ESMTPSA" : "ESMTPA", s->sid,
+		     tls_part, rcpt_part, date);
 	if (n > 0 && (size_t)n < sizeof(header)) {
 		relay_send_data(s->relay, header, (size_t)n);
 		s->scan.size += (uint64_t)n;
