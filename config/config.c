@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "config/values.h"
+#include "proxy/util.h"
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -125,45 +126,6 @@ struct config_parser {
 	struct config_seen *listeners_seen; /* parallel to cfg->listeners */
 	struct config_seen *snis_seen;	    /* parallel to cfg->snis */
 };
-
-static void *xcalloc(size_t n, size_t size)
-{
-	void *p = calloc(n == 0 ? 1 : n, size == 0 ? 1 : size);
-
-	if (p == NULL)
-		abort();
-	return p;
-}
-
-static void *xreallocarray(void *ptr, size_t n, size_t size)
-{
-	void *p;
-
-	if (size != 0 && n > SIZE_MAX / size)
-		abort();
-	p = realloc(ptr, n * size == 0 ? 1 : n * size);
-	if (p == NULL)
-		abort();
-	return p;
-}
-
-static char *xstrdup(const char *s)
-{
-	char *p = strdup(s);
-
-	if (p == NULL)
-		abort();
-	return p;
-}
-
-static char *xstrndup(const char *s, size_t n)
-{
-	char *p = strndup(s, n);
-
-	if (p == NULL)
-		abort();
-	return p;
-}
 
 static void config_replace_string(char **field, const char *value)
 {
@@ -660,7 +622,7 @@ static int set_listen_addresses(struct config_parser *p,
 		}
 		while (len > 0 && isspace((unsigned char)s[len - 1]))
 			len--;
-		item = xstrndup(s, len);
+		item = xmemdup(s, len);
 		addrs = xreallocarray(addrs, naddrs + 1, sizeof(*addrs));
 		if (len == 0) {
 			config_error(p, p->lineno,

@@ -2,6 +2,7 @@
 #include "proxy/util.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,13 @@ void *xrealloc(void *p, size_t size)
 	if (q == NULL)
 		fatal("out of memory (%zu bytes)", size);
 	return q;
+}
+
+void *xreallocarray(void *p, size_t n, size_t size)
+{
+	if (size != 0 && n > SIZE_MAX / size)
+		fatal("allocation overflow (%zu x %zu bytes)", n, size);
+	return xrealloc(p, n * size);
 }
 
 char *xmemdup(const void *p, size_t len)

@@ -12,6 +12,8 @@
 void *xmalloc(size_t size);
 void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t size);
+/* realloc of n elements of size bytes, aborting on overflow too. */
+void *xreallocarray(void *p, size_t n, size_t size);
 char *xstrdup(const char *s);
 char *xmemdup(const void *p, size_t len);
 
