@@ -11,10 +11,10 @@ import ssl
 import struct
 import subprocess
 import tempfile
-import threading
 import time
 import unittest
 
+import backends
 import harness
 import pamutil
 import tlsutil
@@ -27,72 +27,11 @@ def setUpModule():
     harness.require_binary()
 
 
-class XclientBackend:
-    """An ESMTP backend that offers XCLIENT and records every line it gets,
-    message lines included."""
-
-    def __init__(self, test):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(32)
-        self.port = self.sock.getsockname()[1]
-        self.lines = []
-        self.lock = threading.Lock()
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
-        test.addCleanup(self.sock.close)
-
-    def _accept(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,),
-                             daemon=True).start()
-
-    def _serve(self, conn):
-        conn.settimeout(30)
-        buf, in_data = b"", False
-        try:
-            conn.sendall(b"220 backend ESMTP\r\n")
-            while True:
-                data = conn.recv(65536)
-                if not data:
-                    return
-                buf += data
-                while b"\r\n" in buf:
-                    line, buf = buf.split(b"\r\n", 1)
-                    with self.lock:
-                        self.lines.append(line)
-                    if in_data:
-                        if line == b".":
-                            in_data = False
-                            conn.sendall(b"250 2.0.0 queued\r\n")
-                        continue
-                    verb = line.split(b" ", 1)[0].upper()
-                    if verb == b"EHLO":
-                        conn.sendall(b"250-backend\r\n250-PIPELINING\r\n"
-                                     b"250 XCLIENT NAME ADDR PORT PROTO "
-                                     b"HELO LOGIN\r\n")
-                    elif verb == b"XCLIENT":
-                        conn.sendall(b"220 backend ESMTP\r\n")
-                    elif verb == b"DATA":
-                        in_data = True
-                        conn.sendall(b"354 go ahead\r\n")
-                    elif verb == b"QUIT":
-                        conn.sendall(b"221 2.0.0 bye\r\n")
-                        return
-                    else:
-                        conn.sendall(b"250 2.0.0 ok\r\n")
-        except OSError:
-            return
-        finally:
-            conn.close()
-
-    def received(self):
-        with self.lock:
-            return list(self.lines)
+def xclient_backend(test):
+    """The recording backend, offering XCLIENT as Postfix does."""
+    return backends.RecordingBackend(
+        test, caps=backends.DEFAULT_CAPS +
+        ["XCLIENT NAME ADDR PORT PROTO HELO LOGIN"])
 
 
 def start_proxy(test, backend, mode="plain", limits=None):
@@ -126,7 +65,7 @@ class ProxyHeader(unittest.TestCase):
     """The header's rules, with raw sockets."""
 
     def setUp(self):
-        self.backend = XclientBackend(self)
+        self.backend = xclient_backend(self)
         self.proxy = start_proxy(self, self.backend,
                                  limits={"handshake_timeout": "1s"})
 
@@ -227,7 +166,7 @@ class BehindHaproxy(unittest.TestCase):
     the backend MTA sees is the client's."""
 
     def setUp(self):
-        self.backend = XclientBackend(self)
+        self.backend = xclient_backend(self)
         self.proxies = [start_proxy(self, self.backend, mode="implicit-tls")
                         for _ in range(2)]
         self.dir = tempfile.mkdtemp(prefix="submitproxy-haproxy-")
@@ -283,15 +222,18 @@ class BehindHaproxy(unittest.TestCase):
     def test_real_client_address_reaches_the_backend_through_both(self):
         for n in range(2):
             self.send_mail("Subject: via haproxy %d\r\n\r\nhello\r\n" % n)
-        lines = self.backend.received()
+        self.backend.wait_complete(2)
+        lines = self.backend.all_lines()
         xclient = [l for l in lines if l.startswith(b"XCLIENT")]
         self.assertEqual(len(xclient), 2, lines)
         for line in xclient:
             self.assertIn(b"ADDR=127.0.0.2", line)
             self.assertIn(b"LOGIN=alice", line)
-        received = [l for l in lines if l.startswith(b"Received: from")]
-        self.assertEqual(len(received), 2, lines)
+        received = [t.message().split(b"\r\n", 1)[0]
+                    for t in self.backend.complete_transactions()]
+        self.assertEqual(len(received), 2, received)
         for line in received:
+            self.assertTrue(line.startswith(b"Received: from"), line)
             self.assertIn(b"([127.0.0.2])", line)
         # Round robin: each instance served one, one over v2, one over v1.
         self.proxies[0].wait_log(r"event=proxy ip=127\.0\.0\.2 .*version=2")
