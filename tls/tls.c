@@ -17,12 +17,20 @@
  * SSL_MODE_RELEASE_BUFFERS, an idle connection then holds only OpenSSL's
  * session state: no record buffers, no BIO buffers.
  *
- * Threads: a tls_server and its connections belong to one thread (one per
- * event loop); nothing here locks.
+ * Threads: one tls_server serves every event loop of the process
+ * ([server] workers), so that all loops share one session cache and one
+ * set of ticket keys (a ticket issued on one loop resumes on another).
+ * SSL_CTX is thread-safe for SSL_new() and its session cache; what is ours
+ * to guard is the pointer to the current set, which a reload replaces while
+ * other loops start handshakes: it is read and swapped under srv->lock, and
+ * each SSL takes its own reference (SSL_new, SSL_set_SSL_CTX) before the
+ * lock is released.  A tls_conn itself belongs to one thread.
  */
 #include "tls/tls.h"
 
 #include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -76,10 +84,12 @@ struct tls_ctx_set {
 
 struct tls_server {
 	BIO_METHOD *bio_method;
+	pthread_mutex_t lock;    /* guards ctxs (see "Threads" above) */
 	struct tls_ctx_set ctxs; /* the current set, for new handshakes */
 	/* One for the owner (until tls_server_destroy), one per tls_conn: the
-	 * connections use bio_method and ctxs until they are destroyed. */
-	size_t refs;
+	 * connections use bio_method and ctxs until they are destroyed.
+	 * Connections on several threads come and go at once. */
+	atomic_size_t refs;
 };
 
 enum tls_conn_state {
@@ -323,6 +333,7 @@ static int tls_servername_cb(SSL *ssl, int *alert, void *arg)
 	(void)arg;
 	if (c == NULL)
 		return SSL_TLSEXT_ERR_OK;
+	pthread_mutex_lock(&c->srv->lock);
 	set = &c->srv->ctxs;
 	ctx = set->def;
 	c->sni_matched = false;
@@ -336,10 +347,14 @@ static int tls_servername_cb(SSL *ssl, int *alert, void *arg)
 			}
 		}
 	}
+	/* Still under the lock: SSL_set_SSL_CTX takes the SSL's own
+	 * reference before a reload on another loop can free the set. */
 	if (SSL_get_SSL_CTX(ssl) != ctx && SSL_set_SSL_CTX(ssl, ctx) == NULL) {
+		pthread_mutex_unlock(&c->srv->lock);
 		*alert = SSL_AD_INTERNAL_ERROR;
 		return SSL_TLSEXT_ERR_ALERT_FATAL;
 	}
+	pthread_mutex_unlock(&c->srv->lock);
 	return SSL_TLSEXT_ERR_OK;
 }
 
@@ -815,7 +830,7 @@ struct tls_server *tls_server_create(const struct config *cfg, char **error_r)
 {
 	struct tls_server *srv = tls_xcalloc(1, sizeof(*srv));
 
-	srv->refs = 1;
+	atomic_init(&srv->refs, 1);
 	srv->bio_method = tls_bio_method_new();
 	if (srv->bio_method == NULL) {
 		*error_r = tls_xstrdup("tls: cannot create BIO method");
@@ -823,6 +838,7 @@ struct tls_server *tls_server_create(const struct config *cfg, char **error_r)
 	}
 	if (tls_ctx_set_init(&srv->ctxs, cfg, error_r) < 0)
 		goto fail;
+	pthread_mutex_init(&srv->lock, NULL);
 	return srv;
 
 fail:
@@ -834,22 +850,28 @@ fail:
 int tls_server_reload(struct tls_server *srv, const struct config *cfg,
 		      char **error_r)
 {
-	struct tls_ctx_set set;
+	struct tls_ctx_set set, old;
 
+	/* Files are read outside the lock: handshakes on other loops go on
+	 * meanwhile with the old set. */
 	if (tls_ctx_set_init(&set, cfg, error_r) < 0)
 		return -1;
+	pthread_mutex_lock(&srv->lock);
+	old = srv->ctxs;
+	srv->ctxs = set;
+	pthread_mutex_unlock(&srv->lock);
 	/* Live SSL objects hold their own references on the old contexts
 	 * (SSL_new, SSL_set_SSL_CTX), so they keep working. */
-	tls_ctx_set_finish(&srv->ctxs);
-	srv->ctxs = set;
+	tls_ctx_set_finish(&old);
 	return 0;
 }
 
 static void tls_server_unref(struct tls_server *srv)
 {
-	if (--srv->refs > 0)
+	if (atomic_fetch_sub(&srv->refs, 1) > 1)
 		return;
 	tls_ctx_set_finish(&srv->ctxs);
+	pthread_mutex_destroy(&srv->lock);
 	BIO_meth_free(srv->bio_method);
 	free(srv);
 }
@@ -975,7 +997,9 @@ struct tls_conn *tls_conn_create(struct tls_server *srv,
 	c->arg = arg;
 	c->state = TLS_CONN_ACTIVE;
 	ERR_clear_error();
+	pthread_mutex_lock(&srv->lock);
 	c->ssl = SSL_new(srv->ctxs.def);
+	pthread_mutex_unlock(&srv->lock);
 	if (c->ssl == NULL)
 		goto fail;
 	bio = BIO_new(srv->bio_method);
@@ -986,7 +1010,7 @@ struct tls_conn *tls_conn_create(struct tls_server *srv,
 	SSL_set_bio(c->ssl, bio, bio);
 	SSL_set_app_data(c->ssl, c);
 	SSL_set_accept_state(c->ssl);
-	srv->refs++;
+	atomic_fetch_add(&srv->refs, 1);
 	return c;
 
 fail:

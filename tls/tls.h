@@ -65,7 +65,9 @@ int tls_check_config(const struct config *cfg, FILE *out, FILE *err);
  * tls_conn_shutdown() before tls_conn_destroy() on every orderly close:
  * OpenSSL will not resume a session whose connection was dropped without
  * close_notify (session-id cache; tickets are not affected).
- * A tls_server and its conns belong to one thread; conns may outlive
+ * A tls_server is shared by every event loop: tls_conn_create() and
+ * tls_server_reload() may run on different threads at once.  A tls_conn
+ * belongs to the thread that created it.  Conns may outlive
  * tls_server_destroy() (they hold a reference), and a conn created before
  * tls_server_reload() but not yet through its handshake gets the new
  * certificates. */
