@@ -1406,6 +1406,7 @@ int config_load(const char *path, struct config **cfg_r)
 	}
 
 	cfg = xcalloc(1, sizeof(*cfg));
+	atomic_init(&cfg->refs, 1);
 	cfg->path = xstrdup(path);
 	config_set_defaults(cfg);
 	p.cfg = cfg;
@@ -1434,6 +1435,20 @@ int config_load(const char *path, struct config **cfg_r)
 		cfg->backend.helo_name = xstrdup(cfg->server.hostname);
 	*cfg_r = cfg;
 	return 0;
+}
+
+struct config *config_ref(struct config *cfg)
+{
+	atomic_fetch_add_explicit(&cfg->refs, 1, memory_order_relaxed);
+	return cfg;
+}
+
+void config_unref(struct config *cfg)
+{
+	/* acq_rel: whatever the last user wrote happens before the free. */
+	if (cfg != NULL && atomic_fetch_sub_explicit(&cfg->refs, 1,
+						     memory_order_acq_rel) == 1)
+		config_free(cfg);
 }
 
 void config_free(struct config *cfg)

@@ -11,6 +11,7 @@
 #ifndef SUBMITPROXY_CONFIG_H
 #define SUBMITPROXY_CONFIG_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -87,9 +88,11 @@ struct config_limits {
 
 struct config {
 	char *path;
-	/* Sessions still using this configuration after a reload replaced
-	 * it (worker bookkeeping; the only field that changes after load). */
-	uint32_t refs;
+	/* References: the loader's (config_load returns 1), each event loop
+	 * that uses it as its current one, each session started under it.
+	 * Loops on several threads take and drop them, hence atomic; the
+	 * only field that changes after load. */
+	atomic_uint refs;
 
 	struct {
 		char *hostname;             /* default: the machine's FQDN */
@@ -149,7 +152,14 @@ struct config {
  * error found as "FILE:LINE: message" on stderr. */
 int config_load(const char *path, struct config **cfg_r);
 
+/* Frees cfg whatever its references (start-up errors, tests). */
 void config_free(struct config *cfg);
+
+/* Takes one more reference; returns cfg. */
+struct config *config_ref(struct config *cfg);
+
+/* Drops one reference; the last frees.  config_unref(NULL) is a no-op. */
+void config_unref(struct config *cfg);
 
 const char *listener_mode_name(enum listener_mode mode);
 const char *log_level_name(enum log_level level);

@@ -2,20 +2,25 @@
 #include "proxy/log.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <sys/time.h>
 #include <time.h>
 
-static enum log_level log_threshold = LOG_LEVEL_INFO;
+/* Set on the main thread (start, reload), read by every event loop's
+ * thread: atomic, with no ordering needed. */
+static atomic_int log_threshold = LOG_LEVEL_INFO;
 
 void log_set_level(enum log_level level)
 {
-	log_threshold = level;
+	atomic_store_explicit(&log_threshold, (int)level,
+			      memory_order_relaxed);
 }
 
 int log_enabled(enum log_level level)
 {
-	return level <= log_threshold;
+	return (int)level <=
+	       atomic_load_explicit(&log_threshold, memory_order_relaxed);
 }
 
 void log_event(enum log_level level, const char *sid, const char *fmt, ...)

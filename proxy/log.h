@@ -4,8 +4,10 @@
  *   ts=2026-11-25T12:00:00.123Z level=info sid=0f3a9c2e5d7b1a40 event=connect ip=...
  *
  * The level threshold is set once at start-up (and on reload) from
- * [server] log_level, on the loop thread; it is the one piece of process
- * state outside the worker, like Postfix's msg_verbose.  Values that come
+ * [server] log_level, on the main thread, and read by every event loop
+ * (atomic); it is the one piece of process state outside the workers,
+ * like Postfix's msg_verbose.  A line is one write(2), so lines from
+ * several threads never interleave.  Values that come
  * from a peer must go through sanitize() (util.h) and be quoted by the
  * caller.
  */

@@ -2,6 +2,7 @@
 #include "proxy/sendermap.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,11 +32,19 @@ struct sendermap {
 	struct sendermap_rule *rules; /* sorted by login, case-insensitive */
 	size_t count;
 	size_t alloc;
+	atomic_uint refs;
 };
+
+struct sendermap *sendermap_ref(struct sendermap *map)
+{
+	atomic_fetch_add_explicit(&map->refs, 1, memory_order_relaxed);
+	return map;
+}
 
 void sendermap_free(struct sendermap *map)
 {
-	if (map == NULL)
+	if (map == NULL || atomic_fetch_sub_explicit(&map->refs, 1,
+						     memory_order_acq_rel) > 1)
 		return;
 	for (size_t i = 0; i < map->count; i++) {
 		free(map->rules[i].login);
@@ -176,6 +185,7 @@ struct sendermap *sendermap_parse(const char *text, size_t len,
 	unsigned long lineno = 0;
 	bool failed = false;
 
+	atomic_init(&map->refs, 1);
 	while (pos < len) {
 		const char *nl = memchr(text + pos, '\n', len - pos);
 		size_t end = nl != NULL ? (size_t)(nl - text) : len;

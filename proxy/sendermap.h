@@ -12,8 +12,8 @@
  * A login may have several lines.  A login with no line may use no
  * address at all; the null sender <> is always allowed (bounces).
  * Comparison is case-insensitive for the domain and the login, exact for
- * the local part.  Loaded once (start-up, reload) off the event loop's
- * hot path; lookups are pure.
+ * the local part.  Loaded once (start-up, reload) off the event loops'
+ * hot path; lookups are pure and read-only, so any thread may make them.
  */
 #ifndef SUBMITPROXY_SENDERMAP_H
 #define SUBMITPROXY_SENDERMAP_H
@@ -35,6 +35,11 @@ struct sendermap *sendermap_parse(const char *text, size_t len,
 bool sendermap_allows(const struct sendermap *map, const char *login,
 		      const char *address);
 
+/* A loaded map is shared by every event loop, each holding a reference
+ * (the loader's is the first): sendermap_ref() takes one more and returns
+ * map; sendermap_free() drops one, and the last frees.  Both may run on
+ * any thread; sendermap_free(NULL) is a no-op. */
+struct sendermap *sendermap_ref(struct sendermap *map);
 void sendermap_free(struct sendermap *map);
 
 #endif
