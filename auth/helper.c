@@ -5,19 +5,30 @@
  *
  *   signalfd    SIGCHLD, SIGTERM, SIGINT, SIGHUP, blocked for the whole
  *               run and read here (no handler, no global state);
- *   net_fd      the socketpair from the network process: non-blocking,
- *               read into a bounded buffer, split into frames, every byte
- *               distrusted (auth/proto.c); answers go out through a
- *               bounded output buffer;
+ *   channels    the socketpairs from the network process, one per event
+ *               loop: non-blocking, each read into its own bounded buffer,
+ *               split into frames, every byte distrusted (auth/proto.c);
+ *               answers go out through the channel's own bounded output
+ *               buffer;
  *   worker fds  one SOCK_SEQPACKET socketpair per PAM worker: one frame
  *               per message, one request in flight per worker.
  *
- * Back-pressure: every request accepted from the network process (sent to
- * a worker, queued, or refused as "busy") reserves room for its answer in
- * the output buffer, and no further frame is taken from the input buffer
- * unless one more answer fits.  The helper therefore never has to drop an
- * answer nor block on the network process: when the latter stops reading,
- * the helper stops reading too, and the kernel socket buffer fills.
+ * Back-pressure, per channel: every request accepted on a channel (sent
+ * to a worker, queued, or refused as "busy") reserves room for its answer
+ * in that channel's output buffer, and no further frame is taken from the
+ * channel's input buffer unless one more answer fits.  The helper
+ * therefore never has to drop an answer nor block on the network process:
+ * when one of its loops stops reading, the helper stops reading that
+ * channel too, and the kernel socket buffer fills; the other channels go
+ * on.
+ *
+ * Request ids are chosen by each loop of the network process, so they are
+ * unique only within a channel: a queued request and a request in flight
+ * at a worker carry the index of their channel, and the answer goes back
+ * there only.  A channel that reaches EOF or fails is closed alone: its
+ * queued requests are dropped (no PAM transaction for a loop that is
+ * gone) and answers still due on it are discarded when they come.  The
+ * helper stops once no channel is left.
  *
  * Every request gets exactly one answer: the worker's, or TEMPFAIL with
  * "busy" (queue full), "timeout" (queued past [auth] timeout, the network
@@ -82,12 +93,26 @@ struct helper_worker {
 	int fd;
 	bool busy;
 	uint32_t id;	     /* the request in flight, when busy */
+	size_t chan;	     /* and the channel it came from */
 	uint64_t started_ms; /* when it was sent */
 };
 
 struct helper_queued {
 	struct auth_request req; /* wiped when dequeued */
+	size_t chan;		 /* where the answer goes */
 	uint64_t queued_ms;
+};
+
+/* One auth channel: a socketpair to one event loop of the network
+ * process.  Closed channels stay in the array (fd -1), so that an index
+ * held by a worker or a queued request never names another channel. */
+struct helper_channel {
+	int fd; /* -1 once closed */
+	unsigned char rbuf[HELPER_RBUF_SIZE];
+	size_t rlen;
+	unsigned char *obuf; /* h->ocap bytes */
+	size_t olen;
+	size_t pending; /* accepted requests not answered yet */
 };
 
 struct helper {
@@ -97,19 +122,16 @@ struct helper {
 	sigset_t old_mask;
 	struct sigaction old_sigpipe, old_sigchld;
 
-	int net_fd;	 /* -1 once closed */
+	struct helper_channel *chans;
+	size_t nchans;
+	size_t nchans_open;
+	size_t ocap;	 /* each channel's output buffer */
 	pid_t net_pid;	 /* 0 once reaped */
 	int exit_status; /* what auth_helper_run() returns */
 
 	bool stopping;
 	uint64_t stop_ms;
 	bool stop_killed; /* SIGKILL sent to the remaining workers */
-
-	unsigned char rbuf[HELPER_RBUF_SIZE];
-	size_t rlen;
-	unsigned char *obuf;
-	size_t olen, ocap;
-	size_t pending; /* accepted requests not answered yet */
 
 	struct helper_worker *workers;
 	size_t nworkers;
@@ -120,10 +142,15 @@ struct helper {
 	uint64_t *fork_ms; /* a ring: when the last fork_cap forks were */
 	size_t fork_cap, fork_next, nforks;
 
-	struct pollfd *pfds; /* sig_fd, net_fd, then one per worker */
+	struct pollfd *pfds; /* sig_fd, one per channel, one per worker */
 };
 
-enum { HELPER_PFD_SIG, HELPER_PFD_NET, HELPER_PFD_WORKERS };
+enum { HELPER_PFD_SIG, HELPER_PFD_CHANS };
+
+static size_t helper_pfd_workers(const struct helper *h)
+{
+	return HELPER_PFD_CHANS + h->nchans;
+}
 
 static uint64_t helper_now_ms(void)
 {
@@ -174,9 +201,9 @@ static const char *helper_wait_status(int status, char *buf, size_t size)
 
 /* ---- the PAM worker process ------------------------------------------- */
 
-/* Closes every descriptor but 0, 1, 2 and keep: the network socketpair,
- * the signalfd, the other workers' sockets, and whatever the caller of
- * auth_helper_run() had open. */
+/* Closes every descriptor but 0, 1, 2 and keep: the channels to the
+ * network process, the signalfd, the other workers' sockets, and
+ * whatever the caller of auth_helper_run() had open. */
 static void helper_close_fds_except(int keep)
 {
 	struct rlimit rl;
@@ -249,10 +276,12 @@ __attribute__((noreturn)) static void helper_worker_main(struct helper *h,
 	const struct config *cfg = h->cfg;
 	unsigned char buf[AUTH_PROTO_FRAME_MAX];
 	int status = 0;
+	size_t i;
 
 	helper_worker_signals_reset();
 	/* The fork copied the helper's state, queued passwords included. */
-	explicit_bzero(h->rbuf, sizeof(h->rbuf));
+	for (i = 0; i < h->nchans; i++)
+		explicit_bzero(h->chans[i].rbuf, sizeof(h->chans[i].rbuf));
 	explicit_bzero(h->queue, h->qcap * sizeof(h->queue[0]));
 	helper_close_fds_except(fd);
 	prctl(PR_SET_NAME, HELPER_WORKER_TITLE, 0, 0, 0);
@@ -360,24 +389,28 @@ static struct helper_worker *helper_worker_find_idle(struct helper *h)
 
 /* ---- answers to the network process ----------------------------------- */
 
-static bool helper_out_room(const struct helper *h)
+static bool helper_out_room(const struct helper *h,
+			    const struct helper_channel *c)
 {
-	return h->olen + (h->pending + 1) * HELPER_RESPONSE_MAX <= h->ocap;
+	return c->olen + (c->pending + 1) * HELPER_RESPONSE_MAX <= h->ocap;
 }
 
 static void helper_stop(struct helper *h, const char *reason);
 
-/* Queues the one answer to an accepted request; room for it was reserved
- * when the request was accepted. */
-static void helper_reply(struct helper *h, const struct auth_response *resp)
+/* Queues the one answer to a request accepted on channel chan; room for it
+ * was reserved when the request was accepted.  A channel closed since
+ * then has no reader any more: the answer is dropped. */
+static void helper_reply(struct helper *h, size_t chan,
+			 const struct auth_response *resp)
 {
+	struct helper_channel *c = &h->chans[chan];
 	long n;
 
-	assert(h->pending > 0);
-	h->pending--;
-	if (h->net_fd < 0)
+	assert(c->pending > 0);
+	c->pending--;
+	if (c->fd < 0)
 		return;
-	n = auth_response_encode(resp, h->obuf + h->olen, h->ocap - h->olen);
+	n = auth_response_encode(resp, c->obuf + c->olen, h->ocap - c->olen);
 	if (n < 0) {
 		/* Only a worker's answer can be refused here, and it was
 		 * decoded with the same rules: a broken invariant. */
@@ -386,10 +419,10 @@ static void helper_reply(struct helper *h, const struct auth_response *resp)
 		helper_stop(h, "internal_error");
 		return;
 	}
-	h->olen += (size_t)n;
+	c->olen += (size_t)n;
 }
 
-static void helper_reply_tempfail(struct helper *h, uint32_t id,
+static void helper_reply_tempfail(struct helper *h, size_t chan, uint32_t id,
 				  const char *reason)
 {
 	struct auth_response resp;
@@ -398,29 +431,85 @@ static void helper_reply_tempfail(struct helper *h, uint32_t id,
 	resp.id = id;
 	resp.result = AUTH_RESULT_TEMPFAIL;
 	snprintf(resp.reason, sizeof(resp.reason), "%s", reason);
-	helper_reply(h, &resp);
+	helper_reply(h, chan, &resp);
 }
 
-static void helper_net_flush(struct helper *h)
+/* Drops the channel's requests still waiting in the shared queue, keeping
+ * the order of the others: the loop that sent them is gone, so they need
+ * neither a PAM transaction nor an answer. */
+static void helper_queue_drop_channel(struct helper *h, size_t chan)
 {
+	struct helper_channel *c = &h->chans[chan];
+	size_t i, kept = 0;
+
+	for (i = 0; i < h->qlen; i++) {
+		struct helper_queued *q = &h->queue[(h->qhead + i) % h->qcap];
+
+		if (q->chan == chan) {
+			assert(c->pending > 0);
+			c->pending--;
+			auth_request_wipe(&q->req);
+			continue;
+		}
+		if (kept != i) {
+			/* Moved up over a dropped one: leave no copy. */
+			h->queue[(h->qhead + kept) % h->qcap] = *q;
+			auth_request_wipe(&q->req);
+		}
+		kept++;
+	}
+	h->qlen = kept;
+}
+
+/* The channel reached EOF or failed: it alone is closed.  Requests in
+ * flight at workers stay counted in c->pending until their answers come
+ * and are dropped. */
+static void helper_channel_close(struct helper *h, size_t chan,
+				 const char *reason)
+{
+	struct helper_channel *c = &h->chans[chan];
+
+	if (c->fd < 0)
+		return;
+	close(c->fd);
+	c->fd = -1;
+	explicit_bzero(c->rbuf, sizeof(c->rbuf));
+	c->rlen = 0;
+	explicit_bzero(c->obuf, c->olen);
+	c->olen = 0;
+	helper_queue_drop_channel(h, chan);
+	assert(h->nchans_open > 0);
+	h->nchans_open--;
+	log_info(NULL,
+		 "event=auth_helper_channel_close channel=%zu reason=%s "
+		 "in_flight=%zu open=%zu",
+		 chan, reason, c->pending, h->nchans_open);
+	/* The helper's only work is to answer the network process. */
+	if (h->nchans_open == 0)
+		helper_stop(h, reason);
+}
+
+static void helper_net_flush(struct helper *h, size_t chan)
+{
+	struct helper_channel *c = &h->chans[chan];
 	size_t off = 0;
 
-	while (h->net_fd >= 0 && off < h->olen) {
-		ssize_t n = write(h->net_fd, h->obuf + off, h->olen - off);
+	while (c->fd >= 0 && off < c->olen) {
+		ssize_t n = write(c->fd, c->obuf + off, c->olen - off);
 
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
 			if (errno == EAGAIN || errno == EWOULDBLOCK)
 				break;
-			helper_stop(h, "network_write_error");
+			helper_channel_close(h, chan, "network_write_error");
 			return;
 		}
 		off += (size_t)n;
 	}
 	if (off > 0) {
-		memmove(h->obuf, h->obuf + off, h->olen - off);
-		h->olen -= off;
+		memmove(c->obuf, c->obuf + off, c->olen - off);
+		c->olen -= off;
 	}
 }
 
@@ -430,7 +519,8 @@ static void helper_worker_lost(struct helper *h, struct helper_worker *w,
 			       const char *why);
 
 static void helper_dispatch(struct helper *h, struct helper_worker *w,
-			    const struct auth_request *req, uint64_t now)
+			    size_t chan, const struct auth_request *req,
+			    uint64_t now)
 {
 	unsigned char frame[AUTH_PROTO_FRAME_MAX];
 	long n;
@@ -438,13 +528,14 @@ static void helper_dispatch(struct helper *h, struct helper_worker *w,
 
 	w->busy = true;
 	w->id = req->id;
+	w->chan = chan;
 	w->started_ms = now;
 	/* Re-encoded: the worker gets what the helper understood, not the
 	 * network process's bytes. */
 	n = auth_request_encode(req, frame, sizeof(frame));
 	if (n < 0) {
 		w->busy = false;
-		helper_reply_tempfail(h, req->id, "pam_error");
+		helper_reply_tempfail(h, chan, req->id, "pam_error");
 		return;
 	}
 	do
@@ -472,88 +563,94 @@ static void helper_queue_run(struct helper *h, uint64_t now)
 		h->qhead = (h->qhead + 1) % h->qcap;
 		h->qlen--;
 		if (w != NULL)
-			helper_dispatch(h, w, &q->req, now);
+			helper_dispatch(h, w, q->chan, &q->req, now);
 		else
 			/* The network process gave up on it at [auth]
 			 * timeout: no PAM transaction for nobody. */
-			helper_reply_tempfail(h, q->req.id, "timeout");
+			helper_reply_tempfail(h, q->chan, q->req.id, "timeout");
 		auth_request_wipe(&q->req);
 	}
 }
 
-static void helper_submit(struct helper *h, const struct auth_request *req,
-			  uint64_t now)
+static void helper_submit(struct helper *h, size_t chan,
+			  const struct auth_request *req, uint64_t now)
 {
 	struct helper_worker *w;
 	struct helper_queued *q;
 
-	h->pending++;
+	h->chans[chan].pending++;
 	if (h->qlen == 0 && (w = helper_worker_find_idle(h)) != NULL) {
-		helper_dispatch(h, w, req, now);
+		helper_dispatch(h, w, chan, req, now);
 		return;
 	}
 	if (h->qlen == h->qcap) {
-		log_debug(NULL, "event=auth_helper_busy queued=%zu", h->qlen);
-		helper_reply_tempfail(h, req->id, "busy");
+		log_debug(NULL, "event=auth_helper_busy channel=%zu queued=%zu",
+			  chan, h->qlen);
+		helper_reply_tempfail(h, chan, req->id, "busy");
 		return;
 	}
 	q = &h->queue[(h->qhead + h->qlen) % h->qcap];
 	q->req = *req;
+	q->chan = chan;
 	q->queued_ms = now;
 	h->qlen++;
 }
 
-/* The network process sent something that is not a request frame: it is
- * broken or compromised, and it will not be trusted with another
- * answer. */
-static void helper_net_protocol_error(struct helper *h, const char *what)
+/* The network process sent something that is not a request frame, on
+ * any of its channels: it is broken or compromised, and it will not be
+ * trusted with another answer on any channel. */
+static void helper_net_protocol_error(struct helper *h, size_t chan,
+				      const char *what)
 {
 	log_error(NULL,
-		  "event=auth_helper_protocol_error peer=network error=%s "
-		  "pid=%ld action=kill",
-		  what, (long)h->net_pid);
+		  "event=auth_helper_protocol_error peer=network channel=%zu "
+		  "error=%s pid=%ld action=kill",
+		  chan, what, (long)h->net_pid);
 	if (h->net_pid > 0)
 		kill(h->net_pid, SIGKILL);
 	helper_stop(h, "protocol_error");
 }
 
-/* Takes whole frames from the input buffer while an answer to one more
- * request fits in the output buffer. */
-static void helper_net_consume(struct helper *h, uint64_t now)
+/* Takes whole frames from the channel's input buffer while an answer to
+ * one more request fits in its output buffer. */
+static void helper_net_consume(struct helper *h, size_t chan, uint64_t now)
 {
+	struct helper_channel *c = &h->chans[chan];
 	size_t off = 0;
 
+	if (c->fd < 0)
+		return; /* wiped when it was closed */
 	while (!h->stopping) {
 		struct auth_request req;
-		long n = auth_frame_complete(h->rbuf + off, h->rlen - off);
+		long n = auth_frame_complete(c->rbuf + off, c->rlen - off);
 
 		if (n == 0)
 			break;
 		if (n < 0) {
-			helper_net_protocol_error(h, "bad_length");
+			helper_net_protocol_error(h, chan, "bad_length");
 			break;
 		}
-		if (!helper_out_room(h))
+		if (!helper_out_room(h, c))
 			break;
-		if (auth_request_decode(h->rbuf + off, (size_t)n, &req) < 0) {
-			helper_net_protocol_error(h, "bad_request");
+		if (auth_request_decode(c->rbuf + off, (size_t)n, &req) < 0) {
+			helper_net_protocol_error(h, chan, "bad_request");
 			break;
 		}
 		off += (size_t)n;
-		helper_submit(h, &req, now);
+		helper_submit(h, chan, &req, now);
 		auth_request_wipe(&req);
 	}
 	if (h->stopping) {
-		explicit_bzero(h->rbuf, sizeof(h->rbuf));
-		h->rlen = 0;
+		explicit_bzero(c->rbuf, sizeof(c->rbuf));
+		c->rlen = 0;
 		return;
 	}
 	if (off > 0) {
-		memmove(h->rbuf, h->rbuf + off, h->rlen - off);
-		h->rlen -= off;
+		memmove(c->rbuf, c->rbuf + off, c->rlen - off);
+		c->rlen -= off;
 		/* What moved down is still in the tail: the consumed frames
 		 * or copies of the remainder. */
-		explicit_bzero(h->rbuf + h->rlen, off);
+		explicit_bzero(c->rbuf + c->rlen, off);
 	}
 }
 
@@ -561,35 +658,36 @@ static void helper_net_consume(struct helper *h, uint64_t now)
  * socket be a SOCK_SEQPACKET one, a shorter read would truncate a
  * message.  Less room than that means whole frames are waiting for
  * output room. */
-static bool helper_net_can_read(const struct helper *h)
+static bool helper_net_can_read(const struct helper *h,
+				const struct helper_channel *c)
 {
-	return h->net_fd >= 0 && !h->stopping &&
-	       sizeof(h->rbuf) - h->rlen >= AUTH_PROTO_FRAME_MAX &&
-	       helper_out_room(h);
+	return c->fd >= 0 && !h->stopping &&
+	       sizeof(c->rbuf) - c->rlen >= AUTH_PROTO_FRAME_MAX &&
+	       helper_out_room(h, c);
 }
 
-static void helper_net_read(struct helper *h, uint64_t now)
+static void helper_net_read(struct helper *h, size_t chan, uint64_t now)
 {
+	struct helper_channel *c = &h->chans[chan];
 	ssize_t n;
 
-	if (!helper_net_can_read(h))
+	if (!helper_net_can_read(h, c))
 		return;
 	do
-		n = read(h->net_fd, h->rbuf + h->rlen,
-			 sizeof(h->rbuf) - h->rlen);
+		n = read(c->fd, c->rbuf + c->rlen, sizeof(c->rbuf) - c->rlen);
 	while (n < 0 && errno == EINTR);
 	if (n < 0) {
 		if (errno == EAGAIN || errno == EWOULDBLOCK)
 			return;
-		helper_stop(h, "network_read_error");
+		helper_channel_close(h, chan, "network_read_error");
 		return;
 	}
 	if (n == 0) {
-		helper_stop(h, "network_eof");
+		helper_channel_close(h, chan, "network_eof");
 		return;
 	}
-	h->rlen += (size_t)n;
-	helper_net_consume(h, now);
+	c->rlen += (size_t)n;
+	helper_net_consume(h, chan, now);
 }
 
 /* ---- answers from workers --------------------------------------------- */
@@ -612,7 +710,7 @@ static void helper_worker_lost(struct helper *h, struct helper_worker *w,
 	w->fd = -1;
 	if (w->busy) {
 		w->busy = false;
-		helper_reply_tempfail(h, w->id, "worker_died");
+		helper_reply_tempfail(h, w->chan, w->id, "worker_died");
 	}
 	if (w->pid > 0)
 		kill(w->pid, SIGKILL);
@@ -645,7 +743,7 @@ static void helper_worker_read(struct helper *h, struct helper_worker *w)
 			return;
 		}
 		w->busy = false;
-		helper_reply(h, &resp);
+		helper_reply(h, w->chan, &resp);
 	}
 }
 
@@ -761,19 +859,25 @@ static void helper_stop(struct helper *h, const char *reason)
 	h->stopping = true;
 	h->stop_ms = helper_now_ms();
 	log_info(NULL, "event=auth_helper_stop reason=%s", reason);
-	if (h->net_fd >= 0) {
-		close(h->net_fd);
-		h->net_fd = -1;
+	for (i = 0; i < h->nchans; i++) {
+		struct helper_channel *c = &h->chans[i];
+
+		if (c->fd >= 0) {
+			close(c->fd);
+			c->fd = -1;
+		}
+		explicit_bzero(c->rbuf, sizeof(c->rbuf));
+		c->rlen = 0;
+		explicit_bzero(c->obuf, c->olen);
+		c->olen = 0;
+		c->pending = 0;
 	}
-	explicit_bzero(h->rbuf, sizeof(h->rbuf));
-	h->rlen = 0;
-	h->olen = 0;
+	h->nchans_open = 0;
 	while (h->qlen > 0) {
 		auth_request_wipe(&h->queue[h->qhead].req);
 		h->qhead = (h->qhead + 1) % h->qcap;
 		h->qlen--;
 	}
-	h->pending = 0;
 	for (i = 0; i < h->nworkers; i++) {
 		struct helper_worker *w = &h->workers[i];
 
@@ -867,11 +971,14 @@ static uint64_t helper_pump(struct helper *h)
 {
 	uint64_t now = helper_now_ms();
 	uint64_t deadline;
+	size_t i;
 
 	deadline = helper_timers(h, now);
 	helper_queue_run(h, now);
-	helper_net_consume(h, now);
-	helper_net_flush(h);
+	for (i = 0; i < h->nchans; i++) {
+		helper_net_consume(h, i, now);
+		helper_net_flush(h, i);
+	}
 	/* The oldest queued request turns stale at [auth] timeout. */
 	if (h->qlen > 0)
 		helper_deadline(&deadline, h->queue[h->qhead].queued_ms +
@@ -895,20 +1002,25 @@ static int helper_poll_timeout(uint64_t deadline)
 
 static void helper_poll_setup(struct helper *h)
 {
-	struct pollfd *net = &h->pfds[HELPER_PFD_NET];
+	struct pollfd *workers = &h->pfds[helper_pfd_workers(h)];
 	size_t i;
 
 	h->pfds[HELPER_PFD_SIG].fd = h->sig_fd;
 	h->pfds[HELPER_PFD_SIG].events = POLLIN;
-	net->fd = h->net_fd; /* poll() skips a negative fd */
-	net->events = 0;
-	if (h->olen > 0)
-		net->events |= POLLOUT;
-	if (helper_net_can_read(h))
-		net->events |= POLLIN;
+	for (i = 0; i < h->nchans; i++) {
+		const struct helper_channel *c = &h->chans[i];
+		struct pollfd *net = &h->pfds[HELPER_PFD_CHANS + i];
+
+		net->fd = c->fd; /* poll() skips a negative fd */
+		net->events = 0;
+		if (c->olen > 0)
+			net->events |= POLLOUT;
+		if (helper_net_can_read(h, c))
+			net->events |= POLLIN;
+	}
 	for (i = 0; i < h->nworkers; i++) {
-		h->pfds[HELPER_PFD_WORKERS + i].fd = h->workers[i].fd;
-		h->pfds[HELPER_PFD_WORKERS + i].events = POLLIN;
+		workers[i].fd = h->workers[i].fd;
+		workers[i].events = POLLIN;
 	}
 }
 
@@ -917,8 +1029,8 @@ static void helper_loop(struct helper *h)
 	uint64_t deadline = helper_pump(h);
 
 	while (!helper_done(h)) {
-		nfds_t nfds = HELPER_PFD_WORKERS + h->nworkers;
-		short net_revents;
+		const struct pollfd *workers = &h->pfds[helper_pfd_workers(h)];
+		nfds_t nfds = helper_pfd_workers(h) + h->nworkers;
 		size_t i;
 		int n;
 
@@ -935,17 +1047,20 @@ static void helper_loop(struct helper *h)
 			/* Workers first: an answer written just before a
 			 * worker's exit is read before the exit is reaped. */
 			for (i = 0; i < h->nworkers; i++)
-				if (h->pfds[HELPER_PFD_WORKERS + i].revents &&
-				    h->workers[i].fd >= 0)
+				if (workers[i].revents && h->workers[i].fd >= 0)
 					helper_worker_read(h, &h->workers[i]);
 			if (h->pfds[HELPER_PFD_SIG].revents)
 				helper_signals_read(h);
-			net_revents = h->pfds[HELPER_PFD_NET].revents;
-			if ((net_revents & POLLOUT) && h->net_fd >= 0)
-				helper_net_flush(h);
-			if ((net_revents & (POLLIN | POLLHUP | POLLERR)) &&
-			    h->net_fd >= 0)
-				helper_net_read(h, helper_now_ms());
+			for (i = 0; i < h->nchans; i++) {
+				short revents =
+				    h->pfds[HELPER_PFD_CHANS + i].revents;
+
+				if ((revents & POLLOUT) && h->chans[i].fd >= 0)
+					helper_net_flush(h, i);
+				if ((revents & (POLLIN | POLLHUP | POLLERR)) &&
+				    h->chans[i].fd >= 0)
+					helper_net_read(h, i, helper_now_ms());
+			}
 		}
 		deadline = helper_pump(h);
 	}
@@ -953,8 +1068,8 @@ static void helper_loop(struct helper *h)
 
 /* ---- set-up and tear-down --------------------------------------------- */
 
-static int helper_init(struct helper *h, const struct config *cfg, int fd,
-		       pid_t network_pid)
+static int helper_init(struct helper *h, const struct config *cfg,
+		       const int *fds, size_t nfds, pid_t network_pid)
 {
 	struct sigaction sa;
 	sigset_t mask;
@@ -969,29 +1084,45 @@ static int helper_init(struct helper *h, const struct config *cfg, int fd,
 		prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	}
 	h->cfg = cfg;
-	h->net_fd = fd;
 	h->net_pid = network_pid;
 	h->exit_status = 1;
 	h->sig_fd = -1;
+	/* First, so that helper_finish() closes every channel from here
+	 * on, whatever fails next. */
+	h->chans = calloc(nfds, sizeof(h->chans[0]));
+	if (h->chans == NULL)
+		return -1;
+	h->nchans = nfds;
+	for (i = 0; i < nfds; i++)
+		h->chans[i].fd = fds[i];
+	h->nchans_open = nfds;
 	h->nworkers =
 	    cfg->auth.helper_workers > 0 ? cfg->auth.helper_workers : 1;
 	h->qcap = h->nworkers * HELPER_QUEUE_PER_WORKER;
+	/* Per channel, as when there was one: any channel may own every
+	 * worker and every queued request. */
 	h->ocap = (h->nworkers + h->qcap + 8) * HELPER_RESPONSE_MAX;
 	h->fork_cap =
 	    h->nworkers > HELPER_FORK_BURST ? h->nworkers : HELPER_FORK_BURST;
 	h->workers = calloc(h->nworkers, sizeof(h->workers[0]));
 	h->queue = calloc(h->qcap, sizeof(h->queue[0]));
-	h->obuf = malloc(h->ocap);
 	h->fork_ms = calloc(h->fork_cap, sizeof(h->fork_ms[0]));
-	h->pfds = calloc(HELPER_PFD_WORKERS + h->nworkers, sizeof(h->pfds[0]));
-	if (h->workers == NULL || h->queue == NULL || h->obuf == NULL ||
-	    h->fork_ms == NULL || h->pfds == NULL)
+	h->pfds =
+	    calloc(helper_pfd_workers(h) + h->nworkers, sizeof(h->pfds[0]));
+	if (h->workers == NULL || h->queue == NULL || h->fork_ms == NULL ||
+	    h->pfds == NULL)
 		return -1;
 	for (i = 0; i < h->nworkers; i++)
 		h->workers[i].fd = -1;
+	for (i = 0; i < nfds; i++) {
+		struct helper_channel *c = &h->chans[i];
 
-	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-	fcntl(fd, F_SETFD, FD_CLOEXEC);
+		c->obuf = malloc(h->ocap);
+		if (c->obuf == NULL)
+			return -1;
+		fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK);
+		fcntl(c->fd, F_SETFD, FD_CLOEXEC);
+	}
 
 	/* SIGPIPE: a write to a dead peer is an error return, not death.
 	 * SIGCHLD must not be SIG_IGN, or children are never reported. */
@@ -1016,19 +1147,26 @@ static int helper_init(struct helper *h, const struct config *cfg, int fd,
 
 static void helper_finish(struct helper *h)
 {
+	size_t i;
+
 	if (h->sig_fd >= 0)
 		close(h->sig_fd);
-	if (h->net_fd >= 0)
-		close(h->net_fd);
+	for (i = 0; i < h->nchans; i++) {
+		struct helper_channel *c = &h->chans[i];
+
+		if (c->fd >= 0)
+			close(c->fd);
+		explicit_bzero(c->rbuf, sizeof(c->rbuf));
+		free(c->obuf);
+	}
 	sigprocmask(SIG_SETMASK, &h->old_mask, NULL);
 	sigaction(SIGPIPE, &h->old_sigpipe, NULL);
 	sigaction(SIGCHLD, &h->old_sigchld, NULL);
 	if (h->queue != NULL)
 		explicit_bzero(h->queue, h->qcap * sizeof(h->queue[0]));
-	explicit_bzero(h->rbuf, sizeof(h->rbuf));
+	free(h->chans);
 	free(h->workers);
 	free(h->queue);
-	free(h->obuf);
 	free(h->fork_ms);
 	free(h->pfds);
 }
@@ -1046,19 +1184,28 @@ static int helper_fail_early(pid_t network_pid)
 	return 1;
 }
 
-int auth_helper_run(const struct config *cfg, int fd, pid_t network_pid)
+int auth_helper_run(const struct config *cfg, const int *fds, size_t nfds,
+		    pid_t network_pid)
 {
 	struct helper *h;
 	int status;
+	size_t i;
 
-	h = calloc(1, sizeof(*h));
+	h = nfds > 0 ? calloc(1, sizeof(*h)) : NULL;
 	if (h == NULL) {
-		close(fd);
+		int err = nfds > 0 ? errno : EINVAL;
+
+		for (i = 0; i < nfds; i++)
+			close(fds[i]);
+		errno = err;
 		return helper_fail_early(network_pid);
 	}
-	if (helper_init(h, cfg, fd, network_pid) < 0) {
+	if (helper_init(h, cfg, fds, nfds, network_pid) < 0) {
 		int err = errno;
 
+		if (h->chans == NULL)
+			for (i = 0; i < nfds; i++)
+				close(fds[i]);
 		helper_finish(h);
 		free(h);
 		errno = err;
@@ -1066,8 +1213,8 @@ int auth_helper_run(const struct config *cfg, int fd, pid_t network_pid)
 	}
 	log_info(NULL,
 		 "event=auth_helper_start pid=%ld network_pid=%ld "
-		 "workers=%zu",
-		 (long)getpid(), (long)network_pid, h->nworkers);
+		 "workers=%zu channels=%zu",
+		 (long)getpid(), (long)network_pid, h->nworkers, h->nchans);
 	/* The network process may be gone before SIGCHLD was blocked. */
 	helper_reap(h);
 	helper_loop(h);

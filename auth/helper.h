@@ -10,7 +10,9 @@
  *    |                     idle PAM worker, relays the answer, reaps and
  *    |                     re-forks workers that die, and forwards signals.
  *    +- submitproxy        the network process (libuv), forked first; it
- *    |                     drops privileges and never runs PAM.
+ *    |                     drops privileges and never runs PAM.  Each of
+ *    |                     its event loops ([server] workers) has its own
+ *    |                     auth channel to the helper.
  *    +- submitproxy ×N     PAM workers ([auth] helper_workers): one
  *                          blocking PAM transaction at a time each.
  *
@@ -21,21 +23,35 @@
  * Why the helper is the parent: a PAM worker that dies must be replaced by
  * a process that still has root, long after the network process dropped
  * it.  The helper never touches the network: its only input is the
- * socketpair from the network process, parsed by auth/proto.c as
+ * socketpairs from the network process, parsed by auth/proto.c as
  * untrusted.
+ *
+ * Channels: one socketpair per event loop of the network process, each
+ * with its own request ids, buffers and back-pressure; answers go back on
+ * the channel the request came from.  The queue of waiting requests and
+ * the PAM workers are shared.  One channel closing (a loop that finished
+ * at graceful stop) does not stop the helper: the others may still have
+ * logins in progress.
  */
 #ifndef SUBMITPROXY_AUTH_HELPER_H
 #define SUBMITPROXY_AUTH_HELPER_H
 
+#include <stddef.h>
 #include <sys/types.h>
 
 struct config;
 
 /* Runs the helper loop in the calling (parent) process until the network
- * process (network_pid) exits; fd is the helper's end of the socketpair.
- * SIGTERM, SIGINT and SIGHUP received by the helper are forwarded to the
- * network process.  Returns the exit status to use: the network
- * process's, or 1 if it died by a signal. */
-int auth_helper_run(const struct config *cfg, int fd, pid_t network_pid);
+ * process (network_pid) exits.  fds[0..nfds-1] (nfds >= 1) are the
+ * helper's ends of the auth channels, one per event loop of the network
+ * process; the helper owns them from the call on and closes them, on
+ * every path.  The helper stops serving once every channel is closed, or
+ * at once when the network process breaks the protocol on any channel
+ * (it is then killed).  SIGTERM, SIGINT and SIGHUP received by the helper
+ * are forwarded to the network process.  Returns the exit status to use:
+ * the network process's, or 1 if it died by a signal or the helper could
+ * not start. */
+int auth_helper_run(const struct config *cfg, const int *fds, size_t nfds,
+		    pid_t network_pid);
 
 #endif

@@ -169,9 +169,12 @@ size_t addrtable_sweep(struct addrtable *t, uint64_t now_ms,
 		while (*pp != NULL) {
 			struct addr_entry *e = *pp;
 
+			/* A window opened by another event loop may start
+			 * a little after this loop's idea of now. */
 			if (e->connections == 0 &&
 			    (e->failures == 0 ||
-			     now_ms - e->window_start_ms >= window_ms)) {
+			     (now_ms >= e->window_start_ms &&
+			      now_ms - e->window_start_ms >= window_ms))) {
 				*pp = e->next;
 				free(e);
 				t->count--;

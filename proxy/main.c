@@ -9,6 +9,8 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <stdatomic.h>
+#include <sys/random.h>
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
@@ -22,22 +24,45 @@
 
 #include "auth/helper.h"
 #include "config/config.h"
-#include "proxy/authclient.h"
+#include "proxy/listener.h"
 #include "proxy/log.h"
+#include "proxy/probe.h"
 #include "proxy/sdnotify.h"
 #include "proxy/sendermap.h"
+#include "proxy/shared.h"
 #include "proxy/util.h"
 #include "proxy/worker.h"
 #include "tls/tls.h"
 
+/* The network process's main thread runs the control loop: signals,
+ * the accept loop, the backend probe, the sweep of the address table.
+ * The sessions run on [server] workers event loops, each on a thread of
+ * its own (proxy/worker.h). */
 struct server {
 	uv_loop_t loop;
-	struct worker worker;
-	struct tls_server *tls;
-	struct auth_client *auth;
-	struct sendermap *sendermap;
+	struct config *cfg;           /* the current one; a reference */
+	struct tls_server *tls;       /* NULL without [tls] */
+	struct sendermap *sendermap;  /* a reference, or NULL */
+	struct shared shared;
+	struct listeners *listeners;
+	struct probe *probe;
+
+	struct worker *workers;
+	size_t nworkers;              /* initialised */
+	size_t nstarted;              /* whose thread runs */
+	size_t next_worker;           /* round-robin among equals */
+	unsigned *loads;              /* scratch for worker_pick() */
+
 	uv_signal_t sigterm, sigint, sighup;
 	uv_timer_t drain_timer;
+	uv_timer_t sweep_timer;
+	/* Woken by the workers' threads: one ended, or lost its auth
+	 * channel.  Kept open (and referenced) until every thread has been
+	 * joined, so that no thread ever wakes a closed handle. */
+	uv_async_t wake;
+	atomic_uint exited;
+	atomic_bool auth_lost;
+	bool joined;
 	bool stopping;
 };
 
@@ -59,13 +84,30 @@ static void usage(FILE *f)
 		CONFIG_DEFAULT_PATH);
 }
 
+static unsigned server_sessions(struct server *srv)
+{
+	return atomic_load(&srv->shared.sessions);
+}
+
 static void server_on_drain_timeout(uv_timer_t *t)
 {
 	struct server *srv = t->data;
 
-	log_info(NULL, "event=stop_timeout sessions=%u",
-		 (unsigned)srv->worker.nsessions);
-	worker_stop_force(&srv->worker);
+	log_info(NULL, "event=stop_timeout sessions=%u", server_sessions(srv));
+	for (size_t i = 0; i < srv->nstarted; i++)
+		worker_post_force(&srv->workers[i]);
+}
+
+/* Once every worker's thread has ended, join them and let the control
+ * loop end. */
+static void server_check_exited(struct server *srv)
+{
+	if (srv->joined || atomic_load(&srv->exited) < srv->nstarted)
+		return;
+	for (size_t i = 0; i < srv->nworkers; i++)
+		worker_join(&srv->workers[i]);
+	srv->joined = true;
+	uv_close((uv_handle_t *)&srv->wake, NULL);
 }
 
 /* Graceful stop: no new connections; idle sessions get 421 at once,
@@ -78,18 +120,26 @@ static void server_stop(struct server *srv, const char *why)
 		return;
 	srv->stopping = true;
 	log_info(NULL, "event=stop reason=\"%s\" sessions=%u", why,
-		 (unsigned)srv->worker.nsessions);
+		 server_sessions(srv));
 	sd_notify_send("STOPPING=1\nSTATUS=Stopping");
-	worker_stop(&srv->worker);
+	listeners_close(srv->listeners);
+	srv->listeners = NULL;
+	probe_stop(srv->probe);
+	srv->probe = NULL;
+	uv_timer_stop(&srv->sweep_timer);
+	for (size_t i = 0; i < srv->nstarted; i++)
+		worker_post_stop(&srv->workers[i]);
 	uv_timer_start(&srv->drain_timer, server_on_drain_timeout,
-		       srv->worker.cfg->server.shutdown_timeout_ms, 0);
+		       srv->cfg->server.shutdown_timeout_ms, 0);
 	/* The signal handles stay installed (a second signal must not take
 	 * the default action) but no longer keep the loop alive, nor does
-	 * the drain timer once the sessions are gone. */
+	 * the drain timer: the wake handle does, until the workers are
+	 * done. */
 	uv_unref((uv_handle_t *)&srv->drain_timer);
 	uv_unref((uv_handle_t *)&srv->sigterm);
 	uv_unref((uv_handle_t *)&srv->sigint);
 	uv_unref((uv_handle_t *)&srv->sighup);
+	server_check_exited(srv);
 }
 
 static void server_on_stop_signal(uv_signal_t *sig, int signum)
@@ -97,11 +147,64 @@ static void server_on_stop_signal(uv_signal_t *sig, int signum)
 	server_stop(sig->data, strsignal(signum));
 }
 
-/* Without the helper no one can log in: stop, and let the service manager
- * start us again with a new one. */
-static void server_on_auth_lost(void *arg)
+static void server_on_wake(uv_async_t *a)
 {
-	server_stop(arg, "auth helper gone");
+	struct server *srv = a->data;
+
+	/* Without the helper no one can log in: stop, and let the service
+	 * manager start us again with a new one. */
+	if (atomic_exchange(&srv->auth_lost, false))
+		server_stop(srv, "auth helper gone");
+	server_check_exited(srv);
+}
+
+/* Worker hooks: on the worker's thread. */
+static void server_worker_auth_lost(void *arg, struct worker *w)
+{
+	struct server *srv = arg;
+
+	(void)w;
+	atomic_store(&srv->auth_lost, true);
+	uv_async_send(&srv->wake);
+}
+
+static void server_worker_exited(void *arg, struct worker *w)
+{
+	struct server *srv = arg;
+
+	(void)w;
+	atomic_fetch_add(&srv->exited, 1);
+	uv_async_send(&srv->wake);
+}
+
+/* The accept loop's hand-off: the worker with the fewest sessions takes
+ * the connection (see proxy/listener.h for why one acceptor). */
+static void server_on_accept(void *arg, size_t listener, int fd)
+{
+	struct server *srv = arg;
+	size_t k = 0;
+
+	if (srv->nstarted > 1) {
+		for (size_t i = 0; i < srv->nstarted; i++)
+			srv->loads[i] = worker_load(&srv->workers[i]);
+		k = worker_pick(srv->loads, srv->nstarted, &srv->next_worker);
+	}
+	if (srv->nstarted == 0 ||
+	    !worker_post_connection(&srv->workers[k], listener, fd))
+		close(fd);
+}
+
+/* Entries of addresses that failed AUTH outlive their connections until
+ * their window passes; sweep them so that memory follows recent
+ * addresses only. */
+#define SERVER_SWEEP_MS 60000
+
+static void server_on_sweep(uv_timer_t *t)
+{
+	struct server *srv = t->data;
+
+	shared_addr_sweep(&srv->shared, uv_now(&srv->loop),
+			  srv->cfg->auth.address_failure_window_ms);
 }
 
 /* Started as root: become [server] user for good, after every privileged
@@ -231,7 +334,7 @@ static void reload_keep_fixed(const struct config *old, struct config *next)
 static void server_on_reload_signal(uv_signal_t *sig, int signum)
 {
 	struct server *srv = sig->data;
-	struct config *old = srv->worker.cfg, *next = NULL;
+	struct config *old = srv->cfg, *next = NULL;
 	struct sendermap *map = NULL;
 	struct tls_server *new_tls = NULL;
 	char *error = NULL;
@@ -263,12 +366,16 @@ static void server_on_reload_signal(uv_signal_t *sig, int signum)
 			goto tls_failed;
 		}
 	}
-	if (new_tls != NULL) {
+	if (new_tls != NULL)
 		srv->tls = new_tls;
-		srv->worker.tls = new_tls;
-	}
 	log_set_level(next->server.log_level);
-	worker_reload(&srv->worker, next, map);
+	/* Each loop switches when it reads its mailbox, before it starts
+	 * any connection accepted after this point. */
+	for (size_t i = 0; i < srv->nstarted; i++)
+		worker_post_reload(&srv->workers[i], next, map, srv->tls);
+	probe_set_config(srv->probe, next);
+	srv->cfg = next;
+	config_unref(old);
 	sendermap_free(srv->sendermap);
 	srv->sendermap = map;
 	log_info(NULL, "event=reload status=ok");
@@ -307,16 +414,30 @@ static int check_config(const struct config *cfg)
 	return 0;
 }
 
-/* The network process: everything that faces clients, on one libuv loop.
- * auth_fd is its end of the channel to the auth helper (its parent).  It
- * owns cfg from here on: a reload may replace and free it. */
-static int network_run(struct config *cfg, int auth_fd,
+/* Closes fds[0..n-1]. */
+static void close_all(const int *fds, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		close(fds[i]);
+}
+
+/* The network process: everything that faces clients.  auth_fds are its
+ * ends of the channels to the auth helper (its parent), one per worker.
+ * It owns cfg's reference from here on: a reload may replace it. */
+static int network_run(struct config *cfg, const int *auth_fds, size_t nfds,
 		       const struct activation *act, const sigset_t *old_mask)
 {
+	static const struct worker_hooks hooks_template = {
+		.auth_lost = server_worker_auth_lost,
+		.exited = server_worker_exited,
+	};
+	struct worker_hooks hooks = hooks_template;
 	struct server srv;
+	uint64_t seed[2] = {0, 0};
 	int rc = 0;
 
 	memset(&srv, 0, sizeof(srv));
+	srv.cfg = cfg;
 	if (config_wants_tls(cfg)) {
 		char *error = NULL;
 
@@ -325,8 +446,8 @@ static int network_run(struct config *cfg, int auth_fd,
 			log_error(NULL, "event=start_error error=\"%s\"",
 				  error ? error : "TLS set-up failed");
 			free(error);
-			close(auth_fd);
-			config_free(cfg);
+			close_all(auth_fds, nfds);
+			config_unref(cfg);
 			return 1;
 		}
 	}
@@ -334,21 +455,27 @@ static int network_run(struct config *cfg, int auth_fd,
 		srv.sendermap = sendermap_load(cfg->relay.sender_map, stderr);
 		if (srv.sendermap == NULL) {
 			tls_server_destroy(srv.tls);
-			close(auth_fd);
-			config_free(cfg);
+			close_all(auth_fds, nfds);
+			config_unref(cfg);
 			return 1;
 		}
 	}
+	if (getrandom(seed, sizeof(seed), 0) != sizeof(seed))
+		fatal("getrandom failed");
+	shared_init(&srv.shared, seed[0], seed[1]);
 	uv_loop_init(&srv.loop);
-	srv.auth = auth_client_create(&srv.loop, auth_fd, cfg->auth.timeout_ms,
-				      server_on_auth_lost, &srv);
 	uv_signal_init(&srv.loop, &srv.sigterm);
 	uv_signal_init(&srv.loop, &srv.sigint);
 	uv_signal_init(&srv.loop, &srv.sighup);
 	srv.sigterm.data = srv.sigint.data = srv.sighup.data = &srv;
-
 	uv_timer_init(&srv.loop, &srv.drain_timer);
 	srv.drain_timer.data = &srv;
+	uv_timer_init(&srv.loop, &srv.sweep_timer);
+	srv.sweep_timer.data = &srv;
+	uv_async_init(&srv.loop, &srv.wake, server_on_wake);
+	srv.wake.data = &srv;
+	atomic_init(&srv.exited, 0);
+	atomic_init(&srv.auth_lost, false);
 	/* Handlers first, then unblock (run() blocked these before fork): a
 	 * signal that arrives while the listeners open is handled, never
 	 * fatal. */
@@ -356,28 +483,57 @@ static int network_run(struct config *cfg, int auth_fd,
 	uv_signal_start(&srv.sigint, server_on_stop_signal, SIGINT);
 	uv_signal_start(&srv.sighup, server_on_reload_signal, SIGHUP);
 	sigprocmask(SIG_SETMASK, old_mask, NULL);
-	if (worker_init(&srv.worker, &srv.loop, cfg, srv.tls, srv.auth,
-			srv.sendermap, act->fds, act->n) < 0 ||
+
+	/* Each worker takes its auth channel now, even if a step below
+	 * fails: worker_join() closes it. */
+	hooks.arg = &srv;
+	srv.workers = xcalloc(nfds, sizeof(*srv.workers));
+	srv.loads = xcalloc(nfds, sizeof(*srv.loads));
+	for (size_t i = 0; i < nfds; i++) {
+		if (rc == 0 &&
+		    worker_init(&srv.workers[i], (unsigned)i, cfg, srv.tls,
+				srv.sendermap, &srv.shared, auth_fds[i],
+				&hooks) == 0) {
+			srv.nworkers++;
+			continue;
+		}
+		close(auth_fds[i]);
+		rc = 1;
+	}
+	srv.listeners = listeners_open(&srv.loop, cfg, act->fds, act->n,
+				       server_on_accept, &srv);
+	if (rc != 0 || srv.listeners == NULL ||
 	    server_drop_privileges(cfg) < 0) {
 		rc = 1;
-		srv.stopping = true;
-		worker_stop(&srv.worker);
 	} else {
-		if (cfg->server.workers > 1)
-			log_warn(NULL, "event=start warning=\"[server] workers "
-				       "= %u: this version runs one event "
-				       "loop\"",
-				 (unsigned)cfg->server.workers);
-		log_info(NULL, "event=start version=%s hostname=%s pid=%ld",
+		/* Threads only after the privilege drop: every thread of
+		 * the process starts as [server] user. */
+		for (size_t i = 0; i < srv.nworkers && rc == 0; i++) {
+			if (worker_start(&srv.workers[i]) < 0)
+				rc = 1;
+			else
+				srv.nstarted++;
+		}
+	}
+	if (rc != 0) {
+		server_stop(&srv, "start-up failed");
+	} else {
+		srv.probe = probe_start(&srv.loop, cfg, &srv.shared);
+		uv_timer_start(&srv.sweep_timer, server_on_sweep,
+			       SERVER_SWEEP_MS, SERVER_SWEEP_MS);
+		/* The sweep alone must not keep the loop alive. */
+		uv_unref((uv_handle_t *)&srv.sweep_timer);
+		log_info(NULL,
+			 "event=start version=%s hostname=%s pid=%ld "
+			 "workers=%zu",
 			 SUBMITPROXY_VERSION, cfg->server.hostname,
-			 (long)getpid());
+			 (long)getpid(), srv.nstarted);
 		/* Listeners are open: connections are accepted from here. */
 		if (sd_notify_send("READY=1\nSTATUS=Accepting connections") <
 		    0)
 			log_warn(NULL, "event=notify_error");
-		uv_run(&srv.loop, UV_RUN_DEFAULT);
 	}
-	auth_client_close(srv.auth);
+	uv_run(&srv.loop, UV_RUN_DEFAULT);
 	{
 		/* Closing the last signal handle restores the default
 		 * action: a late SIGTERM (systemd signals the whole control
@@ -395,12 +551,14 @@ static int network_run(struct config *cfg, int auth_fd,
 	uv_close((uv_handle_t *)&srv.sigint, NULL);
 	uv_close((uv_handle_t *)&srv.sighup, NULL);
 	uv_close((uv_handle_t *)&srv.drain_timer, NULL);
+	uv_close((uv_handle_t *)&srv.sweep_timer, NULL);
 	uv_run(&srv.loop, UV_RUN_DEFAULT);
-	worker_finish(&srv.worker);
+	free(srv.workers);
+	free(srv.loads);
+	shared_finish(&srv.shared);
 	tls_server_destroy(srv.tls);
 	sendermap_free(srv.sendermap);
-	/* Retired configurations went with their last session. */
-	config_free(srv.worker.cfg != NULL ? srv.worker.cfg : cfg);
+	config_unref(srv.cfg);
 	if (uv_loop_close(&srv.loop) != 0)
 		log_warn(NULL, "event=exit warning=\"loop not closed cleanly\"");
 	log_info(NULL, "event=exit status=%d", rc);
@@ -408,14 +566,17 @@ static int network_run(struct config *cfg, int auth_fd,
 }
 
 /* Splits into the auth helper (this process, which keeps its privileges
- * and supervises) and the network process (a child).  See auth/helper.h
- * for why the helper is the parent. */
+ * and supervises) and the network process (a child), joined by one
+ * channel per worker.  See auth/helper.h for why the helper is the
+ * parent. */
 static int run(struct config **cfgp, const struct activation *act)
 {
 	struct config *cfg = *cfgp;
+	size_t n = cfg->server.workers, made;
 	sigset_t stop_signals, old_mask;
-	int sv[2];
+	int *helper_fds, *net_fds;
 	pid_t pid;
+	int rc;
 
 	signal(SIGPIPE, SIG_IGN);
 	/* Held back until each process has its handlers: the helper reads
@@ -425,30 +586,49 @@ static int run(struct config **cfgp, const struct activation *act)
 	sigaddset(&stop_signals, SIGINT);
 	sigaddset(&stop_signals, SIGHUP);
 	sigprocmask(SIG_BLOCK, &stop_signals, &old_mask);
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
-		log_error(NULL, "event=start_error error=\"socketpair: %s\"",
-			  strerror(errno));
-		return 1;
+	helper_fds = xcalloc(n, sizeof(*helper_fds));
+	net_fds = xcalloc(n, sizeof(*net_fds));
+	for (made = 0; made < n; made++) {
+		int sv[2];
+
+		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) <
+		    0) {
+			log_error(NULL,
+				  "event=start_error error=\"socketpair: "
+				  "%s\"",
+				  strerror(errno));
+			break;
+		}
+		helper_fds[made] = sv[0];
+		net_fds[made] = sv[1];
 	}
-	fflush(NULL);
-	pid = fork();
-	if (pid < 0) {
+	pid = made == n ? (fflush(NULL), fork()) : -1;
+	if (made == n && pid < 0)
 		log_error(NULL, "event=start_error error=\"fork: %s\"",
 			  strerror(errno));
-		close(sv[0]);
-		close(sv[1]);
+	if (pid < 0) {
+		close_all(helper_fds, made);
+		close_all(net_fds, made);
+		free(helper_fds);
+		free(net_fds);
 		return 1;
 	}
 	if (pid == 0) {
-		close(sv[0]);
+		close_all(helper_fds, n);
+		free(helper_fds);
 		*cfgp = NULL; /* the network process owns it now */
-		return network_run(cfg, sv[1], act, &old_mask);
+		rc = network_run(cfg, net_fds, n, act, &old_mask);
+		free(net_fds);
+		return rc;
 	}
-	close(sv[1]);
+	close_all(net_fds, n);
+	free(net_fds);
 	/* The listening sockets are the network process's alone. */
 	for (size_t i = 0; i < act->n; i++)
 		close(act->fds[i].fd);
-	return auth_helper_run(cfg, sv[0], pid);
+	rc = auth_helper_run(cfg, helper_fds, n, pid);
+	free(helper_fds);
+	return rc;
 }
 
 int main(int argc, char **argv)

@@ -11,7 +11,7 @@
 
 #include "auth/sasl.h"
 #include "config/config.h"
-#include "proxy/addrtable.h"
+#include "proxy/shared.h"
 #include "proxy/authclient.h"
 #include "proxy/log.h"
 #include "proxy/session-private.h"
@@ -48,32 +48,21 @@ static const char *session_mech_name(const struct session *s)
 static bool session_address_throttled(struct session *s)
 {
 	const struct config *cfg = s->cfg;
-	struct addr_entry *e = s->addr;
 
-	if (e == NULL || e->failures == 0)
-		return false;
-	if (uv_now(s->w->loop) - e->window_start_ms >=
-	    cfg->auth.address_failure_window_ms) {
-		e->failures = 0;
-		return false;
-	}
-	return e->failures >= cfg->auth.address_failure_limit;
+	/* The table is shared by every event loop: failures on one count
+	 * on all. */
+	return s->addr != NULL &&
+	       shared_addr_throttled(s->w->shared, s->addr,
+				     uv_now(&s->w->loop),
+				     cfg->auth.address_failure_window_ms,
+				     cfg->auth.address_failure_limit);
 }
 
 static void session_count_address_failure(struct session *s)
 {
-	struct addr_entry *e = s->addr;
-	uint64_t now = uv_now(s->w->loop);
-
-	if (e == NULL)
-		return;
-	if (e->failures == 0 || now - e->window_start_ms >=
-					s->cfg->auth.address_failure_window_ms) {
-		e->failures = 0;
-		e->window_start_ms = now;
-	}
-	if (e->failures < UINT32_MAX)
-		e->failures++;
+	if (s->addr != NULL)
+		shared_addr_failed(s->w->shared, s->addr, uv_now(&s->w->loop),
+				   s->cfg->auth.address_failure_window_ms);
 }
 
 /* A failed login: one log line for fail2ban, then the reply waits out a

@@ -113,7 +113,8 @@ struct session {
 	char sid[17];
 	char ip[46];
 	unsigned port;
-	struct addr_entry *addr;   /* counted in addr->connections */
+	struct addr_entry *addr;   /* counted in the shared address table */
+	uint32_t addr_count;       /* connections from it, with this one */
 
 	unsigned char *proxy_buf;  /* PROXY header so far (that state only) */
 	size_t proxy_len;

@@ -24,6 +24,7 @@
 #include "proxy/relay.h"
 #include "proxy/sendermap.h"
 #include "proxy/session-private.h"
+#include "proxy/shared.h"
 #include "proxy/smtp-relay-parse.h"
 #include "proxy/util.h"
 #include "proxy/worker.h"
@@ -58,10 +59,10 @@ static size_t session_caps_render(const struct session *s,
 
 size_t session_ehlo_caps(struct session *s, char lines[][64], size_t max)
 {
-	struct ehlo_caps conservative;
+	struct ehlo_caps conservative, probed;
 
-	if (s->w->backend_caps_known)
-		return session_caps_render(s, &s->w->backend_caps, lines, max);
+	if (shared_backend_caps(s->w->shared, &probed))
+		return session_caps_render(s, &probed, lines, max);
 	memset(&conservative, 0, sizeof(conservative));
 	conservative.caps = SESSION_EHLO_CONSERVATIVE;
 	return session_caps_render(s, &conservative, lines, max);
@@ -519,7 +520,7 @@ void session_relay_start(struct session *s)
 
 	if (s->state >= SESSION_CLOSING)
 		return;
-	s->relay = relay_create(s->w->loop, s->cfg, &client,
+	s->relay = relay_create(&s->w->loop, s->cfg, &client,
 				&session_relay_callbacks, s);
 	s->in_flight = 0;
 	if (s->state != SESSION_AUTH_WAIT)

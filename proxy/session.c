@@ -22,14 +22,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "config/config.h"
-#include "proxy/addrtable.h"
 #include "proxy/authclient.h"
 #include "proxy/log.h"
 #include "proxy/proxyproto.h"
 #include "proxy/relay.h"
 #include "proxy/session-private.h"
+#include "proxy/shared.h"
 #include "proxy/util.h"
 #include "proxy/worker.h"
 #include "tls/tls.h"
@@ -870,7 +871,9 @@ static void session_on_handle_closed(uv_handle_t *h)
 	if (s->next != NULL)
 		s->next->prev = s->prev;
 	w->nsessions--;
-	worker_config_release(w, s->cfg);
+	atomic_fetch_sub(&w->shared->sessions, 1);
+	atomic_fetch_sub_explicit(&w->load, 1, memory_order_relaxed);
+	config_unref(s->cfg);
 	linebuf_reset(&s->lines);
 	tls_conn_destroy(s->tls);
 	free(s->out);
@@ -893,15 +896,14 @@ static void session_destroy(struct session *s)
 	 * backend discards the partial message. */
 	session_relay_cleanup(s);
 	if (s->addr != NULL) {
-		s->addr->connections--;
-		addrtable_release(s->w->addrs, s->addr);
+		shared_addr_disconnect(s->w->shared, s->addr);
 		s->addr = NULL;
 	}
 	log_info(s->sid,
 		 "event=disconnect ip=%s duration_ms=%llu bytes_in=%llu "
 		 "bytes_out=%llu reason=\"%s\"",
 		 s->ip,
-		 (unsigned long long)(uv_now(s->w->loop) - s->start_ms),
+		 (unsigned long long)(uv_now(&s->w->loop) - s->start_ms),
 		 (unsigned long long)s->bytes_in,
 		 (unsigned long long)s->bytes_out,
 		 s->close_reason ? s->close_reason : "closed");
@@ -917,8 +919,7 @@ static void session_set_peer(struct session *s,
 	const struct sockaddr_storage ss = *sa;
 
 	if (s->addr != NULL) {
-		s->addr->connections--;
-		addrtable_release(s->w->addrs, s->addr);
+		shared_addr_disconnect(s->w->shared, s->addr);
 		s->addr = NULL;
 	}
 	snprintf(s->ip, sizeof(s->ip), "unknown");
@@ -937,10 +938,9 @@ static void session_set_peer(struct session *s,
 	{
 		struct addrkey key;
 
-		if (addrkey_from_sockaddr(&key, (struct sockaddr *)&ss) == 0) {
-			s->addr = addrtable_get(s->w->addrs, &key);
-			s->addr->connections++;
-		}
+		if (addrkey_from_sockaddr(&key, (struct sockaddr *)&ss) == 0)
+			s->addr = shared_addr_connect(s->w->shared, &key,
+						      &s->addr_count);
 	}
 }
 
@@ -994,14 +994,14 @@ static void session_admit(struct session *s, const char *leftover,
 		session_reply(s, "421 4.3.2 %s Service shutting down",
 			      s->cfg->server.hostname);
 		session_close(s, "shutting down");
-	} else if (w->nsessions > lim->max_connections) {
+	} else if (atomic_load(&w->shared->sessions) > lim->max_connections) {
 		log_info(s->sid, "event=reject ip=%s reason=max_connections",
 			 s->ip);
 		session_reply(s, "421 4.7.0 %s Too many connections",
 			      s->cfg->server.hostname);
 		session_close(s, "max_connections");
 	} else if (s->addr != NULL &&
-		   s->addr->connections > lim->max_connections_per_address) {
+		   s->addr_count > lim->max_connections_per_address) {
 		log_info(s->sid,
 			 "event=reject ip=%s reason=max_connections_per_address",
 			 s->ip);
@@ -1083,8 +1083,8 @@ static void session_proxy_input(struct session *s, const char *data,
 static void session_start(struct session *s)
 {
 	session_peer(s);
-	log_info(s->sid, "event=connect ip=%s port=%u listener=%s", s->ip,
-		 s->port, s->listener->name);
+	log_info(s->sid, "event=connect ip=%s port=%u listener=%s worker=%u",
+		 s->ip, s->port, s->listener->name, s->w->index);
 	if (s->listener->proxy_protocol && !s->w->stopping) {
 		/* The real client's address comes first, before TLS. */
 		s->proxy_buf = xmalloc(PROXYPROTO_V2_MAX);
@@ -1095,24 +1095,24 @@ static void session_start(struct session *s)
 	session_admit(s, NULL, 0);
 }
 
-void session_accept(struct worker *w, const struct config_listener *listener,
-		    uv_stream_t *server)
+void session_accept(struct worker *w, size_t listener, int fd)
 {
 	struct session *s = xcalloc(1, sizeof(*s));
 	int r;
 
 	s->w = w;
-	s->cfg = w->cfg;
-	s->cfg->refs++;
-	s->listener = listener;
-	s->start_ms = uv_now(w->loop);
+	s->cfg = config_ref(w->cfg);
+	/* The listener sections of every configuration a reload installs
+	 * mirror the first one's, index for index. */
+	s->listener = &s->cfg->listeners[listener];
+	s->start_ms = uv_now(&w->loop);
 	s->state = SESSION_GREETING;  /* nothing is read before start */
 	snprintf(s->sid, sizeof(s->sid), "%016llx",
-		 (unsigned long long)(w->sid_base + w->sid_next++));
+		 (unsigned long long)shared_next_sid(w->shared));
 	linebuf_init(&s->lines, w->cfg->limits.max_line_length);
 
-	uv_tcp_init(w->loop, &s->tcp);
-	uv_timer_init(w->loop, &s->timer);
+	uv_tcp_init(&w->loop, &s->tcp);
+	uv_timer_init(&w->loop, &s->timer);
 	s->tcp.data = s;
 	s->timer.data = s;
 	s->open_handles = 2;
@@ -1121,11 +1121,13 @@ void session_accept(struct worker *w, const struct config_listener *listener,
 		w->sessions->prev = s;
 	w->sessions = s;
 	w->nsessions++;
+	atomic_fetch_add(&w->shared->sessions, 1);
 
-	r = uv_accept(server, (uv_stream_t *)&s->tcp);
+	r = uv_tcp_open(&s->tcp, fd);
 	if (r < 0) {
 		log_warn(NULL, "event=accept_error error=\"%s\"",
 			 uv_strerror(r));
+		close(fd);
 		s->close_reason = "accept failed";
 		session_destroy(s);
 		return;

@@ -11,16 +11,17 @@
 #ifndef SUBMITPROXY_SESSION_H
 #define SUBMITPROXY_SESSION_H
 
+#include <stddef.h>
 #include <uv.h>
 
 struct worker;
 struct config_listener;
 struct session;
 
-/* Accepts a pending connection from server into a new session and starts
- * it (limits, greeting).  Failures are logged; nothing is returned. */
-void session_accept(struct worker *w, const struct config_listener *listener,
-		    uv_stream_t *server);
+/* Starts a session on fd, a connection accepted on a socket of
+ * w->cfg->listeners[listener] and now owned by the session (limits,
+ * greeting).  Failures are logged; nothing is returned. */
+void session_accept(struct worker *w, size_t listener, int fd);
 
 /* Asks the session to end (SIGTERM): at once with "421 4.3.2 Service
  * shutting down" if it is idle, else as soon as its transaction is done;

@@ -1,312 +1,283 @@
 /* worker.c - see worker.h */
 #include "proxy/worker.h"
 
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <unistd.h>
 
-#include "proxy/addrtable.h"
+#include "proxy/authclient.h"
 #include "proxy/log.h"
-#include "proxy/relay.h"
-#include "proxy/sdnotify.h"
+#include "proxy/sendermap.h"
 #include "proxy/session.h"
 #include "proxy/util.h"
 
-/* Generous backlog: the kernel caps it at somaxconn anyway. */
-#define WORKER_LISTEN_BACKLOG 511
-
-struct listener {
-	uv_tcp_t tcp;
-	struct worker *w;
-	const struct config_listener *cl;
-	const struct config_addr *addr;  /* NULL for an activated socket */
-	int fd;                          /* the activated socket, or -1 */
-	bool open;
-};
-
-static void worker_on_connection(uv_stream_t *server, int status)
+size_t worker_pick(const unsigned *loads, size_t n, size_t *next)
 {
-	struct listener *l = server->data;
+	size_t best = *next % n;
 
-	if (status < 0) {
-		log_warn(NULL, "event=accept_error listener=%s error=\"%s\"",
-			 l->cl->name, uv_strerror(status));
-		return;
+	for (size_t k = 1; k < n; k++) {
+		size_t i = (*next + k) % n;
+
+		if (loads[i] < loads[best])
+			best = i;
 	}
-	session_accept(l->w, l->cl, server);
+	*next = (best + 1) % n;
+	return best;
 }
 
-static int worker_listen(struct worker *w, struct listener *l)
+unsigned worker_load(struct worker *w)
 {
-	unsigned flags = 0;
-	int r;
-
-	char where[80];
-
-	uv_tcp_init(w->loop, &l->tcp);
-	l->tcp.data = l;
-	l->open = true;
-	if (l->addr == NULL) {
-		/* Socket activation: systemd bound it (privileged ports
-		 * without root). */
-		snprintf(where, sizeof(where), "fd:%d", l->fd);
-		r = uv_tcp_open(&l->tcp, l->fd);
-	} else {
-		snprintf(where, sizeof(where), "%s", l->addr->text);
-		/* "[::]:587" and "0.0.0.0:587" may both be configured: keep
-		 * the IPv6 socket to IPv6 so the two do not collide. */
-		if (l->addr->ss.ss_family == AF_INET6)
-			flags |= UV_TCP_IPV6ONLY;
-		r = uv_tcp_bind(&l->tcp, (const struct sockaddr *)&l->addr->ss,
-				flags);
-	}
-	if (r == 0)
-		r = uv_listen((uv_stream_t *)&l->tcp, WORKER_LISTEN_BACKLOG,
-			      worker_on_connection);
-	if (r < 0) {
-		log_error(NULL,
-			  "event=listen_error listener=%s address=%s "
-			  "error=\"%s\"",
-			  l->cl->name, where, uv_strerror(r));
-		return -1;
-	}
-	log_info(NULL, "event=listen listener=%s address=%s mode=%s",
-		 l->cl->name, where, listener_mode_name(l->cl->mode));
-	return 0;
+	return atomic_load_explicit(&w->load, memory_order_relaxed);
 }
 
-/* Entries of addresses that failed AUTH outlive their connections until
- * their window passes; sweep them so that memory follows recent
- * addresses only. */
-#define WORKER_SWEEP_MS 60000
+/* ---- on the worker's thread ------------------------------------------ */
 
-static void worker_on_sweep(uv_timer_t *t)
-{
-	struct worker *w = t->data;
-
-	addrtable_sweep(w->addrs, uv_now(w->loop),
-			w->cfg->auth.address_failure_window_ms);
-}
-
-/* DESIGN.md: the backend is re-probed periodically so that the pre-auth
- * EHLO follows what it can do. */
-#define WORKER_PROBE_MS 60000
-
-static void worker_probe_ready(void *arg)
+static void worker_on_auth_lost(void *arg)
 {
 	struct worker *w = arg;
 
-	w->backend_caps = *relay_caps(w->probe);
-	if (!w->backend_caps_known || w->backend_probe_failing)
-		log_info(NULL, "event=backend_probe status=ok backend=%s "
-			       "esmtp=%s pipelining=%s",
-			 w->cfg->backend.address,
-			 relay_esmtp(w->probe) ? "yes" : "no",
-			 w->backend_caps.caps & EHLO_CAP_PIPELINING ? "yes"
-								     : "no");
-	w->backend_caps_known = true;
-	w->backend_probe_failing = false;
-	w->probe_done = true;
+	w->hooks.auth_lost(w->hooks.arg, w);
 }
 
-static void worker_probe_failed(void *arg, const char *why)
+static void worker_apply_reload(struct worker *w, struct config *cfg,
+				struct sendermap *sendermap,
+				struct tls_server *tls)
 {
-	struct worker *w = arg;
+	struct config *old_cfg = w->cfg;
+	struct sendermap *old_map = w->sendermap;
 
-	/* After QUIT the backend closes: that is the probe's normal end. */
-	if (w->probe_done)
-		return;
-	if (!w->backend_probe_failing)
-		log_warn(NULL,
-			 "event=backend_probe status=failed backend=%s "
-			 "error=\"%s\"%s",
-			 w->cfg->backend.address, why,
-			 w->backend_caps_known
-				 ? ""
-				 : " advertising=conservative");
-	w->backend_probe_failing = true;
-}
-
-static void worker_probe_reply(void *arg, const struct relay_reply *reply)
-{
-}
-
-static const struct relay_callbacks worker_probe_callbacks = {
-	.ready = worker_probe_ready,
-	.failed = worker_probe_failed,
-	.reply = worker_probe_reply,
-};
-
-static void worker_on_probe(uv_timer_t *t)
-{
-	struct worker *w = t->data;
-
-	relay_destroy(w->probe);
-	w->probe_done = false;
-	w->probe = relay_create(w->loop, w->cfg, NULL, &worker_probe_callbacks,
-				w);
-}
-
-static size_t worker_count_activated(const struct sd_listen_fd *fds,
-				     size_t nfds, const char *name)
-{
-	size_t n = 0;
-
-	for (size_t i = 0; i < nfds; i++)
-		if (strcmp(fds[i].name, name) == 0)
-			n++;
-	return n;
-}
-
-int worker_init(struct worker *w, uv_loop_t *loop, struct config *cfg,
-		struct tls_server *tls, struct auth_client *auth,
-		const struct sendermap *sendermap,
-		const struct sd_listen_fd *fds, size_t nfds)
-{
-	uint64_t seed[2] = {0, 0};
-	size_t i, j, n = 0;
-
-	memset(w, 0, sizeof(*w));
-	w->loop = loop;
+	/* Live sessions hold their own references on the old ones. */
 	w->cfg = cfg;
-	w->tls = tls;
-	w->auth = auth;
 	w->sendermap = sendermap;
-	uv_timer_init(loop, &w->probe_timer);
-	w->probe_timer.data = w;
-	uv_timer_start(&w->probe_timer, worker_on_probe, 0, WORKER_PROBE_MS);
-	uv_unref((uv_handle_t *)&w->probe_timer);
-	uv_timer_init(loop, &w->sweep_timer);
-	w->sweep_timer.data = w;
-	uv_timer_start(&w->sweep_timer, worker_on_sweep, WORKER_SWEEP_MS,
-		       WORKER_SWEEP_MS);
-	/* The sweep alone must not keep the loop alive at shutdown. */
-	uv_unref((uv_handle_t *)&w->sweep_timer);
-	if (getrandom(seed, sizeof(seed), 0) != sizeof(seed))
-		fatal("getrandom failed");
-	w->sid_base = seed[0];
-	w->addrs = addrtable_create(seed[1]);
-
-	/* A listener named in $LISTEN_FDNAMES (FileDescriptorName= in the
-	 * .socket unit) takes the passed sockets instead of binding its
-	 * addresses. */
-	for (i = 0; i < cfg->nlisteners; i++) {
-		size_t k = worker_count_activated(fds, nfds,
-						  cfg->listeners[i].name);
-
-		w->nlisteners += k ? k : cfg->listeners[i].naddrs;
-	}
-	for (i = 0; i < nfds; i++) {
-		bool used = false;
-
-		for (j = 0; j < cfg->nlisteners; j++)
-			used |= strcmp(fds[i].name, cfg->listeners[j].name) == 0;
-		if (!used) {
-			log_warn(NULL,
-				 "event=listen_error fd=%d name=\"%s\" "
-				 "error=\"no [listener %s] for this socket\"",
-				 fds[i].fd, fds[i].name, fds[i].name);
-			close(fds[i].fd);
-		}
-	}
-	w->listeners = xcalloc(w->nlisteners, sizeof(*w->listeners));
-	for (i = 0; i < cfg->nlisteners; i++) {
-		const struct config_listener *cl = &cfg->listeners[i];
-
-		if (worker_count_activated(fds, nfds, cl->name) > 0) {
-			for (j = 0; j < nfds; j++) {
-				struct listener *l;
-
-				if (strcmp(fds[j].name, cl->name) != 0)
-					continue;
-				l = &w->listeners[n++];
-				l->w = w;
-				l->cl = cl;
-				l->fd = fds[j].fd;
-				if (worker_listen(w, l) < 0)
-					return -1;
-			}
-			continue;
-		}
-		for (j = 0; j < cl->naddrs; j++) {
-			struct listener *l = &w->listeners[n++];
-
-			l->w = w;
-			l->cl = cl;
-			l->addr = &cl->addrs[j];
-			l->fd = -1;
-			if (worker_listen(w, l) < 0)
-				return -1;
-		}
-	}
-	return 0;
+	w->tls = tls;
+	config_unref(old_cfg);
+	sendermap_free(old_map);
 }
 
-void worker_stop(struct worker *w)
+static void worker_stop(struct worker *w)
 {
-	struct session *s;
-
 	if (w->stopping)
 		return;
 	w->stopping = true;
-	uv_close((uv_handle_t *)&w->sweep_timer, NULL);
-	uv_close((uv_handle_t *)&w->probe_timer, NULL);
-	relay_destroy(w->probe);
-	w->probe = NULL;
-	for (size_t i = 0; i < w->nlisteners; i++) {
-		if (w->listeners[i].open) {
-			uv_close((uv_handle_t *)&w->listeners[i].tcp, NULL);
-			w->listeners[i].open = false;
-		}
-	}
-	for (s = w->sessions; s != NULL; s = session_next(s))
+	/* From now on only the sessions keep the loop alive. */
+	uv_unref((uv_handle_t *)&w->wake);
+	for (struct session *s = w->sessions; s != NULL; s = session_next(s))
 		session_shutdown(s);
 }
 
-void worker_reload(struct worker *w, struct config *cfg,
-		   const struct sendermap *sendermap)
-{
-	struct config *old = w->cfg;
-
-	/* Listeners point into the configuration they were made from; the
-	 * new one carries the same listener sections in the same order. */
-	for (size_t i = 0; i < w->nlisteners; i++) {
-		struct listener *l = &w->listeners[i];
-		size_t k = (size_t)(l->cl - old->listeners);
-
-		l->cl = &cfg->listeners[k];
-		if (l->addr != NULL)
-			l->addr = &cfg->listeners[k].addrs[l->addr -
-							  old->listeners[k].addrs];
-	}
-	w->cfg = cfg;
-	w->sendermap = sendermap;
-	/* The next probe uses the new [backend]. */
-	relay_destroy(w->probe);
-	w->probe = NULL;
-	w->probe_done = false;
-	uv_timer_start(&w->probe_timer, worker_on_probe, 0, WORKER_PROBE_MS);
-	if (old->refs == 0)
-		config_free(old);
-}
-
-void worker_config_release(struct worker *w, struct config *cfg)
-{
-	if (--cfg->refs == 0 && cfg != w->cfg)
-		config_free(cfg);
-}
-
-void worker_stop_force(struct worker *w)
+static void worker_stop_force(struct worker *w)
 {
 	for (struct session *s = w->sessions; s != NULL; s = session_next(s))
 		session_force_close(s);
 }
 
-void worker_finish(struct worker *w)
+static void worker_on_wake(uv_async_t *a)
 {
-	free(w->listeners);
-	w->listeners = NULL;
-	addrtable_destroy(w->addrs);
-	w->addrs = NULL;
+	struct worker *w = a->data;
+	struct worker_mail m;
+
+	pthread_mutex_lock(&w->mail_lock);
+	m = w->mail;
+	w->mail.conns = NULL;
+	w->mail.nconns = w->mail.cap = 0;
+	w->mail.stop = w->mail.force = w->mail.reload = false;
+	w->mail.cfg = NULL;
+	w->mail.sendermap = NULL;
+	w->mail.tls = NULL;
+	pthread_mutex_unlock(&w->mail_lock);
+
+	/* A reload first: connections accepted after it use it. */
+	if (m.reload)
+		worker_apply_reload(w, m.cfg, m.sendermap, m.tls);
+	for (size_t i = 0; i < m.nconns; i++)
+		/* A stopping worker greets them with 421. */
+		session_accept(w, m.conns[i].listener, m.conns[i].fd);
+	free(m.conns);
+	if (m.stop)
+		worker_stop(w);
+	if (m.force)
+		worker_stop_force(w);
+}
+
+/* The loop has ended: close the mailbox (later posts are refused) and
+ * what is left on the loop. */
+static void worker_wind_down(struct worker *w)
+{
+	struct worker_mail m;
+
+	pthread_mutex_lock(&w->mail_lock);
+	w->mail.closed = true;
+	m = w->mail;
+	w->mail.conns = NULL;
+	w->mail.nconns = 0;
+	w->mail.reload = false;
+	pthread_mutex_unlock(&w->mail_lock);
+	for (size_t i = 0; i < m.nconns; i++)
+		close(m.conns[i].fd);
+	free(m.conns);
+	if (m.reload) {
+		config_unref(m.cfg);
+		sendermap_free(m.sendermap);
+	}
+	uv_close((uv_handle_t *)&w->wake, NULL);
+	auth_client_close(w->auth);
+	w->auth = NULL;
+	uv_run(&w->loop, UV_RUN_DEFAULT);
+	if (uv_loop_close(&w->loop) != 0)
+		log_warn(NULL,
+			 "event=exit worker=%u warning=\"loop not closed "
+			 "cleanly\"",
+			 w->index);
+}
+
+static void worker_thread_main(void *arg)
+{
+	struct worker *w = arg;
+	sigset_t set;
+
+	/* SIGTERM, SIGINT and SIGHUP are the control loop's. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	uv_run(&w->loop, UV_RUN_DEFAULT);
+	worker_wind_down(w);
+	w->hooks.exited(w->hooks.arg, w);
+}
+
+/* ---- from any thread -------------------------------------------------- */
+
+int worker_init(struct worker *w, unsigned index, struct config *cfg,
+		struct tls_server *tls, struct sendermap *sendermap,
+		struct shared *shared, int auth_fd,
+		const struct worker_hooks *hooks)
+{
+	int r;
+
+	memset(w, 0, sizeof(*w));
+	w->index = index;
+	w->shared = shared;
+	w->hooks = *hooks;
+	w->tls = tls;
+	atomic_init(&w->load, 0);
+	pthread_mutex_init(&w->mail_lock, NULL);
+	r = uv_loop_init(&w->loop);
+	if (r < 0) {
+		log_error(NULL, "event=start_error error=\"event loop: %s\"",
+			  uv_strerror(r));
+		close(auth_fd);
+		pthread_mutex_destroy(&w->mail_lock);
+		return -1;
+	}
+	w->cfg = config_ref(cfg);
+	w->sendermap = sendermap != NULL ? sendermap_ref(sendermap) : NULL;
+	uv_async_init(&w->loop, &w->wake, worker_on_wake);
+	w->wake.data = w;
+	w->auth = auth_client_create(&w->loop, auth_fd, cfg->auth.timeout_ms,
+				     worker_on_auth_lost, w);
+	return 0;
+}
+
+int worker_start(struct worker *w)
+{
+	int r = uv_thread_create(&w->thread, worker_thread_main, w);
+
+	if (r < 0) {
+		log_error(NULL, "event=start_error error=\"thread: %s\"",
+			  uv_strerror(r));
+		return -1;
+	}
+	w->started = true;
+	return 0;
+}
+
+bool worker_post_connection(struct worker *w, size_t listener, int fd)
+{
+	bool ok = false;
+
+	pthread_mutex_lock(&w->mail_lock);
+	if (!w->mail.closed) {
+		struct worker_mail *m = &w->mail;
+
+		if (m->nconns == m->cap) {
+			m->cap = m->cap ? m->cap * 2 : 16;
+			m->conns =
+			    xrealloc(m->conns, m->cap * sizeof(*m->conns));
+		}
+		m->conns[m->nconns].fd = fd;
+		m->conns[m->nconns].listener = listener;
+		m->nconns++;
+		atomic_fetch_add_explicit(&w->load, 1, memory_order_relaxed);
+		uv_async_send(&w->wake);
+		ok = true;
+	}
+	pthread_mutex_unlock(&w->mail_lock);
+	return ok;
+}
+
+void worker_post_reload(struct worker *w, struct config *cfg,
+			struct sendermap *sendermap, struct tls_server *tls)
+{
+	struct config *old_cfg = NULL;
+	struct sendermap *old_map = NULL;
+
+	pthread_mutex_lock(&w->mail_lock);
+	if (!w->mail.closed) {
+		struct worker_mail *m = &w->mail;
+
+		/* Two reloads before the loop looked: the newer wins. */
+		if (m->reload) {
+			old_cfg = m->cfg;
+			old_map = m->sendermap;
+		}
+		m->reload = true;
+		m->cfg = config_ref(cfg);
+		m->sendermap = sendermap ? sendermap_ref(sendermap) : NULL;
+		m->tls = tls;
+		uv_async_send(&w->wake);
+	}
+	pthread_mutex_unlock(&w->mail_lock);
+	config_unref(old_cfg);
+	sendermap_free(old_map);
+}
+
+static void worker_post_flag(struct worker *w, bool force)
+{
+	pthread_mutex_lock(&w->mail_lock);
+	if (!w->mail.closed) {
+		if (force)
+			w->mail.force = true;
+		else
+			w->mail.stop = true;
+		uv_async_send(&w->wake);
+	}
+	pthread_mutex_unlock(&w->mail_lock);
+}
+
+void worker_post_stop(struct worker *w)
+{
+	worker_post_flag(w, false);
+}
+
+void worker_post_force(struct worker *w)
+{
+	worker_post_flag(w, true);
+}
+
+void worker_join(struct worker *w)
+{
+	if (w->started) {
+		uv_thread_join(&w->thread);
+		w->started = false;
+	} else {
+		/* Never ran (a start-up failure): close what init opened. */
+		worker_wind_down(w);
+	}
+	config_unref(w->cfg);
+	w->cfg = NULL;
+	sendermap_free(w->sendermap);
+	w->sendermap = NULL;
+	pthread_mutex_destroy(&w->mail_lock);
 }

@@ -1,64 +1,98 @@
 /*
- * worker.h - one event loop and everything that hangs off it: the listening
- * sockets, the sessions, the per-address table, the shared read buffer.
- * There is no global mutable state: N workers on N threads is a matter of
- * creating N of these (DESIGN.md, "No global mutable state").
+ * worker.h - one event loop on its own thread, and everything that hangs
+ * off it: its sessions, its channel to the auth helper, the read buffer
+ * its sessions share.  [server] workers = N runs N of these; the control
+ * loop (proxy/main.c) accepts connections (proxy/listener.h) and hands
+ * each to the least-loaded worker.  What the workers must agree on (the
+ * per-address counts, the session total, the backend's capabilities) is
+ * in proxy/shared.h; the TLS contexts (tls/tls.h), the configuration and
+ * the sender map are shared read-only, each worker holding a reference.
  *
- * Ownership: the worker owns its listeners and sessions.  worker_stop()
- * closes the listeners and asks every session to close; the loop then runs
- * dry and worker_destroy() frees what is left.
+ * Threads: a worker's loop, sessions and auth client are touched only by
+ * its own thread.  Other threads talk to it only through the worker_post_*
+ * calls, which leave a message in its mailbox (a mutex) and wake its loop
+ * (uv_async_send); the thread reads the mailbox on its loop.
+ *
+ * Life: worker_init() (on the main thread: loop, mailbox, auth client),
+ * worker_start() (the thread runs the loop), worker_post_stop() (sessions
+ * drain; the loop ends once they are gone and the hooks' exited is
+ * called, as the thread's last act), worker_join() and worker_finish().
  */
 #ifndef SUBMITPROXY_WORKER_H
 #define SUBMITPROXY_WORKER_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
 
 #include "config/config.h"
 #include "proxy/datascan.h"
-#include "proxy/smtp-relay-parse.h"
 
-struct addrtable;
-struct session;
-struct tls_server;
 struct auth_client;
-struct relay;
+struct session;
 struct sendermap;
-struct sd_listen_fd;
-struct listener;
+struct shared;
+struct tls_server;
+struct worker;
 
 #define WORKER_READ_BUFSIZE 65536
 /* Message bytes go through the DATA scanner in chunks of this size. */
 #define WORKER_DATA_CHUNK 16384
 
+/* Called on the worker's own thread. */
+struct worker_hooks {
+	/* The channel to the auth helper broke: nobody can log in here. */
+	void (*auth_lost)(void *arg, struct worker *w);
+	/* The loop has ended; the last thing the thread does. */
+	void (*exited)(void *arg, struct worker *w);
+	void *arg;
+};
+
+/* A connection handed to the worker: the accepted socket and the index of
+ * its [listener] in the configuration. */
+struct worker_conn {
+	int fd;
+	size_t listener;
+};
+
+/* What other threads ask of the worker; under mail_lock. */
+struct worker_mail {
+	struct worker_conn *conns;
+	size_t nconns, cap;
+	bool stop, force;
+	bool reload;		     /* the three below are new */
+	struct config *cfg;	     /* a reference for the worker */
+	struct sendermap *sendermap; /* a reference, or NULL */
+	struct tls_server *tls;
+	bool closed; /* the loop has ended: nothing more */
+};
+
 struct worker {
-	uv_loop_t *loop;
-	struct config *cfg;           /* the current one; main owns it */
-	struct tls_server *tls;       /* NULL without [tls]; owned by main */
-	struct auth_client *auth;     /* channel to the auth helper; main's */
-	uv_timer_t sweep_timer;       /* expires per-address failure windows */
-	const struct sendermap *sendermap; /* [relay] sender_map or NULL */
+	unsigned index; /* 0..workers-1, for the logs */
+	uv_loop_t loop;
+	uv_thread_t thread;
+	bool started;
 
-	/* The backend's capabilities, probed at start and every minute: the
-	 * pre-auth EHLO announces only what the backend can do. */
-	struct ehlo_caps backend_caps;
-	bool backend_caps_known;
-	bool backend_probe_failing;
-	bool probe_done;              /* this round's probe got its EHLO */
-	struct relay *probe;
-	uv_timer_t probe_timer;
+	struct shared *shared;
+	struct config *cfg;	     /* the current one; a reference */
+	struct tls_server *tls;	     /* NULL without [tls]; main owns it */
+	struct sendermap *sendermap; /* [relay] sender_map, a reference */
+	struct auth_client *auth;    /* this loop's channel to the helper */
+	struct worker_hooks hooks;
 
-	struct listener *listeners;   /* one per listening address */
-	size_t nlisteners;
-
-	struct session *sessions;     /* doubly linked, for stop and counts */
+	struct session *sessions; /* doubly linked, for stop */
 	uint32_t nsessions;
-	struct addrtable *addrs;      /* per-address connection counts */
-
-	uint64_t sid_base;            /* random; session ids count up from it */
-	uint64_t sid_next;
+	/* Sessions plus connections handed over and not yet started: what
+	 * the acceptor balances on (read from its thread). */
+	atomic_uint load;
 	bool stopping;
+
+	uv_async_t wake;
+	pthread_mutex_t mail_lock;
+	struct worker_mail mail;
 
 	/* Every uv_read lands here and is consumed before the read callback
 	 * returns, so one buffer per loop serves all sessions and an idle
@@ -69,30 +103,45 @@ struct worker {
 	char data_buf[DATASCAN_OUT_MAX(WORKER_DATA_CHUNK)];
 };
 
-/* Binds every configured listener.  Returns 0, or -1 after logging which
- * address could not be bound. */
-int worker_init(struct worker *w, uv_loop_t *loop, struct config *cfg,
-		struct tls_server *tls, struct auth_client *auth,
-		const struct sendermap *sendermap,
-		const struct sd_listen_fd *fds, size_t nfds);
+/* Sets up the loop and the mailbox, and the auth client over auth_fd
+ * (which it owns from here, even on failure).  Takes a reference on cfg
+ * and on sendermap.  Returns 0 or -1 (logged). */
+int worker_init(struct worker *w, unsigned index, struct config *cfg,
+		struct tls_server *tls, struct sendermap *sendermap,
+		struct shared *shared, int auth_fd,
+		const struct worker_hooks *hooks);
 
-/* Stops accepting.  Idle sessions get "421 4.3.2" and close; sessions
- * with a transaction in progress finish it first (worker_stop_force()
- * ends them when [server] shutdown_timeout has passed). */
-void worker_stop(struct worker *w);
-void worker_stop_force(struct worker *w);
+/* Runs the loop on a new thread (stop signals blocked there: the main
+ * thread takes them).  Returns 0 or -1 (logged). */
+int worker_start(struct worker *w);
 
-/* SIGHUP: new sessions use cfg (whose listener sections must mirror the
- * current ones: listeners are not re-bound live) and sendermap; live
- * sessions keep the configuration they started with, which is freed with
- * the last of them. */
-void worker_reload(struct worker *w, struct config *cfg,
-		   const struct sendermap *sendermap);
+/* Hands over an accepted connection.  Returns false if the worker has
+ * ended; the caller then still owns fd. */
+bool worker_post_connection(struct worker *w, size_t listener, int fd);
 
-/* A session ended: drop its hold on its configuration. */
-void worker_config_release(struct worker *w, struct config *cfg);
+/* SIGHUP: new sessions use cfg (whose listener sections mirror the
+ * current ones: listeners are not re-bound live), sendermap and tls; live
+ * sessions keep the configuration they started with.  Takes its own
+ * references. */
+void worker_post_reload(struct worker *w, struct config *cfg,
+			struct sendermap *sendermap, struct tls_server *tls);
 
-/* Frees what worker_init allocated; the loop must have run dry. */
-void worker_finish(struct worker *w);
+/* Graceful stop: idle sessions get "421 4.3.2" and close; sessions with a
+ * transaction in progress finish it first.  worker_post_force() ends them
+ * ([server] shutdown_timeout has passed). */
+void worker_post_stop(struct worker *w);
+void worker_post_force(struct worker *w);
+
+/* Sessions now, and handed over but not started. */
+unsigned worker_load(struct worker *w);
+
+/* The acceptor's choice: the least-loaded of n workers, ties going round
+ * from *next (which moves past the choice), so that equal workers take
+ * turns.  Pure, for the unit tests. */
+size_t worker_pick(const unsigned *loads, size_t n, size_t *next);
+
+/* Waits for the thread (after exited) and frees what worker_init set
+ * up; without a started thread, runs the loop dry first. */
+void worker_join(struct worker *w);
 
 #endif

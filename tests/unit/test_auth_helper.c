@@ -3,11 +3,12 @@
  * transactions through pam_wrapper and pam_matrix (cwrap.org).
  *
  * As in the real program, the test process forks: the parent runs
- * auth_helper_run(cfg, fd, child_pid) and the child plays the network
- * process, sending requests over the socketpair and checking what comes
- * back.  The child's TAP lines continue the parent's numbering (the
- * parent prints nothing while the helper runs) and it hands its counters
- * back through a pipe before it exits.  The parent then checks the status
+ * auth_helper_run(cfg, fds, nfds, child_pid) and the child plays the
+ * network process, sending requests over the socketpairs (one per event
+ * loop of the real network process) and checking what comes back.  The
+ * child's TAP lines continue the parent's numbering (the parent prints
+ * nothing while the helper runs) and it hands its counters back through a
+ * pipe before it exits.  The parent then checks the status
  * auth_helper_run() returned and that no child is left unreaped.
  *
  * pam_wrapper must be preloaded before the process starts, so the test
@@ -658,6 +659,151 @@ static int scenario_protocol_error(struct net *n)
 	return 0;
 }
 
+/* ---- several channels ([server] workers = N) ---------------------------- */
+
+/* Nothing more arrives on the channel within timeout_ms. */
+static int net_quiet(struct net *n, int timeout_ms)
+{
+	struct auth_response resp;
+
+	return net_recv(n, &resp, timeout_ms) < 0;
+}
+
+/* Receives count answers and files them by id (1..count); returns how
+ * many came with an id in range, each once. */
+static size_t net_recv_by_id(struct net *n, struct auth_response *resps,
+			     size_t count)
+{
+	int seen[8] = {0};
+	size_t i, got = 0;
+
+	for (i = 0; i < count; i++) {
+		struct auth_response resp;
+
+		if (net_recv(n, &resp, 5000) < 0)
+			break;
+		if (resp.id < 1 || resp.id > count || seen[resp.id - 1]++)
+			continue;
+		resps[resp.id - 1] = resp;
+		got++;
+	}
+	return got;
+}
+
+/* Request ids are per channel: id 1 and id 2 in flight on both channels
+ * at once, each answered on its own channel with its own result. */
+static int scenario_two_channels(struct net *n)
+{
+	struct auth_response r0[2], r1[2];
+
+	memset(r0, 0, sizeof(r0));
+	memset(r1, 0, sizeof(r1));
+	TAP_OK(net_send(&n[0], 1, "nap0", "nappw") == 0 &&
+		   net_send(&n[1], 1, "nap1", "wrong") == 0 &&
+		   net_send(&n[0], 2, "bob", "wrong") == 0 &&
+		   net_send(&n[1], 2, "alice", "secret") == 0,
+	       "two channels: ids 1 and 2 sent on both channels");
+	TAP_EQ_INT(net_recv_by_id(&n[0], r0, 2), 2,
+		   "two channels: channel 0 gets one answer per id");
+	TAP_EQ_INT(net_recv_by_id(&n[1], r1, 2), 2,
+		   "two channels: channel 1 gets one answer per id");
+	TAP_OK(r0[0].result == AUTH_RESULT_OK &&
+		   strcmp(r0[0].user, "nap0") == 0,
+	       "two channels: channel 0 id 1 (right password) OK as nap0 "
+	       "(result %d user %s)",
+	       (int)r0[0].result, r0[0].user);
+	TAP_EQ_INT(r0[1].result, AUTH_RESULT_FAIL,
+		   "two channels: channel 0 id 2 (wrong password) FAIL");
+	TAP_EQ_INT(r1[0].result, AUTH_RESULT_FAIL,
+		   "two channels: channel 1 id 1 (wrong password) FAIL");
+	TAP_OK(r1[1].result == AUTH_RESULT_OK &&
+		   strcmp(r1[1].user, "alice") == 0,
+	       "two channels: channel 1 id 2 (right password) OK as alice "
+	       "(result %d user %s)",
+	       (int)r1[1].result, r1[1].user);
+	TAP_OK(net_quiet(&n[0], 300) && net_quiet(&n[1], 300),
+	       "two channels: no answer on the wrong channel");
+	return 0;
+}
+
+/* One worker.  Channel 0 sends three 2 s requests (one goes to the
+ * worker, two wait in the queue) and closes: the helper goes on serving
+ * channel 1, the queued requests of channel 0 are dropped (channel 1 waits
+ * for the one in flight, not for all three), and the answer to the one in
+ * flight is not sent anywhere. */
+static int scenario_channel_close(struct net *n)
+{
+	unsigned char out[3 * 128];
+	struct auth_response resp;
+	size_t len = 0;
+	uint64_t t0;
+
+	memset(&resp, 0, sizeof(resp));
+	len += put_request(out + len, sizeof(out) - len, 1, "nap0", "nappw");
+	len += put_request(out + len, sizeof(out) - len, 2, "nap1", "nappw");
+	len += put_request(out + len, sizeof(out) - len, 3, "nap2", "nappw");
+	TAP_EQ_INT(write_all(n[0].fd, out, len), 0,
+		   "channel close: three slow requests sent on channel 0");
+	usleep(300000);
+	TAP_EQ_INT(close(n[0].fd), 0, "channel close: channel 0 closed");
+	t0 = now_ms();
+	TAP_EQ_INT(net_send(&n[1], 1, "alice", "secret"), 0,
+		   "channel close: request sent on channel 1");
+	TAP_EQ_INT(net_recv(&n[1], &resp, 8000), 0,
+		   "channel close: channel 1 still gets answers");
+	TAP_OK(resp.id == 1 && resp.result == AUTH_RESULT_OK &&
+		   strcmp(resp.user, "alice") == 0,
+	       "channel close: its own answer (id %lu result %d user %s)",
+	       (unsigned long)resp.id, (int)resp.result, resp.user);
+	TAP_OK(now_ms() - t0 < 4000,
+	       "channel close: channel 0's queued requests were dropped, not "
+	       "run (%llu ms)",
+	       (unsigned long long)(now_ms() - t0));
+	TAP_EQ_INT(net_ask(&n[1], 2, "bob", "hunter2", &resp), 0,
+		   "channel close: a new request on channel 1 is answered");
+	TAP_EQ_INT(resp.result, AUTH_RESULT_OK, "channel close: OK");
+	TAP_OK(net_quiet(&n[1], 300),
+	       "channel close: channel 0's answers do not reach channel 1");
+	TAP_EQ_INT(wait_for_workers(1, 2000), 1,
+		   "channel close: the helper did not stop (its worker runs)");
+	return 0;
+}
+
+/* A frame of protocol version 2 on channel 1 of 2: the whole network
+ * process is killed, as with one channel. */
+static int scenario_channel_protocol_error(struct net *n)
+{
+	unsigned char frame[AUTH_PROTO_FRAME_MAX];
+	size_t len = put_request(frame, sizeof(frame), 1, "alice", "secret");
+
+	frame[4] = 2;
+	write_all(n[1].fd, frame, len);
+	sleep(10);
+	return 0;
+}
+
+/* The helper stops (its workers go) once the last channel is closed, not
+ * before, and returns the network process's status once it exits. */
+static int scenario_all_channels_closed(struct net *n)
+{
+	struct auth_response resp;
+
+	TAP_OK(net_ask(&n[0], 1, "alice", "secret", &resp) == 0 &&
+		   resp.result == AUTH_RESULT_OK,
+	       "all closed: channel 0 answered");
+	TAP_OK(net_ask(&n[1], 1, "alice", "secret", &resp) == 0 &&
+		   resp.result == AUTH_RESULT_OK,
+	       "all closed: channel 1 answered");
+	close(n[0].fd);
+	usleep(300000);
+	TAP_EQ_INT(wait_for_workers(2, 1000), 2,
+		   "all closed: one channel closed, the workers still run");
+	close(n[1].fd);
+	TAP_EQ_INT(wait_for_workers(0, 4000), 0,
+		   "all closed: both channels closed, the workers are stopped");
+	return 7;
+}
+
 /* A PAM service without a configuration: TEMPFAIL, never FAIL.  Then the
  * network process dies of SIGTERM: the helper returns 1. */
 static int scenario_pam_error(struct net *n)
@@ -674,21 +820,31 @@ static int scenario_pam_error(struct net *n)
 
 /* ---- the helper's side (the parent) ------------------------------------ */
 
-/* A child's result: its exit code, or minus the signal it dies of. */
+#define MAX_CHANNELS 4
+
+/* A child's result: its exit code, or minus the signal it dies of.  n is
+ * an array of nchannels channels (the scenario knows how many). */
 typedef int (*scenario_fn)(struct net *n);
 
 static void run_scenario(const char *name, const struct config *cfg,
-			 scenario_fn fn, int expect_status, int expect_report,
-			 int max_ms)
+			 size_t nchannels, scenario_fn fn, int expect_status,
+			 int expect_report, int max_ms)
 {
-	int sv[2], rep[2], counts[2], status;
+	int sv[MAX_CHANNELS][2], fds[MAX_CHANNELS];
+	int rep[2], counts[2], status;
 	uint64_t t0;
 	ssize_t r;
 	pid_t pid;
+	size_t i;
 
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0 ||
-	    pipe2(rep, O_CLOEXEC) < 0) {
-		TAP_OK(0, "%s: socketpair/pipe", name);
+	for (i = 0; i < nchannels; i++)
+		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv[i]) <
+		    0) {
+			TAP_OK(0, "%s: socketpair", name);
+			return;
+		}
+	if (pipe2(rep, O_CLOEXEC) < 0) {
+		TAP_OK(0, "%s: pipe", name);
 		return;
 	}
 	fflush(stdout);
@@ -699,12 +855,14 @@ static void run_scenario(const char *name, const struct config *cfg,
 		return;
 	}
 	if (pid == 0) {
-		struct net *n = calloc(1, sizeof(*n));
+		struct net *n = calloc(nchannels, sizeof(*n));
 		int code;
 
-		close(sv[0]);
 		close(rep[0]);
-		n->fd = sv[1];
+		for (i = 0; i < nchannels; i++) {
+			close(sv[i][0]);
+			n[i].fd = sv[i][1];
+		}
 		code = fn(n);
 		counts[0] = tap_count;
 		counts[1] = tap_failed;
@@ -718,10 +876,13 @@ static void run_scenario(const char *name, const struct config *cfg,
 		/* _exit: pam_wrapper's destructor belongs to the parent. */
 		_exit(code);
 	}
-	close(sv[1]);
+	for (i = 0; i < nchannels; i++) {
+		close(sv[i][1]);
+		fds[i] = sv[i][0];
+	}
 	close(rep[1]);
 	t0 = now_ms();
-	status = auth_helper_run(cfg, sv[0], pid);
+	status = auth_helper_run(cfg, fds, nchannels, pid);
 	t0 = now_ms() - t0;
 	r = read(rep[0], counts, sizeof(counts));
 	close(rep[0]);
@@ -765,19 +926,32 @@ int main(int argc, char **argv)
 	cfg.auth.pam_service = TEST_SERVICE;
 	cfg.auth.helper_workers = 4;
 	cfg.auth.timeout_ms = 30000;
-	run_scenario("basic", &cfg, scenario_basic, 42, 1, 20000);
+	run_scenario("basic", &cfg, 1, scenario_basic, 42, 1, 20000);
 
 	cfg.auth.helper_workers = 1;
 	cfg.auth.timeout_ms = 300;
-	run_scenario("queue", &cfg, scenario_queue, 0, 1, 10000);
+	run_scenario("queue", &cfg, 1, scenario_queue, 0, 1, 10000);
 
 	cfg.auth.helper_workers = 2;
 	cfg.auth.timeout_ms = 30000;
-	run_scenario("protocol_error", &cfg, scenario_protocol_error, 1, 0,
+	run_scenario("protocol_error", &cfg, 1, scenario_protocol_error, 1, 0,
 		     5000);
 
+	/* [server] workers = 2: two event loops, two channels. */
+	cfg.auth.helper_workers = 4;
+	run_scenario("two_channels", &cfg, 2, scenario_two_channels, 0, 1,
+		     10000);
+	cfg.auth.helper_workers = 1;
+	run_scenario("channel_close", &cfg, 2, scenario_channel_close, 0, 1,
+		     10000);
+	cfg.auth.helper_workers = 2;
+	run_scenario("channel_protocol_error", &cfg, 2,
+		     scenario_channel_protocol_error, 1, 0, 5000);
+	run_scenario("all_channels_closed", &cfg, 2,
+		     scenario_all_channels_closed, 7, 1, 10000);
+
 	cfg.auth.pam_service = "sp-missing";
-	run_scenario("pam_error", &cfg, scenario_pam_error, 1, 1, 5000);
+	run_scenario("pam_error", &cfg, 1, scenario_pam_error, 1, 1, 5000);
 
 	if (dir != NULL)
 		remove_test_dir(dir);
