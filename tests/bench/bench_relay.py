@@ -150,12 +150,12 @@ def _children(pid):
 
 
 class NginxTarget(Target):
-    """nginx's mail proxy (one worker, STARTTLS, smtp_auth plain login,
-    xclient off) with auth_http answered by a second nginx."""
+    """nginx's mail proxy (workers worker processes, STARTTLS, smtp_auth
+    plain login, xclient off) with auth_http answered by a second nginx."""
 
     name = "nginx-mail"
 
-    def __init__(self, scope, sink, pki):
+    def __init__(self, scope, sink, pki, workers=1):
         module = next((m for m in NGINX_MAIL_MODULES if os.path.exists(m)),
                       None)
         if not os.access(NGINX, os.X_OK) or module is None:
@@ -169,14 +169,14 @@ class NginxTarget(Target):
                                                    "127.0.0.1"])
         sink_host, sink_port = harness.parse_address(sink.address)
         self.password = "any-password"
-        common = ("worker_processes 1;\n"
+        common = ("worker_processes {workers};\n"
                   "daemon off;\n"
                   "worker_rlimit_nofile 20000;\n"
                   "error_log %s/{name}-error.log warn;\n"
                   "pid %s/{name}.pid;\n"
                   "events {{ worker_connections 8000; }}\n"
                   % (self.dir, self.dir))
-        auth_conf = common.format(name="auth") + """
+        auth_conf = common.format(name="auth", workers=1) + """
 http {
     access_log off;
     client_body_temp_path %(dir)s/body;
@@ -197,7 +197,7 @@ http {
 """ % {"dir": self.dir, "auth_port": auth_port, "sink_host": sink_host,
        "sink_port": sink_port}
         mail_conf = ("load_module %s;\n" % module) + \
-            common.format(name="mail") + """
+            common.format(name="mail", workers=workers) + """
 mail {
     server_name %(hostname)s;
     auth_http 127.0.0.1:%(auth_port)d/auth;
