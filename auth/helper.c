@@ -119,12 +119,16 @@ struct helper {
 	const struct config *cfg;
 
 	int sig_fd;
+	bool signals_saved; /* the three below hold what to restore */
 	sigset_t old_mask;
 	struct sigaction old_sigpipe, old_sigchld;
 
 	struct helper_channel *chans;
 	size_t nchans;
 	size_t nchans_open;
+	/* Which channel is served first this round: it moves every round,
+	 * so that when the queue is full no loop always comes last. */
+	size_t chan_first;
 	size_t ocap;	 /* each channel's output buffer */
 	pid_t net_pid;	 /* 0 once reaped */
 	int exit_status; /* what auth_helper_run() returns */
@@ -976,9 +980,12 @@ static uint64_t helper_pump(struct helper *h)
 	deadline = helper_timers(h, now);
 	helper_queue_run(h, now);
 	for (i = 0; i < h->nchans; i++) {
-		helper_net_consume(h, i, now);
-		helper_net_flush(h, i);
+		size_t chan = (h->chan_first + i) % h->nchans;
+
+		helper_net_consume(h, chan, now);
+		helper_net_flush(h, chan);
 	}
+	h->chan_first = (h->chan_first + 1) % h->nchans;
 	/* The oldest queued request turns stale at [auth] timeout. */
 	if (h->qlen > 0)
 		helper_deadline(&deadline, h->queue[h->qhead].queued_ms +
@@ -1052,14 +1059,15 @@ static void helper_loop(struct helper *h)
 			if (h->pfds[HELPER_PFD_SIG].revents)
 				helper_signals_read(h);
 			for (i = 0; i < h->nchans; i++) {
+				size_t c = (h->chan_first + i) % h->nchans;
 				short revents =
-				    h->pfds[HELPER_PFD_CHANS + i].revents;
+				    h->pfds[HELPER_PFD_CHANS + c].revents;
 
-				if ((revents & POLLOUT) && h->chans[i].fd >= 0)
-					helper_net_flush(h, i);
+				if ((revents & POLLOUT) && h->chans[c].fd >= 0)
+					helper_net_flush(h, c);
 				if ((revents & (POLLIN | POLLHUP | POLLERR)) &&
-				    h->chans[i].fd >= 0)
-					helper_net_read(h, i, helper_now_ms());
+				    h->chans[c].fd >= 0)
+					helper_net_read(h, c, helper_now_ms());
 			}
 		}
 		deadline = helper_pump(h);
@@ -1139,6 +1147,7 @@ static int helper_init(struct helper *h, const struct config *cfg,
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGHUP);
 	sigprocmask(SIG_BLOCK, &mask, &h->old_mask);
+	h->signals_saved = true;
 	h->sig_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (h->sig_fd < 0)
 		return -1;
@@ -1159,9 +1168,12 @@ static void helper_finish(struct helper *h)
 		explicit_bzero(c->rbuf, sizeof(c->rbuf));
 		free(c->obuf);
 	}
-	sigprocmask(SIG_SETMASK, &h->old_mask, NULL);
-	sigaction(SIGPIPE, &h->old_sigpipe, NULL);
-	sigaction(SIGCHLD, &h->old_sigchld, NULL);
+	/* An early failure saved nothing: nothing to restore. */
+	if (h->signals_saved) {
+		sigprocmask(SIG_SETMASK, &h->old_mask, NULL);
+		sigaction(SIGPIPE, &h->old_sigpipe, NULL);
+		sigaction(SIGCHLD, &h->old_sigchld, NULL);
+	}
 	if (h->queue != NULL)
 		explicit_bzero(h->queue, h->qcap * sizeof(h->queue[0]));
 	free(h->chans);

@@ -36,6 +36,7 @@ struct listeners {
 	struct listen_sock *socks;
 	size_t nsocks;
 	size_t open_handles; /* two per socket, until closed */
+	bool held;	     /* listeners_hold(): accept nothing */
 	bool closing;
 };
 
@@ -95,7 +96,17 @@ static void listener_on_pause_end(uv_timer_t *t)
 	if (l->ls->closing)
 		return;
 	l->paused = false;
-	uv_poll_start(&l->poll, UV_READABLE, listener_on_poll);
+	if (!l->ls->held)
+		uv_poll_start(&l->poll, UV_READABLE, listener_on_poll);
+}
+
+/* Stops polling the socket for LISTENER_PAUSE_MS; connections wait in
+ * the kernel's backlog meanwhile. */
+static void listener_pause(struct listen_sock *l)
+{
+	l->paused = true;
+	uv_poll_stop(&l->poll);
+	uv_timer_start(&l->pause, listener_on_pause_end, LISTENER_PAUSE_MS, 0);
 }
 
 /* Errors the connection brings with it (accept(2), "Error handling"):
@@ -125,11 +136,18 @@ static void listener_on_poll(uv_poll_t *h, int status, int events)
 
 	(void)events;
 	if (status < 0) {
-		log_warn(NULL, "event=accept_error listener=%s error=\"%s\"",
-			 l->name, uv_strerror(status));
+		/* libuv has stopped the handle (an error on the socket):
+		 * try again after a pause rather than never. */
+		log_warn(NULL,
+			 "event=accept_error listener=%s error=\"%s\" "
+			 "action=pause pause_ms=%d",
+			 l->name, uv_strerror(status), LISTENER_PAUSE_MS);
+		listener_pause(l);
 		return;
 	}
-	for (int i = 0; i < LISTENER_ACCEPT_BURST && !l->ls->closing; i++) {
+	for (int i = 0;
+	     i < LISTENER_ACCEPT_BURST && !l->ls->closing && !l->ls->held;
+	     i++) {
 		int fd =
 		    accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
@@ -147,10 +165,7 @@ static void listener_on_poll(uv_poll_t *h, int status, int events)
 			 "event=accept_error listener=%s error=\"%s\" "
 			 "action=pause pause_ms=%d",
 			 l->name, strerror(errno), LISTENER_PAUSE_MS);
-		l->paused = true;
-		uv_poll_stop(&l->poll);
-		uv_timer_start(&l->pause, listener_on_pause_end,
-			       LISTENER_PAUSE_MS, 0);
+		listener_pause(l);
 		return;
 	}
 }
@@ -281,6 +296,21 @@ struct listeners *listeners_open(uv_loop_t *loop, const struct config *cfg,
 		return NULL;
 	}
 	return ls;
+}
+
+void listeners_hold(struct listeners *ls, bool hold)
+{
+	if (ls == NULL || ls->closing || ls->held == hold)
+		return;
+	ls->held = hold;
+	for (size_t i = 0; i < ls->nsocks; i++) {
+		struct listen_sock *l = &ls->socks[i];
+
+		if (hold)
+			uv_poll_stop(&l->poll);
+		else if (!l->paused)
+			uv_poll_start(&l->poll, UV_READABLE, listener_on_poll);
+	}
 }
 
 void listeners_close(struct listeners *ls)

@@ -16,7 +16,8 @@
  * systemd ($LISTEN_FDNAMES matched to [listener NAME]).  A socket whose
  * accept() fails for want of descriptors or memory pauses for
  * LISTENER_PAUSE_MS (as nginx does) instead of spinning on a connection
- * it cannot take.
+ * it cannot take; the caller may also hold every socket while the worker
+ * loops are behind (listeners_hold()).
  *
  * Ownership: listeners_open() returns the set; listeners_close() closes
  * the sockets and frees the set once libuv has closed its handles.
@@ -24,6 +25,7 @@
 #ifndef SUBMITPROXY_LISTENER_H
 #define SUBMITPROXY_LISTENER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <uv.h>
 
@@ -43,6 +45,10 @@ typedef void listeners_accept_cb(void *arg, size_t index, int fd);
 struct listeners *listeners_open(uv_loop_t *loop, const struct config *cfg,
 				 const struct sd_listen_fd *fds, size_t nfds,
 				 listeners_accept_cb *cb, void *arg);
+
+/* hold: stop accepting for now (new connections wait in the kernel's
+ * backlog); !hold: accept again. */
+void listeners_hold(struct listeners *ls, bool hold);
 
 /* Stops accepting and closes every socket.  listeners_close(NULL) is a
  * no-op. */

@@ -15,6 +15,7 @@
 #include <pwd.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <stdio.h>
@@ -56,6 +57,8 @@ struct server {
 	uv_signal_t sigterm, sigint, sighup;
 	uv_timer_t drain_timer;
 	uv_timer_t sweep_timer;
+	uv_timer_t hold_timer;        /* while accepting is held */
+	bool accept_held;
 	/* Woken by the workers' threads: one ended, or lost its auth
 	 * channel.  Kept open (and referenced) until every thread has been
 	 * joined, so that no thread ever wakes a closed handle. */
@@ -124,6 +127,7 @@ static void server_stop(struct server *srv, const char *why)
 	sd_notify_send("STOPPING=1\nSTATUS=Stopping");
 	listeners_close(srv->listeners);
 	srv->listeners = NULL;
+	uv_timer_stop(&srv->hold_timer);
 	probe_stop(srv->probe);
 	srv->probe = NULL;
 	uv_timer_stop(&srv->sweep_timer);
@@ -177,21 +181,73 @@ static void server_worker_exited(void *arg, struct worker *w)
 	uv_async_send(&srv->wake);
 }
 
+/* See server_accept_limit(). */
+#define SERVER_ACCEPT_SLACK 16
+#define SERVER_HOLD_CHECK_MS 50
+
+/* Sessions (those over max_connections included, until their 421 is
+ * out) plus connections handed over and not started yet, every loop. */
+static unsigned server_load(struct server *srv)
+{
+	unsigned total = 0;
+
+	for (size_t i = 0; i < srv->nstarted; i++) {
+		srv->loads[i] = worker_load(&srv->workers[i]);
+		total += srv->loads[i];
+	}
+	return total;
+}
+
+/* Above max_connections, connections are still taken so that they hear
+ * "421 Too many connections"; beyond this many more, the loops are
+ * behind (a flood, or handshakes piling up) and accepting is held: new
+ * connections wait in the kernel's backlog instead of taking descriptors
+ * here.  With one loop, serving used to pace accepting by itself. */
+static unsigned server_accept_limit(const struct server *srv)
+{
+	uint32_t max = srv->cfg->limits.max_connections;
+
+	return max + max / 8 + SERVER_ACCEPT_SLACK;
+}
+
+static void server_on_hold_timer(uv_timer_t *t)
+{
+	struct server *srv = t->data;
+	unsigned load = server_load(srv);
+
+	if (load >= server_accept_limit(srv))
+		return;
+	uv_timer_stop(t);
+	srv->accept_held = false;
+	listeners_hold(srv->listeners, false);
+	log_info(NULL, "event=accept_resumed load=%u", load);
+}
+
 /* The accept loop's hand-off: the worker with the fewest sessions takes
  * the connection (see proxy/listener.h for why one acceptor). */
 static void server_on_accept(void *arg, size_t listener, int fd)
 {
 	struct server *srv = arg;
+	unsigned load = server_load(srv);
 	size_t k = 0;
 
-	if (srv->nstarted > 1) {
-		for (size_t i = 0; i < srv->nstarted; i++)
-			srv->loads[i] = worker_load(&srv->workers[i]);
+	if (srv->nstarted > 1)
 		k = worker_pick(srv->loads, srv->nstarted, &srv->next_worker);
-	}
 	if (srv->nstarted == 0 ||
-	    !worker_post_connection(&srv->workers[k], listener, fd))
+	    !worker_post_connection(&srv->workers[k], listener, fd)) {
 		close(fd);
+		return;
+	}
+	if (load + 1 >= server_accept_limit(srv) && !srv->accept_held) {
+		srv->accept_held = true;
+		listeners_hold(srv->listeners, true);
+		uv_timer_start(&srv->hold_timer, server_on_hold_timer,
+			       SERVER_HOLD_CHECK_MS, SERVER_HOLD_CHECK_MS);
+		log_warn(NULL,
+			 "event=accept_held load=%u limit=%u "
+			 "reason=\"sessions far over max_connections\"",
+			 load + 1, server_accept_limit(srv));
+	}
 }
 
 /* Entries of addresses that failed AUTH outlive their connections until
@@ -414,6 +470,35 @@ static int check_config(const struct config *cfg)
 	return 0;
 }
 
+/* Each session may hold two descriptors (client, backend); each loop a
+ * few (epoll, eventfd, the auth channel); and some more for listeners,
+ * logs and start-up.  The soft RLIMIT_NOFILE (1024 under systemd and most
+ * shells) is raised toward that, up to the hard limit, as services that
+ * need more are expected to do; short of it, accept() pauses on EMFILE
+ * (proxy/listener.c). */
+static void server_raise_nofile(const struct config *cfg, size_t workers)
+{
+	rlim_t want = 2 * (rlim_t)cfg->limits.max_connections +
+		      8 * (rlim_t)workers + 64;
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= want)
+		return;
+	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want) {
+		log_warn(NULL,
+			 "event=start warning=\"RLIMIT_NOFILE hard limit %llu "
+			 "is below the %llu descriptors max_connections may "
+			 "need (LimitNOFILE= in the unit)\"",
+			 (unsigned long long)rl.rlim_max,
+			 (unsigned long long)want);
+		want = rl.rlim_max;
+	}
+	rl.rlim_cur = want;
+	if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+		log_debug(NULL, "event=start nofile=%llu",
+			  (unsigned long long)want);
+}
+
 /* Closes fds[0..n-1]. */
 static void close_all(const int *fds, size_t n)
 {
@@ -434,7 +519,7 @@ static int network_run(struct config *cfg, const int *auth_fds, size_t nfds,
 	struct worker_hooks hooks = hooks_template;
 	struct server srv;
 	uint64_t seed[2] = {0, 0};
-	int rc = 0;
+	int rc = 0, r;
 
 	memset(&srv, 0, sizeof(srv));
 	srv.cfg = cfg;
@@ -446,24 +531,30 @@ static int network_run(struct config *cfg, const int *auth_fds, size_t nfds,
 			log_error(NULL, "event=start_error error=\"%s\"",
 				  error ? error : "TLS set-up failed");
 			free(error);
-			close_all(auth_fds, nfds);
-			config_unref(cfg);
-			return 1;
+			goto fail_tls;
 		}
 	}
 	if (cfg->relay.sender_map != NULL) {
 		srv.sendermap = sendermap_load(cfg->relay.sender_map, stderr);
-		if (srv.sendermap == NULL) {
-			tls_server_destroy(srv.tls);
-			close_all(auth_fds, nfds);
-			config_unref(cfg);
-			return 1;
-		}
+		if (srv.sendermap == NULL)
+			goto fail_map;
 	}
+	r = uv_loop_init(&srv.loop);
+	if (r == 0) {
+		r = uv_async_init(&srv.loop, &srv.wake, server_on_wake);
+		if (r < 0)
+			uv_loop_close(&srv.loop);
+	}
+	if (r < 0) {
+		log_error(NULL, "event=start_error error=\"event loop: %s\"",
+			  uv_strerror(r));
+		goto fail_loop;
+	}
+	srv.wake.data = &srv;
+	server_raise_nofile(cfg, nfds);
 	if (getrandom(seed, sizeof(seed), 0) != sizeof(seed))
 		fatal("getrandom failed");
 	shared_init(&srv.shared, seed[0], seed[1]);
-	uv_loop_init(&srv.loop);
 	uv_signal_init(&srv.loop, &srv.sigterm);
 	uv_signal_init(&srv.loop, &srv.sigint);
 	uv_signal_init(&srv.loop, &srv.sighup);
@@ -472,8 +563,8 @@ static int network_run(struct config *cfg, const int *auth_fds, size_t nfds,
 	srv.drain_timer.data = &srv;
 	uv_timer_init(&srv.loop, &srv.sweep_timer);
 	srv.sweep_timer.data = &srv;
-	uv_async_init(&srv.loop, &srv.wake, server_on_wake);
-	srv.wake.data = &srv;
+	uv_timer_init(&srv.loop, &srv.hold_timer);
+	srv.hold_timer.data = &srv;
 	atomic_init(&srv.exited, 0);
 	atomic_init(&srv.auth_lost, false);
 	/* Handlers first, then unblock (run() blocked these before fork): a
@@ -490,18 +581,18 @@ static int network_run(struct config *cfg, const int *auth_fds, size_t nfds,
 	srv.workers = xcalloc(nfds, sizeof(*srv.workers));
 	srv.loads = xcalloc(nfds, sizeof(*srv.loads));
 	for (size_t i = 0; i < nfds; i++) {
-		if (rc == 0 &&
-		    worker_init(&srv.workers[i], (unsigned)i, cfg, srv.tls,
-				srv.sendermap, &srv.shared, auth_fds[i],
-				&hooks) == 0) {
+		if (rc != 0)
+			close(auth_fds[i]);
+		else if (worker_init(&srv.workers[i], (unsigned)i, cfg, srv.tls,
+				     srv.sendermap, &srv.shared, auth_fds[i],
+				     &hooks) == 0)
 			srv.nworkers++;
-			continue;
-		}
-		close(auth_fds[i]);
-		rc = 1;
+		else
+			rc = 1; /* worker_init closed its fd */
 	}
-	srv.listeners = listeners_open(&srv.loop, cfg, act->fds, act->n,
-				       server_on_accept, &srv);
+	if (rc == 0)
+		srv.listeners = listeners_open(&srv.loop, cfg, act->fds,
+					       act->n, server_on_accept, &srv);
 	if (rc != 0 || srv.listeners == NULL ||
 	    server_drop_privileges(cfg) < 0) {
 		rc = 1;
@@ -552,6 +643,7 @@ static int network_run(struct config *cfg, const int *auth_fds, size_t nfds,
 	uv_close((uv_handle_t *)&srv.sighup, NULL);
 	uv_close((uv_handle_t *)&srv.drain_timer, NULL);
 	uv_close((uv_handle_t *)&srv.sweep_timer, NULL);
+	uv_close((uv_handle_t *)&srv.hold_timer, NULL);
 	uv_run(&srv.loop, UV_RUN_DEFAULT);
 	free(srv.workers);
 	free(srv.loads);
@@ -563,6 +655,15 @@ static int network_run(struct config *cfg, const int *auth_fds, size_t nfds,
 		log_warn(NULL, "event=exit warning=\"loop not closed cleanly\"");
 	log_info(NULL, "event=exit status=%d", rc);
 	return rc;
+
+fail_loop:
+	sendermap_free(srv.sendermap);
+fail_map:
+	tls_server_destroy(srv.tls);
+fail_tls:
+	close_all(auth_fds, nfds);
+	config_unref(cfg);
+	return 1;
 }
 
 /* Splits into the auth helper (this process, which keeps its privileges

@@ -115,6 +115,7 @@ struct session {
 	unsigned port;
 	struct addr_entry *addr;   /* counted in the shared address table */
 	uint32_t addr_count;       /* connections from it, with this one */
+	uint32_t open_at_accept;   /* sessions of every loop, with this one */
 
 	unsigned char *proxy_buf;  /* PROXY header so far (that state only) */
 	size_t proxy_len;

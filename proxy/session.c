@@ -994,7 +994,7 @@ static void session_admit(struct session *s, const char *leftover,
 		session_reply(s, "421 4.3.2 %s Service shutting down",
 			      s->cfg->server.hostname);
 		session_close(s, "shutting down");
-	} else if (atomic_load(&w->shared->sessions) > lim->max_connections) {
+	} else if (s->open_at_accept > lim->max_connections) {
 		log_info(s->sid, "event=reject ip=%s reason=max_connections",
 			 s->ip);
 		session_reply(s, "421 4.7.0 %s Too many connections",
@@ -1121,7 +1121,9 @@ void session_accept(struct worker *w, size_t listener, int fd)
 		w->sessions->prev = s;
 	w->sessions = s;
 	w->nsessions++;
-	atomic_fetch_add(&w->shared->sessions, 1);
+	/* The count this session saw, not a later reading: of two sessions
+	 * arriving at once on two loops, only the one over the limit is. */
+	s->open_at_accept = atomic_fetch_add(&w->shared->sessions, 1) + 1;
 
 	r = uv_tcp_open(&s->tcp, fd);
 	if (r < 0) {

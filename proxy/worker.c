@@ -47,7 +47,10 @@ static void worker_apply_reload(struct worker *w, struct config *cfg,
 	struct config *old_cfg = w->cfg;
 	struct sendermap *old_map = w->sendermap;
 
-	/* Live sessions hold their own references on the old ones. */
+	/* Live sessions hold their own references on the old
+	 * configuration and keep it; the sender map is the worker's, read
+	 * at each MAIL, so the new one applies to live sessions too (as
+	 * with a single loop). */
 	w->cfg = cfg;
 	w->sendermap = sendermap;
 	w->tls = tls;
@@ -171,10 +174,18 @@ int worker_init(struct worker *w, unsigned index, struct config *cfg,
 		pthread_mutex_destroy(&w->mail_lock);
 		return -1;
 	}
+	r = uv_async_init(&w->loop, &w->wake, worker_on_wake);
+	if (r < 0) {
+		log_error(NULL, "event=start_error error=\"event loop: %s\"",
+			  uv_strerror(r));
+		uv_loop_close(&w->loop);
+		close(auth_fd);
+		pthread_mutex_destroy(&w->mail_lock);
+		return -1;
+	}
+	w->wake.data = w;
 	w->cfg = config_ref(cfg);
 	w->sendermap = sendermap != NULL ? sendermap_ref(sendermap) : NULL;
-	uv_async_init(&w->loop, &w->wake, worker_on_wake);
-	w->wake.data = w;
 	w->auth = auth_client_create(&w->loop, auth_fd, cfg->auth.timeout_ms,
 				     worker_on_auth_lost, w);
 	return 0;

@@ -8,7 +8,8 @@ operator and clients see them:
   TLS, AUTH through its own channel to the auth helper, the relay;
 - limits hold across loops: max_connections_per_address and
   max_connections count the sessions of every loop, and AUTH failures on
-  one loop throttle the address on another (address_failure_limit);
+  one loop throttle the address on another (address_failure_limit); far
+  over max_connections, accepting is held until sessions end;
 - SIGHUP reaches every loop: new sessions on each use the new
   configuration;
 - SIGTERM drains every loop: a message in DATA on one loop finishes and
@@ -192,6 +193,25 @@ class Limits(ProxyTestCase):
         self.assertReply(fourth.read_reply(), 421, "4.7.0")
         fourth.expect_closed()
         proxy.wait_log(r"\bevent=reject\b", r"\breason=max_connections\b")
+
+
+    def test_accepting_is_held_far_over_max_connections_then_resumes(
+            self):
+        # Sessions over max_connections are still accepted, to hear 421;
+        # max_connections + max_connections/8 + 16 of them at once (here
+        # 4 + 0 + 16) mean the loops are behind: accepting is held and
+        # the rest wait in the kernel's backlog until sessions end.
+        proxy = harness.Proxy(self, workers_config(
+            2, limits={"max_connections": 4,
+                       "max_connections_per_address": 1000}))
+        clients = [proxy.connect() for _ in range(4 + 16 + 5)]
+        proxy.wait_log(r"\bevent=accept_held\b", r"\blimit=20\b")
+        # Everyone is answered in the end, held ones included, once the
+        # refused sessions are gone: four 220s, 421 for the others.
+        codes = [c.read_reply()[0] for c in clients]
+        self.assertEqual(codes.count(220), 4, codes)
+        self.assertEqual(codes.count(421), len(clients) - 4, codes)
+        proxy.wait_log(r"\bevent=accept_resumed\b")
 
 
 # ======================================================= auth and relay
