@@ -18,7 +18,7 @@ stops it from measuring.  Per target:
 
     SUBMITPROXY=build/proxy/submitproxy python3 tests/bench/bench_workers.py
         [--sessions 600] [--clients 4] [--baseline OTHER/submitproxy]
-        [--no-nginx] [--max-seconds 900]
+        [--rsa 4096] [--no-nginx] [--max-seconds 900]
 
 The load generator runs on the same machine: on a 2-core machine the
 clients take about as much CPU as the proxy, so two loops cannot double
@@ -31,8 +31,12 @@ import argparse
 import collections
 import multiprocessing
 import os
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
+import types
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -46,7 +50,7 @@ import tlsutil  # noqa: E402
 class WorkersTarget(bench_relay.Target):
     """submitproxy (the binary in $SUBMITPROXY) with [server] workers."""
 
-    def __init__(self, scope, sink, workers, name):
+    def __init__(self, scope, sink, workers, name, cert=None):
         self.name = name
         self.proxy = backends.RelayProxy(
             scope, sink,
@@ -55,7 +59,14 @@ class WorkersTarget(bench_relay.Target):
                     "max_connections_per_address": "5000",
                     "idle_timeout": "600s"},
             backend_keys={"timeout": "120s"},
-            auth={"failure_delay": "100ms", "helper_workers": 4})
+            auth={"failure_delay": "100ms", "helper_workers": 4},
+            start=False)
+        if cert is not None:
+            self.proxy.sections["tls"].update(
+                {"certificate": cert[0], "key": cert[1]})
+            with open(self.proxy.config_path, "w") as f:
+                f.write(harness.render_config(self.proxy.sections))
+        self.proxy.start()
         self.port = self.proxy.port("sub")
         self.password = self.proxy.password
         self.network = self.proxy.network_pid()
@@ -69,6 +80,22 @@ class WorkersTarget(bench_relay.Target):
         for line in self.proxy.log_lines(r"\bevent=connect\b"):
             counts[harness.parse_log_fields(line).get("worker", "-")] += 1
         return dict(sorted(counts.items()))
+
+
+def rsa_certificate(scope, bits):
+    """A self-signed RSA certificate for harness.HOSTNAME: (cert, key)."""
+    directory = tempfile.mkdtemp(prefix="bench-rsa-")
+    os.chmod(directory, 0o755)
+    scope.addCleanup(shutil.rmtree, directory, True)
+    cert = os.path.join(directory, "cert.pem")
+    key = os.path.join(directory, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:%d" % bits,
+                    "-nodes", "-days", "2", "-subj",
+                    "/CN=" + harness.HOSTNAME, "-keyout", key, "-out", cert],
+                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, check=True, timeout=120)
+    os.chmod(key, 0o644)
+    return cert, key
 
 
 def client_process(port, password, count, seconds):
@@ -144,6 +171,11 @@ def main():
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--baseline")
     parser.add_argument("--no-nginx", action="store_true")
+    parser.add_argument("--rsa", type=int, metavar="BITS",
+                        help="serve an RSA certificate of BITS bits (the "
+                        "server's handshake then costs far more than the "
+                        "client's, so the proxy, not the load generator, "
+                        "is what runs out of CPU)")
     parser.add_argument("--max-seconds", type=float, default=900)
     args = parser.parse_args()
     if not 1 <= args.sessions <= 20000 or not 1 <= args.clients <= 64:
@@ -160,6 +192,10 @@ def main():
              ("sp workers=2", harness.binary(), 2)]
     try:
         pki = tlsutil.shared_pki()
+        cert = None
+        if args.rsa:
+            cert = rsa_certificate(scope, args.rsa)
+            pki = types.SimpleNamespace(server=cert)
         sink = backends.SmtpSink(scope, dump=False, max_connections=500)
         print("smtp-sink at %s; %d sessions from %d client processes; "
               "%d CPUs" % (sink.address, args.sessions, args.clients,
@@ -167,7 +203,7 @@ def main():
         sys.stdout.flush()
         for name, binary, workers in plan:
             os.environ["SUBMITPROXY"] = os.path.abspath(binary)
-            target = WorkersTarget(scope, sink, workers, name)
+            target = WorkersTarget(scope, sink, workers, name, cert)
             results.append(measure(target, args, max(deadline.left(), 1)))
             target.proxy.stop()
             deadline.check(name)
