@@ -465,6 +465,19 @@ static void helper_queue_drop_channel(struct helper *h, size_t chan)
 	h->qlen = kept;
 }
 
+/* Closes the channel's socket and wipes what its buffers held. */
+static void helper_channel_shut(struct helper_channel *c)
+{
+	if (c->fd >= 0) {
+		close(c->fd);
+		c->fd = -1;
+	}
+	explicit_bzero(c->rbuf, sizeof(c->rbuf));
+	c->rlen = 0;
+	explicit_bzero(c->obuf, c->olen);
+	c->olen = 0;
+}
+
 /* The channel reached EOF or failed: it alone is closed.  Requests in
  * flight at workers stay counted in c->pending until their answers come
  * and are dropped. */
@@ -475,12 +488,7 @@ static void helper_channel_close(struct helper *h, size_t chan,
 
 	if (c->fd < 0)
 		return;
-	close(c->fd);
-	c->fd = -1;
-	explicit_bzero(c->rbuf, sizeof(c->rbuf));
-	c->rlen = 0;
-	explicit_bzero(c->obuf, c->olen);
-	c->olen = 0;
+	helper_channel_shut(c);
 	helper_queue_drop_channel(h, chan);
 	assert(h->nchans_open > 0);
 	h->nchans_open--;
@@ -864,17 +872,8 @@ static void helper_stop(struct helper *h, const char *reason)
 	h->stop_ms = helper_now_ms();
 	log_info(NULL, "event=auth_helper_stop reason=%s", reason);
 	for (i = 0; i < h->nchans; i++) {
-		struct helper_channel *c = &h->chans[i];
-
-		if (c->fd >= 0) {
-			close(c->fd);
-			c->fd = -1;
-		}
-		explicit_bzero(c->rbuf, sizeof(c->rbuf));
-		c->rlen = 0;
-		explicit_bzero(c->obuf, c->olen);
-		c->olen = 0;
-		c->pending = 0;
+		helper_channel_shut(&h->chans[i]);
+		h->chans[i].pending = 0;
 	}
 	h->nchans_open = 0;
 	while (h->qlen > 0) {

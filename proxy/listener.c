@@ -100,10 +100,14 @@ static void listener_on_pause_end(uv_timer_t *t)
 		uv_poll_start(&l->poll, UV_READABLE, listener_on_poll);
 }
 
-/* Stops polling the socket for LISTENER_PAUSE_MS; connections wait in
- * the kernel's backlog meanwhile. */
-static void listener_pause(struct listen_sock *l)
+/* Stops polling the socket for LISTENER_PAUSE_MS, saying why;
+ * connections wait in the kernel's backlog meanwhile. */
+static void listener_pause(struct listen_sock *l, const char *error)
 {
+	log_warn(NULL,
+		 "event=accept_error listener=%s error=\"%s\" action=pause "
+		 "pause_ms=%d",
+		 l->name, error, LISTENER_PAUSE_MS);
 	l->paused = true;
 	uv_poll_stop(&l->poll);
 	uv_timer_start(&l->pause, listener_on_pause_end, LISTENER_PAUSE_MS, 0);
@@ -138,11 +142,7 @@ static void listener_on_poll(uv_poll_t *h, int status, int events)
 	if (status < 0) {
 		/* libuv has stopped the handle (an error on the socket):
 		 * try again after a pause rather than never. */
-		log_warn(NULL,
-			 "event=accept_error listener=%s error=\"%s\" "
-			 "action=pause pause_ms=%d",
-			 l->name, uv_strerror(status), LISTENER_PAUSE_MS);
-		listener_pause(l);
+		listener_pause(l, uv_strerror(status));
 		return;
 	}
 	for (int i = 0;
@@ -161,11 +161,7 @@ static void listener_on_poll(uv_poll_t *h, int status, int events)
 			return;
 		/* EMFILE, ENFILE, ENOBUFS, ENOMEM: the connection waits in
 		 * the backlog; try again later rather than spin on it. */
-		log_warn(NULL,
-			 "event=accept_error listener=%s error=\"%s\" "
-			 "action=pause pause_ms=%d",
-			 l->name, strerror(errno), LISTENER_PAUSE_MS);
-		listener_pause(l);
+		listener_pause(l, strerror(errno));
 		return;
 	}
 }

@@ -124,18 +124,30 @@ class Target:
 
 
 class SubmitproxyTarget(Target):
+    """submitproxy (the binary in $SUBMITPROXY); server: [server] keys;
+    cert: a (certificate, key) pair to serve instead of the test PKI's."""
+
     name = "submitproxy"
 
-    def __init__(self, scope, sink):
+    def __init__(self, scope, sink, server=None, cert=None):
+        keys = {"log_level": "info"}
+        keys.update(server or {})
         self.proxy = backends.RelayProxy(
             scope, sink,
-            server={"log_level": "info"},
+            server=keys,
             limits={"max_connections": "5000",
                     "max_connections_per_address": "5000",
                     "max_message_size": "50M",
                     "idle_timeout": "600s"},
             backend_keys={"timeout": "120s"},
-            auth={"failure_delay": "100ms"})
+            auth={"failure_delay": "100ms", "helper_workers": 4},
+            start=False)
+        if cert is not None:
+            self.proxy.sections["tls"].update(
+                {"certificate": cert[0], "key": cert[1]})
+            with open(self.proxy.config_path, "w") as f:
+                f.write(harness.render_config(self.proxy.sections))
+        self.proxy.start()
         self.port = self.proxy.port("sub")
         self.password = self.proxy.password
         self.network = self.proxy.network_pid()

@@ -47,33 +47,12 @@ import harness  # noqa: E402
 import tlsutil  # noqa: E402
 
 
-class WorkersTarget(bench_relay.Target):
-    """submitproxy (the binary in $SUBMITPROXY) with [server] workers."""
+class WorkersTarget(bench_relay.SubmitproxyTarget):
+    """submitproxy with [server] workers, and how it spread sessions."""
 
     def __init__(self, scope, sink, workers, name, cert=None):
+        super().__init__(scope, sink, server={"workers": workers}, cert=cert)
         self.name = name
-        self.proxy = backends.RelayProxy(
-            scope, sink,
-            server={"log_level": "info", "workers": workers},
-            limits={"max_connections": "5000",
-                    "max_connections_per_address": "5000",
-                    "idle_timeout": "600s"},
-            backend_keys={"timeout": "120s"},
-            auth={"failure_delay": "100ms", "helper_workers": 4},
-            start=False)
-        if cert is not None:
-            self.proxy.sections["tls"].update(
-                {"certificate": cert[0], "key": cert[1]})
-            with open(self.proxy.config_path, "w") as f:
-                f.write(harness.render_config(self.proxy.sections))
-        self.proxy.start()
-        self.port = self.proxy.port("sub")
-        self.password = self.proxy.password
-        self.network = self.proxy.network_pid()
-
-    def groups(self):
-        return {"network": [self.network],
-                "auth": self.proxy.helper_pids()}
 
     def spread(self):
         counts = collections.Counter()
