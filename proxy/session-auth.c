@@ -11,10 +11,10 @@
 
 #include "auth/sasl.h"
 #include "config/config.h"
-#include "proxy/shared.h"
 #include "proxy/authclient.h"
 #include "proxy/log.h"
 #include "proxy/session-private.h"
+#include "proxy/shared.h"
 #include "proxy/util.h"
 #include "proxy/worker.h"
 
