@@ -618,8 +618,9 @@ static void helper_net_protocol_error(struct helper *h, size_t chan,
 		  "event=auth_helper_protocol_error peer=network channel=%zu "
 		  "error=%s pid=%ld action=kill",
 		  chan, what, (long)h->net_pid);
-	if (h->net_pid > 0)
-		kill(h->net_pid, SIGKILL);
+	if (h->net_pid > 0 && kill(h->net_pid, SIGKILL) < 0)
+		log_error(NULL, "event=auth_helper_kill pid=%ld error=\"%s\"",
+			  (long)h->net_pid, strerror(errno));
 	helper_stop(h, "protocol_error");
 }
 
@@ -832,6 +833,7 @@ static void helper_signals_read(struct helper *h)
 {
 	struct signalfd_siginfo si;
 	char name[16];
+	const char *sig_name;
 	bool reap = false;
 
 	for (;;) {
@@ -847,14 +849,23 @@ static void helper_signals_read(struct helper *h)
 		}
 		/* SIGTERM, SIGINT, SIGHUP: stop and reload are the network
 		 * process's business (proxy/main.c). */
-		log_info(
-		    NULL,
-		    "event=auth_helper_signal signal=%s "
-		    "forwarded_to=%ld",
-		    helper_signal_name((int)si.ssi_signo, name, sizeof(name)),
-		    (long)h->net_pid);
-		if (h->net_pid > 0)
-			kill(h->net_pid, (int)si.ssi_signo);
+		sig_name = helper_signal_name((int)si.ssi_signo, name,
+					      sizeof(name));
+		if (h->net_pid <= 0)
+			continue;
+		/* Root signalling another uid needs CAP_KILL: a unit whose
+		 * CapabilityBoundingSet lacks it cannot stop or reload the
+		 * network process, which must not go unnoticed. */
+		if (kill(h->net_pid, (int)si.ssi_signo) < 0)
+			log_error(NULL,
+				  "event=auth_helper_signal signal=%s "
+				  "forwarded_to=%ld error=\"%s\"",
+				  sig_name, (long)h->net_pid, strerror(errno));
+		else
+			log_info(NULL,
+				 "event=auth_helper_signal signal=%s "
+				 "forwarded_to=%ld",
+				 sig_name, (long)h->net_pid);
 	}
 	if (reap)
 		helper_reap(h);

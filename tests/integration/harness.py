@@ -255,6 +255,9 @@ class Proxy:
     {"listener plain": None} to drop the default listener.
     """
 
+    # A command (and its arguments) the binary is run under, e.g. setpriv.
+    wrapper = ()
+
     def __init__(self, test, config=None, start=True):
         self.test = test
         self.sections = _assign_ports(merge_config(DEFAULT_CONFIG, config))
@@ -299,7 +302,7 @@ class Proxy:
         self._stdout = open(self.stdout_path, "wb")
         try:
             self.process = subprocess.Popen(
-                [binary(), "-c", self.config_path],
+                list(self.wrapper) + [binary(), "-c", self.config_path],
                 stdin=subprocess.DEVNULL, stdout=self._stdout,
                 stderr=self._stderr, cwd=self.dir)
         except BaseException:

@@ -18,6 +18,9 @@
   still open when shutdown_timeout runs out is cut and delivers nothing;
 - SIGHUP with an unchanged configuration reloads (event=reload status=ok)
   and the proxy keeps serving old and new clients;
+- the service unit's capability bounding set and ExecReload= (root only):
+  run with only those capabilities, the helper can still forward the
+  reload and SIGTERM to the network process (CAP_KILL);
 - `meson install --destdir`: the binary, man pages, systemd units,
   sysusers.d entry and documentation land under the prefix; the
   configuration and PAM service are copied to etc only where absent; the
@@ -39,6 +42,7 @@ import os
 import pwd
 import re
 import select
+import shlex
 import shutil
 import signal
 import smtplib
@@ -532,6 +536,60 @@ class SocketActivation(ProxyTestCase):
                        r"\baddress=fd:4(\s|$)")
         configured_port_is_free(self, proxy, "submission")
         configured_port_is_free(self, proxy, "submissions")
+
+
+# ================================================= the unit's capabilities
+
+def unit_capabilities():
+    """The CapabilityBoundingSet= of systemd/submitproxy.service.in, as
+    setpriv(1) names them ("setuid", "kill", ...)."""
+    path = os.path.join(harness.source_root(), "systemd",
+                        "submitproxy.service.in")
+    caps = []
+    for value in unit_values(path, "CapabilityBoundingSet"):
+        caps += [c.lower()[len("cap_"):] for c in value.split()]
+    return caps
+
+
+class UnitCapsProxy(harness.Proxy):
+    """The binary run, as root, with no capabilities but those the
+    service unit leaves it (setpriv --bounding-set): what systemd does."""
+
+    def __init__(self, test, config=None):
+        self.caps = unit_capabilities()
+        setpriv = shutil.which("setpriv")
+        if not setpriv:
+            raise unittest.SkipTest("setpriv (util-linux) is not installed")
+        self.wrapper = [setpriv, "--bounding-set",
+                        ",".join(["-all"] + ["+" + c for c in self.caps]),
+                        "--"]
+        super().__init__(test, config)
+
+
+class UnitCapabilities(ProxyTestCase):
+
+    def test_unit_reload_and_stop_reach_the_network_process(
+            self):
+        # The helper (root) forwards SIGHUP and SIGTERM to the network
+        # process, which runs as [server] user: that takes CAP_KILL.
+        require_root("the capability bounding set")
+        proxy = UnitCapsProxy(self)
+        self.assertIn("kill", proxy.caps)
+        line = proxy.wait_log(r"\bevent=privileges\b")
+        self.assertIn("user=" + harness.TEST_USER, line)
+        self.assertReply(self.greeted(proxy).command("NOOP"), 250)
+
+        # The unit's own ExecReload=, with $MAINPID as systemd sets it.
+        path = os.path.join(harness.source_root(), "systemd",
+                            "submitproxy.service.in")
+        reload_command = shlex.split(unit_values(path, "ExecReload")[0])
+        subprocess.run(reload_command, check=True, timeout=WAIT,
+                       env=dict(os.environ,
+                                MAINPID=str(proxy.process.pid)))
+        proxy.wait_log(r"\bevent=reload\b", r"\bstatus=ok\b")
+        proxy.process.send_signal(signal.SIGTERM)
+        self.assertEqual(wait_exit(self, proxy, WAIT), 0, proxy.log())
+        self.assertNotRegex(proxy.log(), r"forwarded_to=\d+ error=")
 
 
 # ========================================================= graceful stop
