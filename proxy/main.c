@@ -632,10 +632,7 @@ static int network_run(struct config *cfg, const int *auth_fds, size_t nfds,
 		 * we finish.  Blocked, it dies with the process. */
 		sigset_t set;
 
-		sigemptyset(&set);
-		sigaddset(&set, SIGTERM);
-		sigaddset(&set, SIGINT);
-		sigaddset(&set, SIGHUP);
+		control_signals(&set);
 		sigprocmask(SIG_BLOCK, &set, NULL);
 	}
 	uv_close((uv_handle_t *)&srv.sigterm, NULL);
@@ -682,10 +679,7 @@ static int run(struct config **cfgp, const struct activation *act)
 	signal(SIGPIPE, SIG_IGN);
 	/* Held back until each process has its handlers: the helper reads
 	 * them from a signalfd, the network process from libuv. */
-	sigemptyset(&stop_signals);
-	sigaddset(&stop_signals, SIGTERM);
-	sigaddset(&stop_signals, SIGINT);
-	sigaddset(&stop_signals, SIGHUP);
+	control_signals(&stop_signals);
 	sigprocmask(SIG_BLOCK, &stop_signals, &old_mask);
 	helper_fds = xcalloc(n, sizeof(*helper_fds));
 	net_fds = xcalloc(n, sizeof(*net_fds));

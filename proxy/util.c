@@ -98,3 +98,11 @@ char *sanitize(char *dst, size_t dstsize, const char *src, size_t len)
 	dst[o] = '\0';
 	return dst;
 }
+
+void control_signals(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGHUP);
+}

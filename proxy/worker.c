@@ -139,11 +139,8 @@ static void worker_thread_main(void *arg)
 	struct worker *w = arg;
 	sigset_t set;
 
-	/* SIGTERM, SIGINT and SIGHUP are the control loop's. */
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGHUP);
+	/* Stop and reload are the control loop's. */
+	control_signals(&set);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	uv_run(&w->loop, UV_RUN_DEFAULT);
 	worker_wind_down(w);
