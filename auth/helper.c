@@ -59,7 +59,7 @@
 #include "auth/pam.h"
 #include "auth/proto.h"
 #include "config/config.h"
-#include "proxy/log.h"
+#include "common/log.h"
 
 /* Input from the network process: room for several whole frames. */
 #define HELPER_RBUF_SIZE (AUTH_PROTO_FRAME_MAX * 8)

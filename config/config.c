@@ -36,7 +36,7 @@
 #include <unistd.h>
 
 #include "config/values.h"
-#include "proxy/util.h"
+#include "common/util.h"
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -1492,21 +1492,6 @@ const char *listener_mode_name(enum listener_mode mode)
 		return "implicit-tls";
 	case LISTENER_PLAIN:
 		return "plain";
-	}
-	return "unknown";
-}
-
-const char *log_level_name(enum log_level level)
-{
-	switch (level) {
-	case LOG_LEVEL_ERROR:
-		return "error";
-	case LOG_LEVEL_WARN:
-		return "warn";
-	case LOG_LEVEL_INFO:
-		return "info";
-	case LOG_LEVEL_DEBUG:
-		return "debug";
 	}
 	return "unknown";
 }

@@ -17,19 +17,14 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "common/log.h"
+
 #define CONFIG_DEFAULT_PATH "/etc/submitproxy/submitproxy.conf"
 
 enum listener_mode {
 	LISTENER_STARTTLS,
 	LISTENER_IMPLICIT_TLS,
 	LISTENER_PLAIN,
-};
-
-enum log_level {
-	LOG_LEVEL_ERROR,
-	LOG_LEVEL_WARN,
-	LOG_LEVEL_INFO,
-	LOG_LEVEL_DEBUG,
 };
 
 enum xclient_mode {
@@ -162,6 +157,5 @@ struct config *config_ref(struct config *cfg);
 void config_unref(struct config *cfg);
 
 const char *listener_mode_name(enum listener_mode mode);
-const char *log_level_name(enum log_level level);
 
 #endif

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proxy/util.h"
+#include "common/util.h"
 
 struct addrtable {
 	struct addr_entry **buckets;

@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proxy/log.h"
-#include "proxy/util.h"
+#include "common/log.h"
+#include "common/util.h"
 
 /* Answers in flight are tiny; this bounds what a confused helper can make
  * us hold. */

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proxy/util.h"
+#include "common/util.h"
 
 void linebuf_init(struct linebuf *lb, size_t max)
 {

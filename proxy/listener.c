@@ -11,8 +11,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "proxy/log.h"
-#include "proxy/util.h"
+#include "common/log.h"
+#include "common/util.h"
 
 /* Generous backlog: the kernel caps it at somaxconn anyway. */
 #define LISTENER_BACKLOG 511

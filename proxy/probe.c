@@ -5,10 +5,10 @@
 #include <stdlib.h>
 
 #include "config/config.h"
-#include "proxy/log.h"
+#include "common/log.h"
 #include "proxy/relay.h"
 #include "proxy/shared.h"
-#include "proxy/util.h"
+#include "common/util.h"
 
 struct probe {
 	uv_timer_t timer;

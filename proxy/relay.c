@@ -11,9 +11,9 @@
 
 #include "config/config.h"
 #include "proxy/linebuf.h"
-#include "proxy/log.h"
+#include "common/log.h"
 #include "proxy/smtp-parse.h"
-#include "proxy/util.h"
+#include "common/util.h"
 
 /* RFC 5321 §4.5.3.1.5: a reply line is at most 512 octets; be generous
  * with old MTAs, strict about the total. */

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "proxy/util.h"
+#include "common/util.h"
 
 /* Limits of the file format (a line, a login) and of the file itself. */
 #define SENDERMAP_LINE_MAX  1024

@@ -12,10 +12,10 @@
 #include "auth/sasl.h"
 #include "config/config.h"
 #include "proxy/authclient.h"
-#include "proxy/log.h"
+#include "common/log.h"
 #include "proxy/session-private.h"
 #include "proxy/shared.h"
-#include "proxy/util.h"
+#include "common/util.h"
 #include "proxy/worker.h"
 
 static void session_creds_free(struct session *s)

@@ -20,13 +20,13 @@
 
 #include "config/config.h"
 #include "proxy/datascan.h"
-#include "proxy/log.h"
+#include "common/log.h"
 #include "proxy/relay.h"
 #include "proxy/sendermap.h"
 #include "proxy/session-private.h"
 #include "proxy/shared.h"
 #include "proxy/smtp-relay-parse.h"
-#include "proxy/util.h"
+#include "common/util.h"
 #include "proxy/worker.h"
 #include "tls/tls.h"
 

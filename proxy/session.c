@@ -26,12 +26,12 @@
 
 #include "config/config.h"
 #include "proxy/authclient.h"
-#include "proxy/log.h"
+#include "common/log.h"
 #include "proxy/proxyproto.h"
 #include "proxy/relay.h"
 #include "proxy/session-private.h"
 #include "proxy/shared.h"
-#include "proxy/util.h"
+#include "common/util.h"
 #include "proxy/worker.h"
 #include "tls/tls.h"
 

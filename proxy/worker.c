@@ -7,10 +7,11 @@
 #include <unistd.h>
 
 #include "proxy/authclient.h"
-#include "proxy/log.h"
+#include "common/log.h"
 #include "proxy/sendermap.h"
 #include "proxy/session.h"
-#include "proxy/util.h"
+#include "common/signals.h"
+#include "common/util.h"
 
 size_t worker_pick(const unsigned *loads, size_t n, size_t *next)
 {

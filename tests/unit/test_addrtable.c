@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "proxy/addrtable.h"
-#include "proxy/util.h"
+#include "common/util.h"
 #include "tests/unit/tap.h"
 
 static struct addrkey key4(const char *ip)

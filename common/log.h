@@ -14,7 +14,14 @@
 #ifndef SUBMITPROXY_LOG_H
 #define SUBMITPROXY_LOG_H
 
-#include "config/config.h"
+enum log_level {
+	LOG_LEVEL_ERROR,
+	LOG_LEVEL_WARN,
+	LOG_LEVEL_INFO,
+	LOG_LEVEL_DEBUG,
+};
+
+const char *log_level_name(enum log_level level);
 
 void log_set_level(enum log_level level);
 int log_enabled(enum log_level level);

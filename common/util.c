@@ -1,5 +1,5 @@
 /* util.c - see util.h */
-#include "proxy/util.h"
+#include "common/util.h"
 
 #include <stdarg.h>
 #include <stdint.h>
@@ -97,12 +97,4 @@ char *sanitize(char *dst, size_t dstsize, const char *src, size_t len)
 	}
 	dst[o] = '\0';
 	return dst;
-}
-
-void control_signals(sigset_t *set)
-{
-	sigemptyset(set);
-	sigaddset(set, SIGTERM);
-	sigaddset(set, SIGINT);
-	sigaddset(set, SIGHUP);
 }

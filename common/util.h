@@ -7,7 +7,6 @@
 #ifndef SUBMITPROXY_UTIL_H
 #define SUBMITPROXY_UTIL_H
 
-#include <signal.h>
 #include <stddef.h>
 
 void *xmalloc(size_t size);
@@ -27,11 +26,6 @@ __attribute__((noreturn, format(printf, 1, 2))) void fatal(const char *fmt,
  * Returns dst.  (Dovecot's str_sanitize: peer text never reaches a log
  * unescaped.) */
 char *sanitize(char *dst, size_t dstsize, const char *src, size_t len);
-
-/* Fills set with SIGTERM, SIGINT and SIGHUP: the signals the control loop
- * of the network process handles (stop, reload), and the helper forwards;
- * blocked everywhere else. */
-void control_signals(sigset_t *set);
 
 #define SANITIZE_MAX 160
 #define SANITIZE_BUFSIZE (SANITIZE_MAX * 4 + 4)

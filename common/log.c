@@ -1,5 +1,5 @@
 /* log.c - see log.h */
-#include "proxy/log.h"
+#include "common/log.h"
 
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -58,4 +58,19 @@ void log_event(enum log_level level, const char *sid, const char *fmt, ...)
 	 * processes sharing stderr never interleave. */
 	fwrite(line, 1, (size_t)n, stderr);
 	fflush(stderr);
+}
+
+const char *log_level_name(enum log_level level)
+{
+	switch (level) {
+	case LOG_LEVEL_ERROR:
+		return "error";
+	case LOG_LEVEL_WARN:
+		return "warn";
+	case LOG_LEVEL_INFO:
+		return "info";
+	case LOG_LEVEL_DEBUG:
+		return "debug";
+	}
+	return "unknown";
 }
