@@ -1,0 +1,549 @@
+"""The session layer's own rules (DESIGN.md "Pre-auth dialogue", "Relay",
+"Configuration" [limits]), as a client and a backend MTA see them:
+
+- QUIT ends the session: whatever a client pipelines behind QUIT is never
+  relayed, answered or acted upon, and does not bring the proxy down
+  (heap corruption / use-after-free when the backend closes after 221
+  while pipelined RCPTs are still queued);
+- a backend that resets the connection (RST) in the middle of a
+  transaction or on the end of data: the client gets 4xx (451 to the
+  pending command and/or 421 4.4.2), never a 250, and the proxy serves
+  the next session;
+- a client that half-closes or closes right after the end of data still
+  gets (or at least logs) the backend's reply: the message is not lost
+  and the audit trail has its event=transaction line;
+- [limits] idle_timeout is a deadline per command: a line (or a SASL
+  response) trickled one byte at a time does not push it back, while a
+  complete command each time does;
+- [limits] max_junk_commands: NOOPs beyond the limit end the session with
+  421 4.7.0, before and after AUTH; the count starts again after a
+  delivered message;
+- an implicit-TLS listener never writes plaintext: a connection refused
+  for max_connections_per_address gets no cleartext "421".
+
+The proxy runs a plain listener with plaintext AUTH allowed (loopback
+testing only), real PAM through pam_wrapper and a RecordingBackend (or a
+subclass that resets or lingers).  Loopback only; every wait and every
+loop is bounded in time and in count.  Python standard library only.
+"""
+
+import base64
+import contextlib
+import os
+import re
+import socket
+import ssl
+import struct
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import backends  # noqa: E402
+import harness  # noqa: E402
+import tlsutil  # noqa: E402
+from backends import RecordingBackend, RelayProxy  # noqa: E402
+from harness import WAIT, ProxyTestCase  # noqa: E402
+from test_relay import BODY, dot_stuff, parse_replies  # noqa: E402
+
+USER = RelayProxy.USER
+CLIENT = "client.example"
+SENDER = "alice@example.com"
+RCPT = "bob@example.net"
+
+# A listener where AUTH works without TLS (meant for loopback tests).
+PLAINTEXT_AUTH = {"plain": {"mode": "plain", "require_tls": "no",
+                            "allow_plaintext_auth": "yes"}}
+
+IDLE_TIMEOUT = 3.0          # seconds, [limits] idle_timeout in these tests
+TRICKLE_LIMIT = 12.0        # how long a trickling client keeps at it
+
+
+def setUpModule():
+    harness.require_binary()
+    tlsutil.shared_pki()
+
+
+def reset(sock):
+    """Closes sock with a TCP RST (SO_LINGER on, timeout 0)."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                        struct.pack("ii", 1, 0))
+    with contextlib.suppress(OSError):
+        sock.close()
+
+
+# ----------------------------------------------------------------- backends
+
+class ResettingBackend(RecordingBackend):
+    """A RecordingBackend that, on the nth command verb of a connection
+    ("." is the end of data), resets the connection instead of answering;
+    it does so on the first `times` connections where that happens, then
+    answers like a RecordingBackend."""
+
+    def __init__(self, test, verb, nth=1, times=1, **kw):
+        self.reset_verb = verb
+        self.reset_nth = nth
+        self.reset_times = times
+        self.resets = 0
+        self._counts = {}
+        super().__init__(test, **kw)
+
+    def _reply(self, conn, verb, text):
+        if verb == self.reset_verb:
+            with self.changed:
+                n = self._counts.get(id(conn), 0) + 1
+                self._counts[id(conn)] = n
+                fire = n == self.reset_nth and self.resets < self.reset_times
+                if fire:
+                    self.resets += 1
+                    self.changed.notify_all()
+            if fire:
+                reset(conn.sock)
+                raise ConnectionResetError("reset on purpose at %s #%d"
+                                           % (verb, n))
+        super()._reply(conn, verb, text)
+
+
+class LingeringQuitBackend(RecordingBackend):
+    """A RecordingBackend that, after its 221 to QUIT, keeps the connection
+    open and records (in conn.raw) whatever else arrives for up to linger
+    seconds, so that a command relayed after QUIT is seen."""
+
+    def __init__(self, test, linger=1.0, **kw):
+        self.linger = linger
+        super().__init__(test, **kw)
+
+    def _reply(self, conn, verb, text):
+        super()._reply(conn, verb, text)
+        if verb != "QUIT":
+            return
+        deadline = time.monotonic() + self.linger
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            conn.sock.settimeout(remaining)
+            try:
+                data = conn.sock.recv(65536)
+            except socket.timeout:
+                return
+            if not data:
+                return
+            with self.changed:
+                conn.raw += data
+                self.changed.notify_all()
+
+
+# ---------------------------------------------------------------- test case
+
+class SessionTestCase(ProxyTestCase):
+    """A RelayProxy on a plaintext-AUTH listener "plain" and helpers."""
+
+    def proxy(self, backend, limits=None, listeners=None, **kw):
+        return RelayProxy(self, backend, limits=limits,
+                          listeners=listeners or PLAINTEXT_AUTH, **kw)
+
+    def auth(self, proxy, client):
+        return client.command("AUTH PLAIN " + backends.plain_blob(
+            USER, proxy.users[USER]))
+
+    def login(self, proxy, client=None):
+        """A client past the greeting, EHLO and AUTH PLAIN (235)."""
+        client = client or self.ehloed(proxy)
+        self.assertReply(self.auth(proxy, client), 235, "2.7.0")
+        return client
+
+    def network_alive(self, proxy):
+        """Whether the network process (the one that holds the sessions;
+        the process the test started is the auth helper) still runs."""
+        if not proxy.running():
+            return False
+        pid = getattr(proxy, "session_test_network_pid", None)
+        if pid is None:
+            pid = proxy.session_test_network_pid = proxy.network_pid()
+        return tlsutil.process_state(pid) not in (None, "Z", "X")
+
+    def assertAlive(self, proxy, what=""):
+        self.assertTrue(self.network_alive(proxy),
+                        "the proxy's network process is gone%s" % what)
+
+    def assertDelivers(self, proxy, backend):
+        """A new session is greeted, logs in and has a message accepted,
+        and the backend has it."""
+        self.assertAlive(proxy)
+        before = len(backend.complete_transactions())
+        client = self.login(proxy)
+        self.assertReply(client.command("MAIL FROM:<%s>" % SENDER), 250)
+        self.assertReply(client.command("RCPT TO:<%s>" % RCPT), 250)
+        self.assertReply(client.command("DATA"), 354)
+        client.send(dot_stuff(BODY))
+        self.assertReply(client.read_reply(), 250)
+        self.assertReply(client.command("QUIT"), 221)
+        backend.wait_complete(before + 1)
+
+    def read_replies_until_closed(self, client, timeout=WAIT):
+        """Every complete reply until the proxy closes the connection, and
+        whatever partial data came last."""
+        data = client.read_until_closed(timeout)
+        replies = parse_replies(data)
+        tail = data.split(b"\r\n")[-1]
+        return replies, tail, data
+
+    def trickle(self, client, data, interval=1.0, limit=TRICKLE_LIMIT):
+        """Sends data one byte every interval seconds (never a line end)
+        for at most limit seconds, stopping as soon as the proxy sends
+        anything or closes.  Returns (seconds from the start to the first
+        byte or EOF from the proxy, or None if nothing came; what was
+        received until the proxy closed)."""
+        self.assertNotIn(b"\n", data)
+        start = time.monotonic()
+        sent = 0
+        while time.monotonic() - start < limit:
+            if sent < len(data):
+                try:
+                    client.send(data[sent:sent + 1])
+                except OSError:
+                    pass        # closed under us: read what is there
+                sent += 1
+            if client.pending(interval):
+                elapsed = time.monotonic() - start
+                return elapsed, client.read_until_closed(WAIT)
+        return None, b""
+
+    def assertClosedAtIdleDeadline(self, elapsed, received, what):
+        self.assertIsNotNone(
+            elapsed, "%s: still open after %.0f s of trickling with "
+            "idle_timeout %.0f s (the deadline is pushed back by each byte)"
+            % (what, TRICKLE_LIMIT, IDLE_TIMEOUT))
+        replies = parse_replies(received)
+        self.assertTrue(replies, "%s: closed without a reply after %.1f s "
+                        "(received %r)" % (what, elapsed, received))
+        self.assertReply(replies[-1], 421, "4.4.2")
+        self.assertIn("timeout", " ".join(replies[-1][1]).lower(), replies)
+        # Not early either: the deadline is idle_timeout after the last
+        # reply (timers do not fire early; half a second for slack).
+        self.assertGreaterEqual(elapsed, IDLE_TIMEOUT - 0.5, replies)
+
+
+# --------------------------------------------------------------------- QUIT
+
+class Quit(SessionTestCase):
+
+    SESSIONS = 200
+    RCPTS_AFTER_QUIT = 100
+    TIME_LIMIT = 40.0       # seconds for all the sessions together
+
+    def test_quit_then_pipelined_rcpts_do_not_crash(self):
+        backend = RecordingBackend(self)
+        proxy = self.proxy(backend)
+        self.assertAlive(proxy)
+        group = b"QUIT\r\n" + (b"RCPT TO:<r@example.net>\r\n" *
+                               self.RCPTS_AFTER_QUIT)
+        port = proxy.port("plain")
+        start = time.monotonic()
+        wrong = []
+        done = 0
+        for i in range(self.SESSIONS):
+            if time.monotonic() - start > self.TIME_LIMIT:
+                break
+            if not self.network_alive(proxy):
+                break
+            try:
+                with harness.Raw(port, timeout=3) as client:
+                    self.assertReply(client.read_reply(), 220)
+                    self.assertReply(client.command("EHLO " + CLIENT), 250)
+                    self.assertReply(self.auth(proxy, client), 235)
+                    self.assertReply(
+                        client.command("MAIL FROM:<%s>" % SENDER), 250)
+                    client.send(group)
+                    replies, tail, data = \
+                        self.read_replies_until_closed(client, timeout=3)
+            except (AssertionError, OSError) as e:
+                if not self.network_alive(proxy):
+                    break
+                wrong.append((i, "%s: %s" % (type(e).__name__, e)))
+                continue
+            done += 1
+            codes = [code for code, _ in replies]
+            if codes != [221] or tail:
+                wrong.append((i, data[:300]))
+        self.assertAlive(proxy, " after %d sessions with commands "
+                         "pipelined behind QUIT" % (done + len(wrong)))
+        self.assertEqual(wrong[:3], [], "%d of %d sessions went wrong "
+                         "(want exactly one 221 and then EOF)"
+                         % (len(wrong), done + len(wrong)))
+        self.assertGreater(done, 20, "too few sessions in %.0f s"
+                           % self.TIME_LIMIT)
+        self.assertDelivers(proxy, backend)
+
+    def test_nothing_relayed_after_authenticated_quit(self):
+        backend = LingeringQuitBackend(self, linger=1.5)
+        proxy = self.proxy(backend)
+        client = self.login(proxy)
+        # A NOOP first, so that this session's backend connection is not
+        # taken for the capability probe (EHLO and QUIT only).
+        self.assertReply(client.command("NOOP"), 250)
+        client.send(b"QUIT\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n"
+                    b"NOOP\r\n")
+        replies, tail, data = self.read_replies_until_closed(client)
+        self.assertEqual([r[0] for r in replies], [221], data)
+        self.assertEqual(tail, b"", data)
+
+        def session_quit(b):
+            return [c for c in b.snapshot()
+                    if "NOOP" in c.verbs() and "QUIT" in c.verbs()]
+        conn = backend.wait(session_quit, "the session's QUIT relayed")[0]
+        # Whatever the proxy would relay after QUIT arrives within the
+        # backend's linger time: wait for the connection to end.
+        backend.wait(lambda b: conn.closed, "the backend connection to end",
+                     timeout=WAIT)
+        after = conn.raw.split(b"QUIT\r\n", 1)[1]
+        self.assertEqual(after, b"", "relayed after QUIT")
+        for other in backend.snapshot():
+            if b"QUIT\r\n" in other.raw:
+                self.assertEqual(other.raw.split(b"QUIT\r\n", 1)[1], b"",
+                                 "relayed after QUIT: %r" % other)
+        self.assertEqual([c for c in backend.snapshot()
+                          if b"a@b" in c.raw or b"c@d" in c.raw], [])
+
+
+# ------------------------------------------------------------ backend reset
+
+class BackendReset(SessionTestCase):
+
+    def assertOnly4xxThenClosed(self, replies, data):
+        self.assertTrue(replies, "no reply at all after the reset: %r"
+                        % data)
+        for reply in replies:
+            self.assertEqual(reply[0] // 100, 4,
+                             "after the backend reset: %r" % (replies,))
+            self.assertEnhancedClass(reply, 4)
+
+    def test_backend_reset_on_second_rcpt(self):
+        backend = ResettingBackend(self, "RCPT", nth=2)
+        proxy = self.proxy(backend)
+        client = self.login(proxy)
+        self.assertReply(client.command("MAIL FROM:<%s>" % SENDER), 250)
+        self.assertReply(client.command("RCPT TO:<one@example.net>"), 250)
+        client.send(b"RCPT TO:<two@example.net>\r\n")
+        replies, tail, data = self.read_replies_until_closed(client)
+        self.assertOnly4xxThenClosed(replies, data)
+        self.assertTrue(any(r[0] == 421 and r[1][0].startswith("4.4.2")
+                            for r in replies) or replies[0][0] == 451,
+                        replies)
+        self.assertEqual(backend.resets, 1)
+        self.assertDelivers(proxy, backend)
+
+    def test_backend_reset_on_second_rcpt_pipelined(self):
+        backend = ResettingBackend(self, "RCPT", nth=2)
+        proxy = self.proxy(backend)
+        client = self.login(proxy)
+        client.send(b"MAIL FROM:<%s>\r\nRCPT TO:<one@example.net>\r\n"
+                    b"RCPT TO:<two@example.net>\r\n"
+                    b"RCPT TO:<three@example.net>\r\nDATA\r\n"
+                    % SENDER.encode())
+        replies, tail, data = self.read_replies_until_closed(client)
+        # MAIL and the first RCPT were accepted by the backend, but the
+        # proxy may or may not have read those replies before the reset:
+        # 250s, then only 4xx (never a 354), then the close.
+        codes = [r[0] for r in replies]
+        accepted = 0
+        while accepted < len(codes) and codes[accepted] == 250:
+            accepted += 1
+        self.assertLessEqual(accepted, 2, replies)
+        self.assertOnly4xxThenClosed(replies[accepted:], data)
+        self.assertLessEqual(len(replies), 5 + 1,
+                             "more replies than commands (+ a 421): %r"
+                             % (replies,))
+        self.assertEqual(backend.resets, 1)
+        self.assertDelivers(proxy, backend)
+
+    def test_backend_reset_on_terminator(self):
+        backend = ResettingBackend(self, ".")
+        proxy = self.proxy(backend)
+        client = self.login(proxy)
+        sid = proxy.session_id(client)
+        self.assertReply(client.command("MAIL FROM:<%s>" % SENDER), 250)
+        self.assertReply(client.command("RCPT TO:<%s>" % RCPT), 250)
+        self.assertReply(client.command("DATA"), 354)
+        client.send(dot_stuff(BODY))
+        replies, tail, data = self.read_replies_until_closed(client)
+        self.assertOnly4xxThenClosed(replies, data)
+        self.assertNotIn(b"250", data)
+        self.assertEqual(backend.resets, 1)
+        proxy.wait_log(r"\bsid=%s\b" % re.escape(sid),
+                       r"\bevent=disconnect\b")
+        self.assertEqual(proxy.log_lines(r"\bevent=transaction\b",
+                                         r'\breply="?2'), [],
+                         "a transaction logged as accepted")
+        self.assertDelivers(proxy, backend)
+
+
+# ----------------------------------------------------- close after the dot
+
+class CloseAfterTerminator(SessionTestCase):
+
+    DELAY = 0.5     # the backend's end-of-data reply comes this late
+
+    def start_message(self, proxy):
+        client = self.login(proxy)
+        self.assertReply(client.command("MAIL FROM:<%s>" % SENDER), 250)
+        self.assertReply(client.command("RCPT TO:<%s>" % RCPT), 250)
+        self.assertReply(client.command("DATA"), 354)
+        return client
+
+    def test_half_close_after_terminator_gets_reply(self):
+        backend = RecordingBackend(self, delays={".": self.DELAY})
+        proxy = self.proxy(backend)
+        client = self.start_message(proxy)
+        client.send(dot_stuff(BODY))
+        client.shutdown_write()
+        replies, tail, data = self.read_replies_until_closed(client)
+        self.assertTrue(replies, "closed with no reply to the end of data")
+        self.assertReply(replies[0], 250, "2.0.0", "queued as REC1")
+        backend.wait_complete(1)
+
+    def test_close_after_terminator_logs_transaction(self):
+        backend = RecordingBackend(self, delays={".": self.DELAY})
+        proxy = self.proxy(backend)
+        client = self.start_message(proxy)
+        sid = proxy.session_id(client)
+        client.send(dot_stuff(BODY))
+        client.close()
+        done = backend.wait_complete(1)
+        self.assertTrue(done[0].message().endswith(b"Bye.\r\n"), done)
+        line = proxy.wait_log(r"\bsid=%s\b" % re.escape(sid),
+                              r"\bevent=transaction\b")
+        fields = harness.parse_log_fields(line)
+        self.assertTrue(fields.get("reply", "").startswith("250 "), line)
+        self.assertIn("queued as REC1", fields["reply"])
+
+
+# ------------------------------------------------------------ idle timeout
+
+class IdleDeadline(SessionTestCase):
+
+    LIMITS = {"idle_timeout": "%ds" % IDLE_TIMEOUT}
+
+    def test_trickled_command_line_closed_at_idle_timeout(self):
+        proxy = harness.Proxy(self, {"limits": self.LIMITS})
+        client = self.ehloed(proxy)
+        elapsed, received = self.trickle(
+            client, b"NOOP this line never ends, one byte a second")
+        self.assertClosedAtIdleDeadline(elapsed, received, "before AUTH")
+
+    def test_trickled_command_line_after_auth_closed_at_idle_timeout(self):
+        backend = RecordingBackend(self)
+        proxy = self.proxy(backend, limits=self.LIMITS)
+        client = self.login(proxy)
+        elapsed, received = self.trickle(
+            client, b"MAIL FROM:<one-byte-a-second@example.com>")
+        self.assertClosedAtIdleDeadline(elapsed, received, "after AUTH")
+
+    def test_complete_command_every_two_seconds_is_not_closed(self):
+        proxy = harness.Proxy(self, {"limits": self.LIMITS})
+        client = self.ehloed(proxy)
+        start = time.monotonic()
+        for _ in range(4):          # 8 s, well past one idle_timeout
+            self.assertFalse(client.pending(2.0),
+                             "the proxy spoke (or closed) %.1f s in: %r"
+                             % (time.monotonic() - start, client.buf))
+            self.assertReply(client.command("NOOP"), 250)
+        self.assertReply(client.command("QUIT"), 221)
+
+    def test_idle_timeout_applies_to_sasl_response(self):
+        backend = RecordingBackend(self)
+        proxy = self.proxy(backend, limits=self.LIMITS)
+        client = self.ehloed(proxy)
+        self.assertReply(client.command("AUTH LOGIN"), 334)
+        response = base64.b64encode(b"a-user-name-trickled@example.com")
+        elapsed, received = self.trickle(client, response)
+        self.assertClosedAtIdleDeadline(elapsed, received,
+                                        "in the AUTH LOGIN dialogue")
+        self.assertNoSession(backend)
+
+    def assertNoSession(self, backend):
+        self.assertEqual(backend.session_connections(), [])
+
+
+# ----------------------------------------------------------- junk commands
+
+class JunkCommands(SessionTestCase):
+
+    LIMIT = 5
+    LIMITS = {"max_junk_commands": LIMIT}
+
+    def assertJunkLimit(self, client):
+        for _ in range(self.LIMIT):
+            self.assertReply(client.command("NOOP"), 250)
+        reply = client.command("NOOP")
+        self.assertReply(reply, 421, "4.7.0")
+        client.expect_closed()
+
+    def test_max_junk_commands(self):
+        proxy = harness.Proxy(self, {"limits": self.LIMITS})
+        client = self.ehloed(proxy)
+        self.assertJunkLimit(client)
+        self.assertReply(self.greeted(proxy).command("QUIT"), 221)
+
+    def test_max_junk_commands_after_auth(self):
+        backend = RecordingBackend(self)
+        proxy = self.proxy(backend, limits=self.LIMITS)
+        client = self.login(proxy)
+        self.assertJunkLimit(client)
+        noops = [c.verbs().count("NOOP") for c in backend.snapshot()]
+        self.assertLessEqual(max(noops or [0]), self.LIMIT,
+                             "NOOPs beyond the limit reached the backend")
+
+    def test_max_junk_commands_count_restarts_after_a_message(self):
+        backend = RecordingBackend(self)
+        proxy = self.proxy(backend, limits=self.LIMITS)
+        client = self.login(proxy)
+        for _ in range(self.LIMIT):
+            self.assertReply(client.command("NOOP"), 250)
+        self.assertReply(client.command("MAIL FROM:<%s>" % SENDER), 250)
+        self.assertReply(client.command("RCPT TO:<%s>" % RCPT), 250)
+        self.assertReply(client.command("DATA"), 354)
+        client.send(dot_stuff(BODY))
+        self.assertReply(client.read_reply(), 250)
+        for _ in range(self.LIMIT):
+            self.assertReply(client.command("NOOP"), 250)
+        self.assertReply(client.command("QUIT"), 221)
+        backend.wait_complete(1)
+
+
+# ------------------------------------------------------------ implicit TLS
+
+class ImplicitTlsRefusal(SessionTestCase):
+
+    def test_implicit_tls_over_address_limit_writes_no_plaintext(self):
+        proxy = tlsutil.TlsProxy(
+            self, tlsutil.shared_pki(),
+            listeners={"plain": None, "implicit": {"mode": "implicit-tls"}},
+            limits={"max_connections_per_address": 1,
+                    "handshake_timeout": "2s"})
+        first = tlsutil.implicit(proxy, tlsutil.client_context())
+        second = proxy.connect("implicit")
+        sid = proxy.session_id(second)
+        hello = tlsutil.BioClient(second.sock,
+                                  tlsutil.client_context()).start()
+        self.assertTrue(hello, "no ClientHello to send")
+        with contextlib.suppress(OSError):
+            second.send(hello)
+        data = second.read_until_closed(WAIT)
+        self.assertNotIn(b"421", data, "plaintext on an implicit-TLS port")
+        self.assertIsNone(re.match(rb"\d{3}[ -]", data),
+                          "plaintext SMTP on an implicit-TLS port: %r"
+                          % data[:100])
+        if data:
+            # Anything at all must be TLS records (alert, handshake).
+            self.assertIn(data[0], (0x15, 0x16), data[:100])
+        proxy.wait_log(r"\bsid=%s\b" % re.escape(sid),
+                       r"\breason=max_connections_per_address\b")
+        # The first connection is unharmed.
+        self.assertReply(first.command("EHLO " + CLIENT), 250)
+
+
+if __name__ == "__main__":
+    unittest.main()
