@@ -81,6 +81,7 @@ struct relay {
 	bool want_drained;
 	bool quit_sent;
 	const char *connect_error;  /* reported from the timer */
+	const char *write_error;    /* likewise: a send's failure */
 
 	struct ehlo_caps caps;
 	bool esmtp;
@@ -94,6 +95,7 @@ struct relay_write {
 };
 
 static void relay_fail(struct relay *r, const char *why);
+static void relay_fail_later(struct relay *r, const char *why);
 static void relay_timer_restart(struct relay *r);
 
 static const char *relay_log_sid(const struct relay *r)
@@ -137,7 +139,7 @@ static void relay_write(struct relay *r, const char *data, size_t len)
 	uv_buf_t buf;
 	int rc;
 
-	if (len == 0 || r->state >= RELAY_FAILED)
+	if (len == 0 || r->state >= RELAY_FAILED || r->write_error != NULL)
 		return;
 	if (r->write_queued == 0) {
 		/* Most writes fit the socket buffer at once: no copy, no
@@ -148,7 +150,7 @@ static void relay_write(struct relay *r, const char *data, size_t len)
 			data += rc;
 			len -= (size_t)rc;
 		} else if (rc != UV_EAGAIN && rc != UV_ENOSYS) {
-			relay_fail(r, uv_strerror(rc));
+			relay_fail_later(r, uv_strerror(rc));
 			return;
 		}
 		if (len == 0) {
@@ -164,7 +166,7 @@ static void relay_write(struct relay *r, const char *data, size_t len)
 	rc = uv_write(&w->req, r->stream, &buf, 1, relay_on_write);
 	if (rc < 0) {
 		free(w);
-		relay_fail(r, uv_strerror(rc));
+		relay_fail_later(r, uv_strerror(rc));
 		return;
 	}
 	r->write_queued += len;
@@ -187,7 +189,7 @@ static void relay_command(struct relay *r, const char *fmt, ...)
 	n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
 	va_end(ap);
 	if (n < 0 || (size_t)n >= sizeof(line) - 2) {
-		relay_fail(r, "command too long");
+		relay_fail_later(r, "command too long");
 		return;
 	}
 	memcpy(line + n, "\r\n", 2);
@@ -219,7 +221,9 @@ static void relay_on_timer(uv_timer_t *t)
 {
 	struct relay *r = t->data;
 
-	if (r->connect_error != NULL)
+	if (r->write_error != NULL)
+		relay_fail(r, r->write_error);
+	else if (r->connect_error != NULL)
 		relay_fail(r, r->connect_error);
 	else
 		relay_fail(r, r->state == RELAY_CONNECTING ? "connect timeout"
@@ -230,7 +234,8 @@ static void relay_on_timer(uv_timer_t *t)
  * bytes it has not taken yet; any progress restarts it. */
 static void relay_timer_restart(struct relay *r)
 {
-	if (r->state >= RELAY_FAILED || r->state == RELAY_CONNECTING)
+	if (r->state >= RELAY_FAILED || r->state == RELAY_CONNECTING ||
+	    r->write_error != NULL)
 		return;
 	if (r->awaiting > 0 || r->write_queued > 0)
 		uv_timer_start(&r->timer, relay_on_timer,
@@ -551,6 +556,22 @@ static void relay_fail(struct relay *r, const char *why)
 		r->reading = false;
 	}
 	r->cb->failed(r->arg, why);
+}
+
+/* A failure found inside a call the owner made (relay_send_*): the owner
+ * hears of it from the timer on a later loop turn, never before the call
+ * returns (libuv's rule; the owner still holds what it was sending).
+ * Nothing more is written meanwhile. */
+static void relay_fail_later(struct relay *r, const char *why)
+{
+	if (r->state >= RELAY_FAILED || r->write_error != NULL)
+		return;
+	r->write_error = why;
+	if (r->reading) {
+		uv_read_stop(r->stream);
+		r->reading = false;
+	}
+	uv_timer_start(&r->timer, relay_on_timer, 0, 0);
 }
 
 static void relay_on_close(uv_handle_t *h)

@@ -14,7 +14,10 @@
  *
  * Any failure (connect, timeout, a malformed or unexpected reply, the
  * backend closing) calls cb->failed once; the relay is then dead and its
- * owner calls relay_destroy().  The relay trusts nothing from the backend
+ * owner calls relay_destroy().  Errors arrive in callbacks: a write that
+ * fails inside relay_send_command() or relay_send_data() is reported
+ * from the relay's timer on a later loop turn, never before the call
+ * returns, so the owner may go on using what it was sending.  The relay trusts nothing from the backend
  * either: reply lines must be "NNN[ -]text", a reply at most
  * RELAY_REPLY_MAX bytes, and replies nobody asked for are a failure.
  *

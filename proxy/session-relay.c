@@ -1,34 +1,22 @@
-/*
- * session-relay.c - the session after AUTH (DESIGN.md, "Relay"): the
- * backend connection made at hand-over, the command whitelist, EHLO
- * rewriting, the ordered reply queue, and DATA through the scanner.
- *
- * Reply order (RFC 2920): every command takes a slot in s->slots, local
- * replies and relayed ones alike; a relayed slot is answered when the
- * backend's reply arrives (the backend answers in order), and local
- * replies queued behind it wait for it.  A backend without PIPELINING is
- * fed one command at a time from s->sendq.
- *
- * The backend trusts us; we trust the client with nothing: only
- * whitelisted commands, rewritten where needed, reach it, and message
- * bytes reach it only re-encoded by the DATA scanner.
- */
+/* session-relay.c - see session-relay.h */
+#include "proxy/session-relay.h"
+
+#include <assert.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "common/log.h"
+#include "common/util.h"
 #include "config/config.h"
 #include "proxy/datascan.h"
-#include "common/log.h"
 #include "proxy/relay.h"
+#include "proxy/replyq.h"
 #include "proxy/sendermap.h"
-#include "proxy/session-private.h"
 #include "proxy/shared.h"
 #include "proxy/smtp-relay-parse.h"
-#include "common/util.h"
-#include "proxy/worker.h"
-#include "tls/tls.h"
 
 /* What an EHLO may announce to clients: the pass-through list. */
 #define SESSION_EHLO_PASS                                                    \
@@ -40,146 +28,119 @@
 #define SESSION_EHLO_CONSERVATIVE                                            \
 	(EHLO_CAP_SIZE | EHLO_CAP_PIPELINING | EHLO_CAP_ENHANCEDSTATUSCODES)
 
-static void session_relay_pump(struct session *s);
+enum session_relay_state {
+	SESSION_RELAY_HANDOVER,   /* first connect, before the 235 */
+	SESSION_RELAY_CONNECTING, /* again, after an aborted message */
+	SESSION_RELAY_READY,
+	SESSION_RELAY_NONE,       /* no backend: dropped with a message */
+	SESSION_RELAY_DEAD,       /* lost or unavailable: nothing more */
+	SESSION_RELAY_STATE_COUNT
+};
 
-/* ---- capabilities ---- */
+static const char *const session_relay_state_names[] = {
+	[SESSION_RELAY_HANDOVER] = "handover",
+	[SESSION_RELAY_CONNECTING] = "connecting",
+	[SESSION_RELAY_READY] = "ready",
+	[SESSION_RELAY_NONE] = "none",
+	[SESSION_RELAY_DEAD] = "dead",
+};
+static_assert(sizeof(session_relay_state_names) /
+			      sizeof(session_relay_state_names[0]) ==
+		      SESSION_RELAY_STATE_COUNT,
+	      "one name per session relay state");
 
-/* PIPELINING and SIZE are the proxy's own: it takes pipelined commands
- * whatever the backend does, and enforces max_message_size itself. */
-static size_t session_caps_render(const struct session *s,
-				  const struct ehlo_caps *from, char lines[][64],
-				  size_t max)
+/* The mail transaction as the proxy sees it (OpenSMTPD's smtp_tx):
+ * created at MAIL, ended by the end of data, RSET, EHLO/HELO or a new
+ * MAIL.  Relayed commands whose replies will still update it hold a
+ * reference, so that a pipelined RSET cannot free it under them. */
+struct session_tx {
+	unsigned refs;
+	char *sender;          /* reverse path, "" = <> */
+	uint32_t rcpts_sent;   /* RCPTs relayed (max_recipients) */
+	uint32_t rcpts_ok;     /* RCPTs the backend accepted */
+	char *first_rcpt;      /* first accepted forward path */
+	uint64_t size;         /* set at end of data */
+};
+
+/* A command for the backend, complete before it is queued: its line and
+ * what its reply needs. */
+struct relay_cmd {
+	struct relay_cmd *next;
+	enum smtp_verb verb;   /* as the client's reply is shaped */
+	bool sent;
+	bool data_end;         /* the "." ending a message */
+	char *path;            /* RCPT: its forward path */
+	struct session_tx *tx; /* RCPT, end of data: a reference */
+	size_t len;
+	char line[];           /* with CR LF */
+};
+
+struct session_relay {
+	struct session_relay_env env;
+	enum session_relay_state state;
+	struct relay *relay;
+	char *user;
+	char *helo;            /* the client's, for XCLIENT and Received */
+
+	struct relay_cmd *head, *tail; /* sent ones first, then unsent */
+	struct relay_cmd *unsent;
+	uint32_t nsent;
+
+	struct session_tx *tx; /* the transaction in progress, or NULL */
+	bool in_data;          /* after the 354, until the end of data */
+	bool discard;          /* an aborted message, read to its end */
+	const char *abort_reply;
+	struct datascan scan;
+	/* For the Received header, from the last DATA: the TLS names are
+	 * OpenSSL's static strings. */
+	struct session_relay_client data_client;
+};
+
+static void session_relay_enter_state(struct session_relay *sr,
+				      enum session_relay_state state)
 {
-	struct ehlo_caps caps = *from;
-
-	caps.caps |= EHLO_CAP_PIPELINING | EHLO_CAP_SIZE;
-	return ehlo_caps_render(&caps, SESSION_EHLO_PASS,
-				s->cfg->limits.max_message_size, lines, max);
+	log_debug(sr->env.sid, "event=session_relay_state from=%s to=%s",
+		  session_relay_state_names[sr->state],
+		  session_relay_state_names[state]);
+	sr->state = state;
 }
 
-size_t session_ehlo_caps(struct session *s, char lines[][64], size_t max)
-{
-	struct ehlo_caps conservative, probed;
+/* ---- the transaction ---- */
 
-	if (shared_backend_caps(s->w->shared, &probed))
-		return session_caps_render(s, &probed, lines, max);
-	memset(&conservative, 0, sizeof(conservative));
-	conservative.caps = SESSION_EHLO_CONSERVATIVE;
-	return session_caps_render(s, &conservative, lines, max);
+static struct session_tx *session_tx_create(const char *sender)
+{
+	struct session_tx *tx = xcalloc(1, sizeof(*tx));
+
+	tx->refs = 1;
+	tx->sender = xstrdup(sender);
+	return tx;
 }
 
-/* ---- the reply queue ---- */
-
-static struct reply_slot *session_slot_push_relayed(struct session *s,
-						    enum smtp_verb verb)
+static struct session_tx *session_tx_ref(struct session_tx *tx)
 {
-	struct reply_slot *slot = xcalloc(1, sizeof(*slot));
-
-	slot->verb = verb;
-	slot->relayed = true;
-	if (s->slots_tail != NULL)
-		s->slots_tail->next = slot;
-	else
-		s->slots_head = slot;
-	s->slots_tail = slot;
-	s->nslots++;
-	return slot;
+	if (tx != NULL)
+		tx->refs++;
+	return tx;
 }
 
-static void session_tx_free(struct session_tx *tx)
+static void session_tx_unref(struct session_tx *tx)
 {
-	if (tx == NULL)
+	if (tx == NULL || --tx->refs > 0)
 		return;
 	free(tx->sender);
 	free(tx->first_rcpt);
 	free(tx);
 }
 
-static void session_slot_free(struct reply_slot *slot)
+static void session_relay_tx_end(struct session_relay *sr)
 {
-	free(slot->path);
-	session_tx_free(slot->tx);
-	free(slot);
+	session_tx_unref(sr->tx);
+	sr->tx = NULL;
 }
 
-/* Answers the head slot with text, then every local reply queued behind
- * it, up to the next one the backend still owes. */
-static void session_slot_answer(struct session *s, const char *text,
-				size_t len)
-{
-	struct reply_slot *slot = s->slots_head;
-
-	s->slots_head = slot->next;
-	if (s->slots_head == NULL)
-		s->slots_tail = NULL;
-	s->nslots--;
-	session_slot_free(slot);
-	session_out_write(s, text, len);
-	while (s->slots_head != NULL && !s->slots_head->relayed) {
-		slot = s->slots_head;
-		s->slots_head = slot->next;
-		if (s->slots_head == NULL)
-			s->slots_tail = NULL;
-		s->nslots--;
-		session_out_write(s, slot->text, slot->len);
-		session_slot_free(slot);
-	}
-}
-
-void session_slots_close(struct session *s)
-{
-	static const char aborted[] = "451 4.4.2 Connection closing\r\n";
-
-	while (s->slots_head != NULL) {
-		struct reply_slot *slot = s->slots_head;
-
-		s->slots_head = slot->next;
-		s->nslots--;
-		if (slot->relayed)
-			session_out_write(s, aborted, sizeof(aborted) - 1);
-		else
-			session_out_write(s, slot->text, slot->len);
-		session_slot_free(slot);
-	}
-	s->slots_tail = NULL;
-}
-
-static void session_slots_clear(struct session *s)
-{
-	while (s->slots_head != NULL) {
-		struct reply_slot *slot = s->slots_head;
-
-		s->slots_head = slot->next;
-		session_slot_free(slot);
-	}
-	s->slots_tail = NULL;
-	s->nslots = 0;
-}
-
-static void session_sendq_clear(struct session *s)
-{
-	while (s->sendq_head != NULL) {
-		struct relayed_line *l = s->sendq_head;
-
-		s->sendq_head = l->next;
-		free(l);
-	}
-	s->sendq_tail = NULL;
-}
-
-/* ---- the transaction ---- */
-
-static void session_tx_reset(struct session *s)
-{
-	free(s->tx.sender);
-	free(s->tx.first_rcpt);
-	memset(&s->tx, 0, sizeof(s->tx));
-}
-
-static void session_log_transaction(struct session *s,
-				    const struct session_tx *tx,
-				    uint64_t size,
-				    const struct relay_reply *reply)
+static void session_relay_log_transaction(struct session_relay *sr,
+					  const struct session_tx *tx,
+					  const struct relay_reply *reply)
 {
 	char user[SANITIZE_BUFSIZE], from[SANITIZE_BUFSIZE];
 	char text[SANITIZE_BUFSIZE];
@@ -188,84 +149,184 @@ static void session_log_transaction(struct session *s,
 
 	if (crlf != NULL)
 		first = (size_t)(crlf - reply->text);
-	log_info(s->sid,
+	log_info(sr->env.sid,
 		 "event=transaction ip=%s user=\"%s\" from=<%s> rcpts=%u "
 		 "size=%llu reply=\"%s\"",
-		 s->ip, sanitize(user, sizeof(user), s->user, strlen(s->user)),
-		 tx->sender ? sanitize(from, sizeof(from), tx->sender,
-				       strlen(tx->sender))
-			    : "",
-		 (unsigned)tx->rcpts_ok, (unsigned long long)size,
+		 sr->env.ip,
+		 sanitize(user, sizeof(user), sr->user, strlen(sr->user)),
+		 sanitize(from, sizeof(from), tx->sender, strlen(tx->sender)),
+		 (unsigned)tx->rcpts_ok, (unsigned long long)tx->size,
 		 sanitize(text, sizeof(text), reply->text, first));
 }
 
-/* ---- talking to the backend ---- */
+/* ---- capabilities ---- */
 
-static void session_relay_lost(struct session *s, const char *why);
-
-/* Queues a command for the backend; its reply takes a slot now. */
-static struct reply_slot *session_relay_send(struct session *s,
-					     enum smtp_verb verb,
-					     const char *text, size_t len)
+/* PIPELINING and SIZE are the proxy's own: it takes pipelined commands
+ * whatever the backend does, and enforces max_message_size itself. */
+static size_t session_caps_render(const struct config *cfg,
+				  const struct ehlo_caps *from, char lines[][64],
+				  size_t max)
 {
-	struct relayed_line *l = xmalloc(sizeof(*l) + len + 2);
-	struct reply_slot *slot;
+	struct ehlo_caps caps = *from;
 
-	l->next = NULL;
-	memcpy(l->text, text, len);
-	memcpy(l->text + len, "\r\n", 2);
-	l->len = len + 2;
-	if (s->sendq_tail != NULL)
-		s->sendq_tail->next = l;
-	else
-		s->sendq_head = l;
-	s->sendq_tail = l;
-	slot = session_slot_push_relayed(s, verb);
-	if (s->relay == NULL) {
-		/* Dropped after an aborted message: connect again (EHLO and
-		 * XCLIENT included) before this command goes. */
-		session_relay_start(s);
-		return slot;
+	caps.caps |= EHLO_CAP_PIPELINING | EHLO_CAP_SIZE;
+	return ehlo_caps_render(&caps, SESSION_EHLO_PASS,
+				cfg->limits.max_message_size, lines, max);
+}
+
+size_t session_relay_ehlo_caps(const struct config *cfg, struct shared *shared,
+			       char lines[][64], size_t max)
+{
+	struct ehlo_caps conservative, probed;
+
+	if (shared_backend_caps(shared, &probed))
+		return session_caps_render(cfg, &probed, lines, max);
+	memset(&conservative, 0, sizeof(conservative));
+	conservative.caps = SESSION_EHLO_CONSERVATIVE;
+	return session_caps_render(cfg, &conservative, lines, max);
+}
+
+/* ---- the command queue ---- */
+
+static void relay_cmd_free(struct relay_cmd *c)
+{
+	free(c->path);
+	session_tx_unref(c->tx);
+	free(c);
+}
+
+static void session_relay_cmds_clear(struct session_relay *sr)
+{
+	while (sr->head != NULL) {
+		struct relay_cmd *c = sr->head;
+
+		sr->head = c->next;
+		relay_cmd_free(c);
 	}
-	session_relay_pump(s);
-	return slot;
+	sr->tail = sr->unsent = NULL;
+	sr->nsent = 0;
 }
 
 /* Sends what the backend may take now: everything with PIPELINING, one
  * command at a time without it (RFC 2920 is a promise the backend made,
  * or did not). */
-static void session_relay_pump(struct session *s)
+static void session_relay_pump(struct session_relay *sr)
 {
 	bool pipelining;
 
-	if (s->relay == NULL || s->state == SESSION_RELAY_CONNECT ||
-	    s->state == SESSION_AUTH_WAIT)
+	if (sr->state != SESSION_RELAY_READY)
 		return;
-	pipelining = (relay_caps(s->relay)->caps & EHLO_CAP_PIPELINING) != 0;
-	while (s->sendq_head != NULL && (pipelining || s->in_flight == 0)) {
-		struct relayed_line *l = s->sendq_head;
+	pipelining = (relay_caps(sr->relay)->caps & EHLO_CAP_PIPELINING) != 0;
+	while (sr->unsent != NULL && (pipelining || sr->nsent == 0)) {
+		struct relay_cmd *c = sr->unsent;
 
-		s->sendq_head = l->next;
-		if (s->sendq_head == NULL)
-			s->sendq_tail = NULL;
-		s->in_flight++;
-		relay_send_command(s->relay, l->text, l->len);
-		free(l);
+		sr->unsent = c->next;
+		c->sent = true;
+		sr->nsent++;
+		/* A failed write is reported later, from the relay's
+		 * callbacks: c stays valid here. */
+		relay_send_command(sr->relay, c->line, c->len);
 	}
+}
+
+static const struct relay_callbacks session_relay_callbacks;
+
+static void session_relay_connect(struct session_relay *sr)
+{
+	struct relay_client client = {
+		.addr = sr->env.ip,
+		.port = sr->env.port,
+		.helo = sr->helo,
+		.login = sr->user,
+		.sid = sr->env.sid,
+	};
+
+	sr->relay = relay_create(sr->env.loop, sr->env.cfg, &client,
+				 &session_relay_callbacks, sr);
+}
+
+/* Queues a whole command: verb NAME args, or line when given. */
+static struct relay_cmd *session_relay_queue(struct session_relay *sr,
+					     enum smtp_verb verb,
+					     const char *text, size_t len)
+{
+	struct relay_cmd *c = xcalloc(1, sizeof(*c) + len + 2);
+
+	c->verb = verb;
+	memcpy(c->line, text, len);
+	memcpy(c->line + len, "\r\n", 2);
+	c->len = len + 2;
+	return c;
+}
+
+/* Takes the command's reply place and sends it when the backend may take
+ * it: the command is complete by now. */
+static void session_relay_push(struct session_relay *sr, struct relay_cmd *c)
+{
+	if (sr->tail != NULL)
+		sr->tail->next = c;
+	else
+		sr->head = c;
+	sr->tail = c;
+	if (sr->unsent == NULL)
+		sr->unsent = c;
+	replyq_expect(sr->env.replies);
+	if (sr->state == SESSION_RELAY_NONE) {
+		/* Dropped after an aborted message: connect again (EHLO and
+		 * XCLIENT included) before this command goes. */
+		session_relay_enter_state(sr, SESSION_RELAY_CONNECTING);
+		session_relay_connect(sr);
+		return;
+	}
+	session_relay_pump(sr);
+}
+
+/* "VERB args" as the backend gets it. */
+static struct relay_cmd *session_relay_verb(struct session_relay *sr,
+					    const struct smtp_cmd *cmd)
+{
+	const char *name = smtp_verb_name(cmd->verb);
+	size_t name_len = strlen(name);
+	struct relay_cmd *c =
+		xcalloc(1, sizeof(*c) + name_len + 1 + cmd->args_len + 2);
+	size_t off = name_len;
+
+	c->verb = cmd->verb;
+	memcpy(c->line, name, name_len);
+	if (cmd->args_len > 0) {
+		c->line[off++] = ' ';
+		memcpy(c->line + off, cmd->args, cmd->args_len);
+		off += cmd->args_len;
+	}
+	memcpy(c->line + off, "\r\n", 2);
+	c->len = off + 2;
+	return c;
+}
+
+/* ---- replies ---- */
+
+static void session_relay_answer(struct session_relay *sr, const char *text,
+				 size_t len)
+{
+	bool owed = replyq_answer(sr->env.replies, text, len);
+
+	/* Every relayed command took its place when it was queued. */
+	assert(owed);
+	(void)owed;
 }
 
 /* The backend's EHLO reply, as the client sees it: our name first, then
  * only the pass-through extensions (no STARTTLS, AUTH, XCLIENT, XFORWARD,
  * CHUNKING, BINARYMIME, ETRN or anything unknown), SIZE capped. */
-static void session_answer_ehlo(struct session *s,
-				const struct relay_reply *reply)
+static void session_relay_answer_ehlo(struct session_relay *sr,
+				      const struct relay_reply *reply)
 {
 	char lines[16][64], buf[16 * 72 + 256];
 	struct ehlo_caps caps;
 	size_t n, off = 0, pos = 0, i;
 
 	if (reply->code != 250) {
-		session_slot_answer(s, reply->text, reply->len);
+		session_relay_answer(sr, reply->text, reply->len);
 		return;
 	}
 	memset(&caps, 0, sizeof(caps));
@@ -279,226 +340,211 @@ static void session_answer_ehlo(struct session *s,
 			ehlo_caps_add_line(&caps, line + 4, len - 4);
 		pos += len + 2;
 	}
-	n = session_caps_render(s, &caps, lines, 16);
+	n = session_caps_render(sr->env.cfg, &caps, lines, 16);
 	off += (size_t)snprintf(buf + off, sizeof(buf) - off, "250%c%s\r\n",
-				n > 0 ? '-' : ' ', s->cfg->server.hostname);
+				n > 0 ? '-' : ' ',
+				sr->env.cfg->server.hostname);
 	for (i = 0; i < n && off < sizeof(buf); i++)
 		off += (size_t)snprintf(buf + off, sizeof(buf) - off,
 					"250%c%s\r\n", i + 1 < n ? '-' : ' ',
 					lines[i]);
-	session_slot_answer(s, buf, off < sizeof(buf) ? off : sizeof(buf));
+	session_relay_answer(sr, buf, off < sizeof(buf) ? off : sizeof(buf));
 }
 
-static void session_received_header(struct session *s)
+static void session_relay_received_header(
+	struct session_relay *sr, const struct session_relay_client *client)
 {
 	char date[64], helo[SANITIZE_BUFSIZE], rcpt[SANITIZE_BUFSIZE];
 	char tls_part[160], rcpt_part[SANITIZE_BUFSIZE + 16];
 	char header[2048];
 	struct tm tm;
 	time_t now = time(NULL);
-	bool tls = session_tls_active(s);
+	bool tls = client->tls_version != NULL;
+	const struct session_tx *tx = sr->tx;
 	int n;
 
 	localtime_r(&now, &tm);
 	/* RFC 5322 §3.3 date-time. */
 	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z", &tm);
-	sanitize(helo, sizeof(helo), s->helo ? s->helo : "unknown",
-		 s->helo ? strlen(s->helo) : 7);
+	sanitize(helo, sizeof(helo), sr->helo ? sr->helo : "unknown",
+		 sr->helo ? strlen(sr->helo) : 7);
 	tls_part[0] = rcpt_part[0] = '\0';
 	if (tls)
 		snprintf(tls_part, sizeof(tls_part),
-			 "\r\n\t(version=%s cipher=%s)", tls_conn_version(s->tls),
-			 tls_conn_cipher(s->tls));
+			 "\r\n\t(version=%s cipher=%s)", client->tls_version,
+			 client->tls_cipher);
 	/* "for" only with a single recipient: with several, it would tell
 	 * each of them who else (Bcc) got the message. */
-	if (s->tx.rcpts_ok == 1 && s->tx.first_rcpt != NULL)
+	if (tx != NULL && tx->rcpts_ok == 1 && tx->first_rcpt != NULL)
 		snprintf(rcpt_part, sizeof(rcpt_part), "\r\n\tfor <%s>",
-			 sanitize(rcpt, sizeof(rcpt), s->tx.first_rcpt,
-				  strlen(s->tx.first_rcpt)));
+			 sanitize(rcpt, sizeof(rcpt), tx->first_rcpt,
+				  strlen(tx->first_rcpt)));
 	n = snprintf(header, sizeof(header),
 		     "Received: from %s ([%s%s]) (authenticated)\r\n"
 		     "\tby %s (submitproxy) with %s id %s%s%s;\r\n\t%s\r\n",
-		     helo, strchr(s->ip, ':') ? "IPv6:" : "", s->ip,
-		     s->cfg->server.hostname, tls ? "ESMTPSA" : "ESMTPA", s->sid,
-		     tls_part, rcpt_part, date);
+		     helo, strchr(sr->env.ip, ':') ? "IPv6:" : "", sr->env.ip,
+		     sr->env.cfg->server.hostname, tls ? "ESMTPSA" : "ESMTPA",
+		     sr->env.sid, tls_part, rcpt_part, date);
 	if (n > 0 && (size_t)n < sizeof(header)) {
-		relay_send_data(s->relay, header, (size_t)n);
-		s->scan.size += (uint64_t)n;
+		relay_send_data(sr->relay, header, (size_t)n);
+		sr->scan.size += (uint64_t)n;
 	}
-}
-
-static void session_data_start(struct session *s)
-{
-	datascan_init(&s->scan);
-	s->abort_reply = NULL;
-	session_enter_state(s, SESSION_DATA);
-	tls_conn_set_bulk(s->tls, true);
-	if (s->cfg->relay.received_header)
-		session_received_header(s);
 }
 
 static void session_relay_on_reply(void *arg, const struct relay_reply *reply)
 {
-	struct session *s = arg;
-	struct reply_slot *slot = s->slots_head;
+	struct session_relay *sr = arg;
+	struct relay_cmd *c = sr->head;
 	bool ok = reply->code >= 200 && reply->code < 300;
 
-	if (s->state >= SESSION_CLOSING)
-		return;
-
-	if (s->in_flight > 0)
-		s->in_flight--;
-	if (slot == NULL || !slot->relayed) {
-		session_relay_lost(s, "reply nobody asked for");
+	if (c == NULL || !c->sent) {
+		/* The relay counts the replies it is owed: cannot happen. */
+		assert(!"reply to no command");
 		return;
 	}
-	switch (slot->verb) {
+	sr->head = c->next;
+	if (sr->head == NULL)
+		sr->tail = NULL;
+	sr->nsent--;
+	switch (c->verb) {
 	case SMTP_VERB_EHLO:
-		session_answer_ehlo(s, reply);
+		session_relay_answer_ehlo(sr, reply);
 		break;
 	case SMTP_VERB_HELO:
 		if (reply->code == 250) {
 			char line[300];
 			int n = snprintf(line, sizeof(line), "250 %s\r\n",
-					 s->cfg->server.hostname);
+					 sr->env.cfg->server.hostname);
 
-			session_slot_answer(s, line, (size_t)n);
+			session_relay_answer(sr, line, (size_t)n);
 		} else {
-			session_slot_answer(s, reply->text, reply->len);
+			session_relay_answer(sr, reply->text, reply->len);
 		}
-		break;
-	case SMTP_VERB_MAIL:
-		s->tx.mail_ok = ok;
-		session_slot_answer(s, reply->text, reply->len);
 		break;
 	case SMTP_VERB_RCPT:
-		if (ok) {
-			s->tx.rcpts_ok++;
-			if (s->tx.first_rcpt == NULL && slot->path != NULL) {
-				s->tx.first_rcpt = slot->path;
-				slot->path = NULL;
+		if (ok && c->tx != NULL) {
+			c->tx->rcpts_ok++;
+			if (c->tx->first_rcpt == NULL && c->path != NULL) {
+				c->tx->first_rcpt = c->path;
+				c->path = NULL;
 			}
 		}
-		session_slot_answer(s, reply->text, reply->len);
+		session_relay_answer(sr, reply->text, reply->len);
 		break;
 	case SMTP_VERB_DATA:
-		if (slot->data_end) {
+		if (c->data_end) {
 			/* Never our 250: the backend's own verdict, logged
 			 * with the transaction it ended (the client may have
 			 * pipelined the next one already). */
-			if (slot->tx != NULL)
-				session_log_transaction(s, slot->tx,
-							slot->tx->size, reply);
-			session_slot_answer(s, reply->text, reply->len);
-			break;
+			if (c->tx != NULL)
+				session_relay_log_transaction(sr, c->tx, reply);
+			session_relay_answer(sr, reply->text, reply->len);
+			relay_cmd_free(c);
+			sr->env.cb->message_done(sr->env.arg, ok);
+			session_relay_pump(sr);
+			sr->env.cb->progress(sr->env.arg);
+			return;
 		}
-		s->data_pending = false;
-		session_slot_answer(s, reply->text, reply->len);
-		if (reply->code == 354 && s->state == SESSION_DATA_WAIT) {
-			session_data_start(s);
-		} else if (s->state == SESSION_DATA_WAIT) {
-			session_enter_state(s, SESSION_COMMAND);
+		session_relay_answer(sr, reply->text, reply->len);
+		relay_cmd_free(c);
+		if (reply->code == 354) {
+			datascan_init(&sr->scan);
+			sr->in_data = true;
+			sr->discard = false;
+			sr->abort_reply = NULL;
+			if (sr->env.cfg->relay.received_header)
+				session_relay_received_header(
+					sr, &sr->data_client);
 		}
-		break;
+		sr->env.cb->data_reply(sr->env.arg, reply->code == 354);
+		sr->env.cb->progress(sr->env.arg);
+		return;
 	case SMTP_VERB_QUIT:
-		session_slot_answer(s, reply->text, reply->len);
-		session_close(s, "quit");
+		session_relay_answer(sr, reply->text, reply->len);
+		relay_cmd_free(c);
+		sr->env.cb->quit(sr->env.arg);
 		return;
 	default:
-		session_slot_answer(s, reply->text, reply->len);
+		session_relay_answer(sr, reply->text, reply->len);
 		break;
 	}
-	session_relay_pump(s);
-	if (s->blocked && !session_over_limits(s))
-		s->blocked = false;
-	session_resume(s);
+	relay_cmd_free(c);
+	session_relay_pump(sr);
+	sr->env.cb->progress(sr->env.arg);
 }
 
 static void session_relay_on_ready(void *arg)
 {
-	struct session *s = arg;
+	struct session_relay *sr = arg;
+	bool handover = sr->state == SESSION_RELAY_HANDOVER;
 
-	if (s->state == SESSION_AUTH_WAIT) {
-		/* Hand-over complete: PAM and the backend both said yes. */
-		s->user = s->pending_user;
-		s->pending_user = NULL;
-		session_reply(s, "235 2.7.0 Authentication successful");
-		session_enter_state(s, SESSION_COMMAND);
-	} else if (s->state == SESSION_RELAY_CONNECT) {
-		/* A DATA among the commands that waited: nothing more is a
-		 * command until its reply. */
-		session_enter_state(s, s->data_pending ? SESSION_DATA_WAIT
-						       : SESSION_COMMAND);
-		session_relay_pump(s);
-	} else {
-		return; /* closing: nothing to do */
-	}
-	session_resume(s);
-}
-
-static void session_relay_on_failed(void *arg, const char *why)
-{
-	struct session *s = arg;
-
-	if (s->state >= SESSION_CLOSING) {
-		/* After QUIT (or while we close anyway) the backend going
-		 * away is the expected end. */
-		relay_destroy(s->relay);
-		s->relay = NULL;
+	session_relay_enter_state(sr, SESSION_RELAY_READY);
+	if (handover) {
+		sr->env.cb->ready(sr->env.arg);
 		return;
 	}
-	if (s->state == SESSION_AUTH_WAIT && s->pending_user != NULL) {
-		char user[SANITIZE_BUFSIZE];
-
-		/* The client stays and may try again. */
-		log_info(s->sid,
-			 "event=auth_tempfail ip=%s user=\"%s\" "
-			 "reason=backend_unavailable",
-			 s->ip,
-			 sanitize(user, sizeof(user), s->pending_user,
-				  strlen(s->pending_user)));
-		free(s->pending_user);
-		s->pending_user = NULL;
-		relay_destroy(s->relay);
-		s->relay = NULL;
-		session_reply(s, "454 4.7.0 Temporary authentication failure");
-		session_enter_state(s, SESSION_COMMAND);
-		session_resume(s);
-		return;
-	}
-	session_relay_lost(s, why);
+	session_relay_pump(sr);
+	sr->env.cb->progress(sr->env.arg);
 }
 
 /* The backend is gone mid-session: nothing the client sent is known to
  * be delivered, so it must not believe otherwise.  The reply owed first
- * gets 451, then the session ends with 421 and the client retries later. */
-static void session_relay_lost(struct session *s, const char *why)
+ * gets 451; the session then ends with 421 and the client retries. */
+static void session_relay_lost(struct session_relay *sr, const char *why)
 {
-	log_info(s->sid, "event=backend_lost ip=%s state=%s error=\"%s\"",
-		 s->ip, session_state_names[s->state], why);
-	relay_destroy(s->relay);
-	s->relay = NULL;
-	session_sendq_clear(s);
-	s->in_flight = 0;
-	if (s->slots_head != NULL && s->slots_head->relayed &&
-	    s->state != SESSION_DATA)
-		session_slot_answer(s, "451 4.4.2 Backend connection lost\r\n",
-				    35);
-	session_slots_clear(s);
-	session_reply(s, "421 4.4.2 %s Backend connection lost, closing "
-			 "connection",
-		      s->cfg->server.hostname);
-	session_close(s, "backend lost");
+	static const char lost[] = "451 4.4.2 Backend connection lost\r\n";
+
+	log_info(sr->env.sid,
+		 "event=backend_lost ip=%s state=%s in_data=%s error=\"%s\"",
+		 sr->env.ip, session_relay_state_names[sr->state],
+		 sr->in_data ? "yes" : "no", why);
+	relay_destroy(sr->relay);
+	sr->relay = NULL;
+	session_relay_enter_state(sr, SESSION_RELAY_DEAD);
+	session_relay_cmds_clear(sr);
+	if (replyq_relayed(sr->env.replies) > 0 && !sr->in_data)
+		replyq_answer(sr->env.replies, lost, sizeof(lost) - 1);
+	replyq_clear(sr->env.replies);
+	sr->env.cb->lost(sr->env.arg);
+}
+
+static void session_relay_on_failed(void *arg, const char *why)
+{
+	struct session_relay *sr = arg;
+
+	if (sr->state == SESSION_RELAY_HANDOVER) {
+		relay_destroy(sr->relay);
+		sr->relay = NULL;
+		session_relay_cmds_clear(sr);
+		session_relay_enter_state(sr, SESSION_RELAY_DEAD);
+		sr->env.cb->unavailable(sr->env.arg, why);
+		return;
+	}
+	if (sr->head != NULL && sr->head->sent &&
+	    sr->head->verb == SMTP_VERB_QUIT) {
+		/* After QUIT the backend closing is the expected end; its
+		 * 221 did not come, so the proxy says it. */
+		char line[300];
+		int n = snprintf(line, sizeof(line),
+				 "221 2.0.0 %s closing connection\r\n",
+				 sr->env.cfg->server.hostname);
+
+		relay_destroy(sr->relay);
+		sr->relay = NULL;
+		session_relay_cmds_clear(sr);
+		session_relay_enter_state(sr, SESSION_RELAY_DEAD);
+		replyq_answer(sr->env.replies, line, (size_t)n);
+		sr->env.cb->quit(sr->env.arg);
+		return;
+	}
+	session_relay_lost(sr, why);
 }
 
 static void session_relay_on_drained(void *arg)
 {
-	struct session *s = arg;
+	struct session_relay *sr = arg;
 
-	if (s->blocked && !session_over_limits(s)) {
-		s->blocked = false;
-		session_resume(s);
-	}
+	sr->env.cb->progress(sr->env.arg);
 }
 
 static const struct relay_callbacks session_relay_callbacks = {
@@ -508,209 +554,198 @@ static const struct relay_callbacks session_relay_callbacks = {
 	.drained = session_relay_on_drained,
 };
 
-void session_relay_start(struct session *s)
-{
-	struct relay_client client = {
-		.addr = s->ip,
-		.port = s->port,
-		.helo = s->helo,
-		.login = s->user ? s->user : s->pending_user,
-		.sid = s->sid,
-	};
+/* ---- life ---- */
 
-	if (s->state >= SESSION_CLOSING)
-		return;
-	s->relay = relay_create(&s->w->loop, s->cfg, &client,
-				&session_relay_callbacks, s);
-	s->in_flight = 0;
-	if (s->state != SESSION_AUTH_WAIT)
-		session_enter_state(s, SESSION_RELAY_CONNECT);
+struct session_relay *session_relay_create(const struct session_relay_env *env,
+					   const char *user, const char *helo)
+{
+	struct session_relay *sr = xcalloc(1, sizeof(*sr));
+
+	sr->env = *env;
+	sr->user = xstrdup(user);
+	sr->helo = helo ? xstrdup(helo) : NULL;
+	sr->state = SESSION_RELAY_HANDOVER;
+	session_relay_connect(sr);
+	return sr;
 }
 
-void session_relay_cleanup(struct session *s)
+void session_relay_destroy(struct session_relay *sr)
 {
-	relay_destroy(s->relay);
-	s->relay = NULL;
-	session_sendq_clear(s);
-	session_slots_clear(s);
-	session_tx_reset(s);
-	free(s->pending_user);
-	s->pending_user = NULL;
+	if (sr == NULL)
+		return;
+	/* Mid-DATA this closes the backend without the terminator: the
+	 * backend discards the partial message. */
+	relay_destroy(sr->relay);
+	session_relay_cmds_clear(sr);
+	session_relay_tx_end(sr);
+	free(sr->user);
+	free(sr->helo);
+	free(sr);
 }
 
-/* ---- commands after AUTH ---- */
-
-static struct reply_slot *session_relay_verb(struct session *s,
-					     const struct smtp_cmd *cmd)
+const char *session_relay_user(const struct session_relay *sr)
 {
-	char line[4096];
-	int n;
-
-	n = snprintf(line, sizeof(line), "%s%s%.*s", smtp_verb_name(cmd->verb),
-		     cmd->args_len ? " " : "", (int)cmd->args_len, cmd->args);
-	if (n < 0 || (size_t)n >= sizeof(line)) {
-		session_refuse(s, cmd->verb, "500 5.5.6 Line too long");
-		return NULL;
-	}
-	return session_relay_send(s, cmd->verb, line, (size_t)n);
+	return sr->user;
 }
 
-static void session_relay_mail(struct session *s, const struct smtp_cmd *cmd)
+bool session_relay_busy(const struct session_relay *sr)
 {
-	char path[512], rewritten[4096], line[4200], text[SANITIZE_BUFSIZE];
-	uint64_t size = 0;
-	int n;
+	return sr->relay != NULL &&
+	       relay_write_queued(sr->relay) > RELAY_WRITE_HIGH;
+}
 
-	if (mail_from_rewrite(cmd->args, cmd->args_len, path, sizeof(path),
-			      rewritten, sizeof(rewritten)) < 0) {
-		session_refuse(s, cmd->verb,
-			       "501 5.5.4 Syntax: MAIL FROM:<address>");
-		return;
+bool session_relay_owes(const struct session_relay *sr)
+{
+	return sr->head != NULL;
+}
+
+/* ---- commands ---- */
+
+static void refusal_set(char *refusal, size_t size, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void refusal_set(char *refusal, size_t size, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(refusal, size, fmt, ap);
+	va_end(ap);
+}
+
+static enum session_relay_verdict
+session_relay_mail(struct session_relay *sr, const struct smtp_cmd *cmd,
+		   char *refusal, size_t refusal_size)
+{
+	char text[SANITIZE_BUFSIZE];
+	/* Sized from the command: the rewrite only removes parameters, and
+	 * a path is part of the line (max_line_length, not a fixed cap). */
+	size_t size = cmd->args_len + 16;
+	char *path = xmalloc(size), *rewritten = xmalloc(size + 8);
+	enum session_relay_verdict verdict = SESSION_RELAY_REFUSED;
+	uint64_t msg_size = 0;
+	struct relay_cmd *c;
+
+	if (mail_from_rewrite(cmd->args, cmd->args_len, path, size,
+			      rewritten + 5, size + 3) < 0) {
+		refusal_set(refusal, refusal_size,
+			    "501 5.5.4 Syntax: MAIL FROM:<address>");
+		goto out;
 	}
-	if (mail_from_size(cmd->args, cmd->args_len, &size) < 0) {
-		session_refuse(s, cmd->verb, "501 5.5.4 Bad SIZE parameter");
-		return;
+	if (mail_from_size(cmd->args, cmd->args_len, &msg_size) < 0) {
+		refusal_set(refusal, refusal_size,
+			    "501 5.5.4 Bad SIZE parameter");
+		goto out;
 	}
-	if (size > s->cfg->limits.max_message_size) {
-		session_refuse(s, cmd->verb,
-			       "552 5.3.4 Message size exceeds fixed maximum "
-			       "message size");
-		return;
+	if (msg_size > sr->env.cfg->limits.max_message_size) {
+		refusal_set(refusal, refusal_size,
+			    "552 5.3.4 Message size exceeds fixed maximum "
+			    "message size");
+		goto out;
 	}
-	if (s->w->sendermap != NULL &&
-	    !sendermap_allows(s->w->sendermap, s->user, path)) {
+	if (*sr->env.sendermap != NULL &&
+	    !sendermap_allows(*sr->env.sendermap, sr->user, path)) {
 		/* As Postfix's reject_sender_login_mismatch. */
-		log_info(s->sid,
+		log_info(sr->env.sid,
 			 "event=reject ip=%s reason=sender_map from=<%s>",
-			 s->ip, sanitize(text, sizeof(text), path,
-					 strlen(path)));
-		session_refuse(s, cmd->verb,
-			       "553 5.7.1 Sender address rejected: not owned "
-			       "by user %s",
-			       sanitize(text, sizeof(text), s->user,
-					strlen(s->user)));
-		return;
+			 sr->env.ip,
+			 sanitize(text, sizeof(text), path, strlen(path)));
+		refusal_set(refusal, refusal_size,
+			    "553 5.7.1 Sender address rejected: not owned by "
+			    "user %s",
+			    sanitize(text, sizeof(text), sr->user,
+				     strlen(sr->user)));
+		goto out;
 	}
-	session_tx_reset(s);
-	s->tx.sender = xstrdup(path);
-	n = snprintf(line, sizeof(line), "MAIL %s", rewritten);
-	session_relay_send(s, cmd->verb, line, (size_t)n);
+	session_relay_tx_end(sr);
+	sr->tx = session_tx_create(path);
+	memcpy(rewritten, "MAIL ", 5);
+	c = session_relay_queue(sr, SMTP_VERB_MAIL, rewritten,
+				strlen(rewritten));
+	session_relay_push(sr, c);
+	verdict = SESSION_RELAY_QUEUED;
+out:
+	free(path);
+	free(rewritten);
+	return verdict;
 }
 
-static void session_relay_rcpt(struct session *s, const struct smtp_cmd *cmd)
+static enum session_relay_verdict
+session_relay_rcpt(struct session_relay *sr, const struct smtp_cmd *cmd,
+		   char *refusal, size_t refusal_size)
 {
-	struct reply_slot *slot;
+	struct relay_cmd *c;
 	const char *lt, *gt;
 
 	if (rcpt_to_check(cmd->args, cmd->args_len) < 0) {
-		session_refuse(s, cmd->verb,
-			       "501 5.5.4 Syntax: RCPT TO:<address>");
-		return;
+		refusal_set(refusal, refusal_size,
+			    "501 5.5.4 Syntax: RCPT TO:<address>");
+		return SESSION_RELAY_REFUSED;
 	}
-	if (s->tx.rcpts_sent >= s->cfg->limits.max_recipients) {
-		session_refuse(s, cmd->verb, "452 4.5.3 Too many recipients");
-		return;
+	if (sr->tx != NULL) {
+		if (sr->tx->rcpts_sent >= sr->env.cfg->limits.max_recipients) {
+			refusal_set(refusal, refusal_size,
+				    "452 4.5.3 Too many recipients");
+			return SESSION_RELAY_REFUSED;
+		}
+		sr->tx->rcpts_sent++;
 	}
-	s->tx.rcpts_sent++;
+	c = session_relay_verb(sr, cmd);
 	lt = memchr(cmd->args, '<', cmd->args_len);
 	gt = lt ? memchr(lt, '>', cmd->args_len - (size_t)(lt - cmd->args))
 		: NULL;
-	slot = session_relay_verb(s, cmd);
-	if (slot != NULL && lt != NULL && gt != NULL)
-		slot->path = xmemdup(lt + 1, (size_t)(gt - lt - 1));
+	if (lt != NULL && gt != NULL)
+		c->path = xmemdup(lt + 1, (size_t)(gt - lt - 1));
+	c->tx = session_tx_ref(sr->tx);
+	session_relay_push(sr, c);
+	return SESSION_RELAY_QUEUED;
 }
 
-void session_relay_command(struct session *s, const struct smtp_cmd *cmd)
+enum session_relay_verdict
+session_relay_command(struct session_relay *sr, const struct smtp_cmd *cmd,
+		      const struct session_relay_client *client,
+		      char *refusal, size_t refusal_size)
 {
 	switch (cmd->verb) {
 	case SMTP_VERB_EHLO:
 	case SMTP_VERB_HELO:
-		if (cmd->args_len == 0 || cmd->args_len > SESSION_HELO_MAX ||
-		    memchr(cmd->args, ' ', cmd->args_len) != NULL) {
-			session_refuse(s, cmd->verb,
-				       "501 5.5.4 Syntax: %s hostname",
-				       smtp_verb_name(cmd->verb));
-			return;
-		}
-		free(s->helo);
-		s->helo = xmemdup(cmd->args, cmd->args_len);
-		session_tx_reset(s);
-		if (cmd->verb == SMTP_VERB_EHLO && s->relay != NULL &&
-		    !relay_esmtp(s->relay)) {
+		/* RFC 5321 §4.1.4: EHLO/HELO also resets any transaction. */
+		free(sr->helo);
+		sr->helo = xmemdup(cmd->args, cmd->args_len);
+		session_relay_tx_end(sr);
+		if (cmd->verb == SMTP_VERB_EHLO && sr->relay != NULL &&
+		    !relay_esmtp(sr->relay)) {
 			/* A backend that speaks no ESMTP gets HELO; the
 			 * client still gets an EHLO answer, with what the
 			 * proxy itself offers. */
-			char line[300];
-			int n = snprintf(line, sizeof(line), "HELO %.*s",
-					 (int)cmd->args_len, cmd->args);
+			size_t len = 5 + cmd->args_len;
+			char *line = xmalloc(len);
+			struct relay_cmd *c;
 
-			session_relay_send(s, SMTP_VERB_EHLO, line, (size_t)n);
-			return;
+			memcpy(line, "HELO ", 5);
+			memcpy(line + 5, cmd->args, cmd->args_len);
+			c = session_relay_queue(sr, SMTP_VERB_EHLO, line, len);
+			free(line);
+			session_relay_push(sr, c);
+			return SESSION_RELAY_QUEUED;
 		}
-		session_relay_verb(s, cmd);
-		return;
+		break;
 	case SMTP_VERB_MAIL:
-		session_relay_mail(s, cmd);
-		return;
+		return session_relay_mail(sr, cmd, refusal, refusal_size);
 	case SMTP_VERB_RCPT:
-		session_relay_rcpt(s, cmd);
-		return;
+		return session_relay_rcpt(sr, cmd, refusal, refusal_size);
 	case SMTP_VERB_DATA:
-		if (cmd->args_len != 0) {
-			session_refuse(s, cmd->verb, "501 5.5.4 Syntax: DATA");
-			return;
-		}
-		if (session_relay_verb(s, cmd) == NULL)
-			return;
-		/* Nothing more is read as a command until the backend has
-		 * answered: 354 makes what follows message bytes.  (While
-		 * the backend reconnects, the state says so; the ready
-		 * callback then enters DATA_WAIT.) */
-		s->data_pending = true;
-		if (s->state == SESSION_COMMAND)
-			session_enter_state(s, SESSION_DATA_WAIT);
-		return;
+		/* The Received header, if the 354 comes, describes this. */
+		sr->data_client = *client;
+		break;
 	case SMTP_VERB_RSET:
-	case SMTP_VERB_QUIT:
-		if (cmd->args_len != 0) {
-			session_refuse(s, cmd->verb, "501 5.5.4 Syntax: %s",
-				       smtp_verb_name(cmd->verb));
-			return;
-		}
-		if (cmd->verb == SMTP_VERB_RSET)
-			session_tx_reset(s);
-		session_relay_verb(s, cmd);
-		return;
-	case SMTP_VERB_NOOP:
-	case SMTP_VERB_VRFY:
-	case SMTP_VERB_EXPN:
-	case SMTP_VERB_HELP:
-		session_relay_verb(s, cmd);
-		return;
-	case SMTP_VERB_AUTH:
-		/* RFC 4954 §4: no AUTH after a successful one. */
-		session_refuse(s, cmd->verb, "503 5.5.1 Already authenticated");
-		return;
-	case SMTP_VERB_STARTTLS:
-		session_refuse(s, cmd->verb,
-			       "503 5.5.1 STARTTLS not allowed now");
-		return;
-	case SMTP_VERB_BDAT:
-	case SMTP_VERB_XCLIENT:
-	case SMTP_VERB_XFORWARD:
-	case SMTP_VERB_ETRN:
-	case SMTP_VERB_TURN:
-	case SMTP_VERB_ATRN:
-		/* Never forwarded: the backend trusts us, so these would be
-		 * the client's to abuse (XCLIENT spoofing, CHUNKING without
-		 * the scanner, queue runs). */
-		session_refuse(s, cmd->verb, "502 5.5.1 Command not implemented");
-		return;
-	case SMTP_VERB_UNKNOWN:
+		session_relay_tx_end(sr);
+		break;
 	default:
-		session_refuse(s, cmd->verb, "500 5.5.1 Command unrecognized");
-		return;
+		break;
 	}
+	session_relay_push(sr, session_relay_verb(sr, cmd));
+	return SESSION_RELAY_QUEUED;
 }
 
 /* ---- DATA ---- */
@@ -718,82 +753,83 @@ void session_relay_command(struct session *s, const struct smtp_cmd *cmd)
 /* Stops relaying the message: the backend connection is closed without
  * the terminator, so the backend discards what it got; the client's
  * bytes are read to their end of data and then answered with reply. */
-static void session_data_abort(struct session *s, const char *reply,
-			       const char *reason)
+static void session_relay_data_abort(struct session_relay *sr,
+				     const char *reply, const char *reason)
 {
-	log_info(s->sid, "event=transaction_abort ip=%s reason=%s size=%llu",
-		 s->ip, reason, (unsigned long long)s->scan.size);
-	relay_destroy(s->relay);
-	s->relay = NULL;
-	session_sendq_clear(s);
-	s->in_flight = 0;
-	s->abort_reply = reply;
-	session_enter_state(s, SESSION_DATA_DISCARD);
+	log_info(sr->env.sid,
+		 "event=transaction_abort ip=%s reason=%s size=%llu",
+		 sr->env.ip, reason, (unsigned long long)sr->scan.size);
+	relay_destroy(sr->relay);
+	sr->relay = NULL;
+	session_relay_cmds_clear(sr);
+	session_relay_enter_state(sr, SESSION_RELAY_NONE);
+	sr->abort_reply = reply;
+	sr->discard = true;
 }
 
-size_t session_data_input(struct session *s, const char *data, size_t len)
+size_t session_relay_data(struct session_relay *sr, const char *data,
+			  size_t len, bool *done)
 {
-	char *out = s->w->data_buf;
+	char *out = sr->env.data_buf;
 	size_t taken = 0;
 
+	*done = false;
+	assert(sr->in_data);
 	while (taken < len) {
 		size_t chunk = len - taken, out_len = 0, consumed = 0;
 		enum datascan_result r;
 
-		if (chunk > WORKER_DATA_CHUNK)
-			chunk = WORKER_DATA_CHUNK;
-		r = datascan_feed(&s->scan, data + taken, chunk, out, &out_len,
+		if (chunk > sr->env.data_chunk)
+			chunk = sr->env.data_chunk;
+		r = datascan_feed(&sr->scan, data + taken, chunk, out, &out_len,
 				  &consumed);
 		taken += consumed;
-		if (s->state == SESSION_DATA) {
-			if (s->scan.size > s->cfg->limits.max_message_size) {
-				session_data_abort(
-					s,
+		if (!sr->discard) {
+			if (sr->scan.size > sr->env.cfg->limits.max_message_size) {
+				session_relay_data_abort(
+					sr,
 					"552 5.3.4 Message size exceeds fixed "
-					"maximum message size",
+					"maximum message size\r\n",
 					"size");
-			} else if (s->scan.bare_newlines > 0 &&
-				   s->cfg->relay.bare_newline ==
+			} else if (sr->scan.bare_newlines > 0 &&
+				   sr->env.cfg->relay.bare_newline ==
 					   BARE_NEWLINE_REJECT) {
-				session_data_abort(
-					s,
+				session_relay_data_abort(
+					sr,
 					"550 5.6.0 Message contains bare CR or "
-					"LF",
+					"LF\r\n",
 					"bare_newline");
 			} else {
-				relay_send_data(s->relay, out, out_len);
+				/* A failed write is reported later. */
+				relay_send_data(sr->relay, out, out_len);
 			}
 		}
-		if (s->state != SESSION_DATA && s->state != SESSION_DATA_DISCARD)
-			return len; /* the backend went away: we are closing */
 		if (r == DATASCAN_DONE) {
-			if (s->state == SESSION_DATA) {
-				struct reply_slot *slot;
+			sr->in_data = false;
+			*done = true;
+			if (!sr->discard) {
+				struct relay_cmd *c = session_relay_queue(
+					sr, SMTP_VERB_DATA, ".", 1);
 
-				slot = session_relay_send(s, SMTP_VERB_DATA,
-							  ".", 1);
-				slot->data_end = true;
 				/* The transaction ends here for the client,
-				 * which may pipeline the next MAIL now. */
-				slot->tx = xmalloc(sizeof(*slot->tx));
-				*slot->tx = s->tx;
-				slot->tx->size = s->scan.size;
-				memset(&s->tx, 0, sizeof(s->tx));
+				 * which may pipeline the next MAIL now; the
+				 * reply, when it comes, is logged with it. */
+				c->data_end = true;
+				if (sr->tx != NULL)
+					sr->tx->size = sr->scan.size;
+				c->tx = sr->tx;
+				sr->tx = NULL;
+				session_relay_push(sr, c);
 			} else {
-				session_reply(s, "%s", s->abort_reply);
-				session_tx_reset(s);
+				replyq_local(sr->env.replies, sr->abort_reply,
+					     strlen(sr->abort_reply));
+				sr->discard = false;
+				session_relay_tx_end(sr);
 			}
-			tls_conn_set_bulk(s->tls, false);
-			session_enter_state(s, SESSION_COMMAND);
 			return taken;
 		}
-		if (s->relay != NULL &&
-		    relay_write_queued(s->relay) > RELAY_WRITE_HIGH) {
-			/* The backend is slower than the client: stop reading
-			 * the client until it catches up. */
-			s->blocked = true;
-			return taken;
-		}
+		if (session_relay_busy(sr))
+			return taken; /* the backend is slower than the client */
 	}
 	return taken;
 }

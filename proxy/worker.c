@@ -55,6 +55,9 @@ static void worker_apply_reload(struct worker *w, struct config *cfg,
 	w->cfg = cfg;
 	w->sendermap = sendermap;
 	w->tls = tls;
+	w->env.cfg = cfg;
+	w->env.sendermap = sendermap;
+	w->env.tls = tls;
 	config_unref(old_cfg);
 	sendermap_free(old_map);
 }
@@ -64,16 +67,22 @@ static void worker_stop(struct worker *w)
 	if (w->stopping)
 		return;
 	w->stopping = true;
+	w->env.stopping = true;
 	/* From now on only the sessions keep the loop alive. */
 	uv_unref((uv_handle_t *)&w->wake);
-	for (struct session *s = w->sessions; s != NULL; s = session_next(s))
+	for (struct session *s = w->sessions, *next; s != NULL; s = next) {
+		/* A session may end (not free) itself here. */
+		next = session_hook(s)->next;
 		session_shutdown(s);
+	}
 }
 
 static void worker_stop_force(struct worker *w)
 {
-	for (struct session *s = w->sessions; s != NULL; s = session_next(s))
+	for (struct session *s = w->sessions, *next; s != NULL; s = next) {
+		next = session_hook(s)->next;
 		session_force_close(s);
+	}
 }
 
 static void worker_on_wake(uv_async_t *a)
@@ -96,7 +105,7 @@ static void worker_on_wake(uv_async_t *a)
 		worker_apply_reload(w, m.cfg, m.sendermap, m.tls);
 	for (size_t i = 0; i < m.nconns; i++)
 		/* A stopping worker greets them with 421. */
-		session_accept(w, m.conns[i].listener, m.conns[i].fd);
+		session_accept(&w->env, m.conns[i].listener, m.conns[i].fd);
 	free(m.conns);
 	if (m.stop)
 		worker_stop(w);
@@ -127,6 +136,7 @@ static void worker_wind_down(struct worker *w)
 	uv_close((uv_handle_t *)&w->wake, NULL);
 	auth_client_close(w->auth);
 	w->auth = NULL;
+	w->env.auth = NULL;
 	uv_run(&w->loop, UV_RUN_DEFAULT);
 	if (uv_loop_close(&w->loop) != 0)
 		log_warn(NULL,
@@ -146,6 +156,35 @@ static void worker_thread_main(void *arg)
 	uv_run(&w->loop, UV_RUN_DEFAULT);
 	worker_wind_down(w);
 	w->hooks.exited(w->hooks.arg, w);
+}
+
+void worker_session_add(void *worker, struct session *s)
+{
+	struct worker *w = worker;
+	struct session_hook *h = session_hook(s);
+
+	h->prev = NULL;
+	h->next = w->sessions;
+	if (w->sessions != NULL)
+		session_hook(w->sessions)->prev = s;
+	w->sessions = s;
+	w->nsessions++;
+}
+
+void worker_session_remove(void *worker, struct session *s)
+{
+	struct worker *w = worker;
+	struct session_hook *h = session_hook(s);
+
+	if (h->prev != NULL)
+		session_hook(h->prev)->next = h->next;
+	else
+		w->sessions = h->next;
+	if (h->next != NULL)
+		session_hook(h->next)->prev = h->prev;
+	w->nsessions--;
+	/* What the acceptor balances on: this one is gone. */
+	atomic_fetch_sub_explicit(&w->load, 1, memory_order_relaxed);
 }
 
 /* ---- from any thread -------------------------------------------------- */
@@ -186,6 +225,22 @@ int worker_init(struct worker *w, unsigned index, struct config *cfg,
 	w->sendermap = sendermap != NULL ? sendermap_ref(sendermap) : NULL;
 	w->auth = auth_client_create(&w->loop, auth_fd, cfg->auth.timeout_ms,
 				     worker_on_auth_lost, w);
+	w->env = (struct session_env){
+		.loop = &w->loop,
+		.cfg = w->cfg,
+		.tls = tls,
+		.sendermap = w->sendermap,
+		.auth = w->auth,
+		.shared = shared,
+		.worker_index = index,
+		.read_buf = w->read_buf,
+		.read_buf_size = sizeof(w->read_buf),
+		.data_buf = w->data_buf,
+		.data_chunk = WORKER_DATA_CHUNK,
+		.added = worker_session_add,
+		.removed = worker_session_remove,
+		.owner = w,
+	};
 	return 0;
 }
 

@@ -30,6 +30,7 @@
 
 #include "config/config.h"
 #include "proxy/datascan.h"
+#include "proxy/session.h"
 
 struct auth_client;
 struct session;
@@ -83,7 +84,10 @@ struct worker {
 	struct auth_client *auth;    /* this loop's channel to the helper */
 	struct worker_hooks hooks;
 
-	struct session *sessions; /* doubly linked, for stop */
+	/* What its sessions may use; cfg, sendermap, tls and stopping
+	 * follow reloads and stop. */
+	struct session_env env;
+	struct session *sessions; /* doubly linked (session_hook), for stop */
 	uint32_t nsessions;
 	/* Sessions plus connections handed over and not yet started: what
 	 * the acceptor balances on (read from its thread). */
@@ -98,7 +102,6 @@ struct worker {
 	 * returns, so one buffer per loop serves all sessions and an idle
 	 * session holds none. */
 	char read_buf[WORKER_READ_BUFSIZE];
-	bool read_buf_busy;
 	/* The DATA scanner's output for one chunk. */
 	char data_buf[DATASCAN_OUT_MAX(WORKER_DATA_CHUNK)];
 };
@@ -139,6 +142,10 @@ unsigned worker_load(struct worker *w);
  * from *next (which moves past the choice), so that equal workers take
  * turns.  Pure, for the unit tests. */
 size_t worker_pick(const unsigned *loads, size_t n, size_t *next);
+
+/* The worker's list of sessions (session_env added/removed). */
+void worker_session_add(void *worker, struct session *s);
+void worker_session_remove(void *worker, struct session *s);
 
 /* Waits for the thread (after exited) and frees what worker_init set
  * up; without a started thread, runs the loop dry first. */

@@ -1250,9 +1250,11 @@ class ReplyQueue(RelayTestCase):
         asan = (asan + ":" if asan else "") + \
             "quarantine_size_mb=1:thread_local_quarantine_size_kb=64"
         with backends.environment({"ASAN_OPTIONS": asan}):
+            # Tens of thousands of NOOPs: no junk limit here.
             proxy = self.proxy(sink, listeners={"plain": {
                 "mode": "plain", "require_tls": "no",
-                "allow_plaintext_auth": "yes"}})
+                "allow_plaintext_auth": "yes"}},
+                limits={"max_junk_commands": "0"})
         client = self.ehloed(proxy)
         self.assertReply(self.auth(proxy, client), 235, "2.7.0")
         pid = proxy.network_pid()

@@ -303,7 +303,8 @@ class StartTls(TlsTestCase):
         # replies to the NOOPs pile up, the proxy parks the rest of its
         # input and stops reading, and STARTTLS comes out of that parked
         # input once the client reads.  The handshake then must be read.
-        proxy = self.proxy()
+        # (9000 NOOPs: no junk limit here.)
+        proxy = self.proxy(limits={"max_junk_commands": "0"})
         client = self.ehloed(proxy, listener="starttls")
         # A small receive buffer: the replies back up at the proxy however
         # large the system's default buffers are.
@@ -371,8 +372,9 @@ class ImplicitTls(TlsTestCase):
 
     def test_replies_larger_than_a_tls_record_all_arrive(self):
         # 5000 pipelined NOOPs in one send: about 30 KiB of input and of
-        # replies, more than one 16 KiB TLS record each way.
-        proxy = self.proxy()
+        # replies, more than one 16 KiB TLS record each way.  (No junk
+        # limit for these NOOPs.)
+        proxy = self.proxy(limits={"max_junk_commands": "0"})
         client = implicit(proxy, pki().client_context())
         count = 5000
         client.send(b"NOOP\r\n" * count)

@@ -1,0 +1,91 @@
+/*
+ * session-auth.h - SMTP AUTH (RFC 4954) for one session: the SASL
+ * exchange, the request to the auth helper, and brute-force throttling (a
+ * growing per-connection delay, a per-connection limit, a per-address
+ * limit in a time window).  It never sleeps and never answers the client
+ * itself: each step returns what the session should say and do, and the
+ * helper's answer comes back through one callback.
+ *
+ * Ownership: the session creates it at its first AUTH and destroys it
+ * with itself; destroying cancels a pending helper request (the callback
+ * then never runs) and wipes any credentials held.
+ */
+#ifndef SUBMITPROXY_SESSION_AUTH_H
+#define SUBMITPROXY_SESSION_AUTH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct addr_entry;
+struct auth_client;
+struct config;
+struct shared;
+struct session_auth;
+
+enum session_auth_outcome {
+	/* reply is a 334 challenge: the next line is a SASL response. */
+	SESSION_AUTH_CHALLENGE,
+	/* reply refuses the command (syntax, mechanism): counted against
+	 * max_errors; the exchange is over. */
+	SESSION_AUTH_REFUSED,
+	/* reply (454) is a temporary refusal: the exchange is over. */
+	SESSION_AUTH_TEMPFAIL,
+	/* The credentials are with the helper: done() will follow. */
+	SESSION_AUTH_WAITING,
+	/* A failed login, logged: wait delay_ms, then ask
+	 * session_auth_failure_reply(). */
+	SESSION_AUTH_FAILED,
+	/* PAM said yes: user is who the client is (PAM_USER). */
+	SESSION_AUTH_OK,
+};
+
+struct session_auth_result {
+	enum session_auth_outcome outcome;
+	char reply[600];    /* CHALLENGE, REFUSED, TEMPFAIL: without CR LF */
+	uint64_t delay_ms;  /* FAILED */
+	const char *user;   /* OK: valid during the callback */
+};
+
+/* The helper's answer (OK, FAILED or TEMPFAIL), on the loop. */
+typedef void session_auth_done_fn(void *arg,
+				  const struct session_auth_result *result);
+
+struct session_auth_env {
+	uv_loop_t *loop;
+	const struct config *cfg;
+	struct auth_client *client; /* NULL: nobody can log in here */
+	struct shared *shared;      /* the per-address failure table */
+	struct addr_entry *addr;    /* this client's entry, or NULL */
+	const char *ip;             /* for PAM_RHOST and the logs */
+	const char *sid;
+	session_auth_done_fn *done;
+	void *arg;
+};
+
+struct session_auth *session_auth_create(const struct session_auth_env *env);
+void session_auth_destroy(struct session_auth *a);
+
+/* AUTH <mechanism> [initial-response]: args as the client sent them (the
+ * checks of the command table already passed). */
+void session_auth_start(struct session_auth *a, const char *args,
+			size_t args_len, struct session_auth_result *result);
+
+/* One SASL response line (never logged: it holds a secret). */
+void session_auth_response(struct session_auth *a, const char *line,
+			   size_t len, struct session_auth_result *result);
+
+/* A response line too long: the exchange is aborted. */
+void session_auth_abort(struct session_auth *a);
+
+/* The failure delay is over: true if that was one failure too many on
+ * this connection (the session ends with 421), else the 535 is due. */
+bool session_auth_too_many(const struct session_auth *a);
+
+/* For logs: the user of the last attempt ("" if none) and its
+ * mechanism. */
+const char *session_auth_user(const struct session_auth *a);
+const char *session_auth_mech(const struct session_auth *a);
+
+#endif

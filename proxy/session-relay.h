@@ -1,0 +1,118 @@
+/*
+ * session-relay.h - a session after AUTH (DESIGN.md, "Relay"): the
+ * backend connection made at hand-over, the commands queued for it, EHLO
+ * rewriting, the mail transaction, and DATA through the scanner.
+ *
+ * Every relayed command takes its place in the session's reply queue
+ * (proxy/replyq.h) when it is queued, and is answered there, in order,
+ * when the backend's reply arrives.  A command is queued whole: its line,
+ * and what its reply will need (the RCPT's path, the transaction an end
+ * of data ends), before anything is sent.  A backend without PIPELINING
+ * is fed one command at a time.
+ *
+ * Errors arrive in callbacks: nothing here calls back into the session
+ * from inside a session_relay_* call; the backend's failures come from the
+ * relay's callbacks (proxy/relay.h reports even a failed write later).
+ *
+ * The backend trusts us; we trust the client with nothing: only commands
+ * the session's command table lets through, rewritten where needed, reach
+ * it, and message bytes reach it only re-encoded by the DATA scanner.
+ *
+ * Ownership: the session creates it when PAM said yes and destroys it
+ * with itself (or when the hand-over fails); destroy closes the backend
+ * at once, without the terminator of a message in progress, so the
+ * backend discards it.  Callbacks never run after destroy.
+ */
+#ifndef SUBMITPROXY_SESSION_RELAY_H
+#define SUBMITPROXY_SESSION_RELAY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <uv.h>
+
+#include "proxy/smtp-parse.h"
+
+struct config;
+struct replyq;
+struct sendermap;
+struct session_relay;
+struct shared;
+
+struct session_relay_callbacks {
+	/* The hand-over is complete: PAM and the backend both said yes. */
+	void (*ready)(void *arg);
+	/* The hand-over failed: the client is not logged in. */
+	void (*unavailable)(void *arg, const char *why);
+	/* The backend answered DATA: go (354) means message bytes follow. */
+	void (*data_reply)(void *arg, bool go);
+	/* The backend's final reply to a message came (delivered: 2xx). */
+	void (*message_done)(void *arg, bool delivered);
+	/* QUIT was answered (or the backend closed after it). */
+	void (*quit)(void *arg);
+	/* The backend is gone mid-session; what was owed is answered. */
+	void (*lost)(void *arg);
+	/* A reply was answered or the backend took its queue: the session
+	 * may take input again. */
+	void (*progress)(void *arg);
+};
+
+struct session_relay_env {
+	uv_loop_t *loop;
+	const struct config *cfg;
+	struct sendermap *const *sendermap; /* the current map (NULL: none) */
+	struct replyq *replies;      /* the session's */
+	char *data_buf;              /* scanner output, one chunk */
+	size_t data_chunk;           /* input bytes per scanner chunk */
+	const char *sid;
+	const char *ip;
+	unsigned port;
+	const struct session_relay_callbacks *cb;
+	void *arg;
+};
+
+/* What the Received header says of the session. */
+struct session_relay_client {
+	const char *tls_version; /* NULL without TLS */
+	const char *tls_cipher;
+};
+
+/* Connects and hands over (EHLO, XCLIENT with user and helo); then
+ * cb->ready or cb->unavailable. */
+struct session_relay *session_relay_create(const struct session_relay_env *env,
+					   const char *user, const char *helo);
+void session_relay_destroy(struct session_relay *sr);
+
+/* The user PAM named, for logs. */
+const char *session_relay_user(const struct session_relay *sr);
+
+enum session_relay_verdict {
+	SESSION_RELAY_QUEUED,  /* relayed: its reply place is taken */
+	SESSION_RELAY_REFUSED, /* refusal holds the local reply */
+};
+
+/* A command the table said to relay. */
+enum session_relay_verdict
+session_relay_command(struct session_relay *sr, const struct smtp_cmd *cmd,
+		      const struct session_relay_client *client,
+		      char *refusal, size_t refusal_size);
+
+/* Message bytes after the 354; returns how many it took (everything, or
+ * up to and including the end of data, or less when the backend is
+ * slower than the client: session_relay_busy() then holds).  *done
+ * becomes true at the end of data: the terminator is queued (or, for an
+ * aborted message, the local reply). */
+size_t session_relay_data(struct session_relay *sr, const char *data,
+			  size_t len, bool *done);
+
+/* The backend has more queued than it takes (back-pressure). */
+bool session_relay_busy(const struct session_relay *sr);
+
+/* Commands relayed or queued whose replies are still owed. */
+bool session_relay_owes(const struct session_relay *sr);
+
+/* The capability lines of a pre-auth EHLO (from the probe, or a
+ * conservative set): fills up to max lines, returns how many. */
+size_t session_relay_ehlo_caps(const struct config *cfg, struct shared *shared,
+			       char lines[][64], size_t max);
+
+#endif
