@@ -31,7 +31,6 @@
 #include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +42,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "common/util.h"
 #include "config/config.h"
 
 /* RFC 8446 §5.1: a record carries at most 2^14 bytes of plaintext.  Reads
@@ -129,54 +129,6 @@ struct tls_conn {
 
 /* ---- small helpers ---- */
 
-static void *tls_xrealloc(void *p, size_t size)
-{
-	void *q = realloc(p, size);
-
-	if (q == NULL)
-		abort();
-	return q;
-}
-
-static void *tls_xcalloc(size_t n, size_t size)
-{
-	void *p = calloc(n, size);
-
-	if (p == NULL)
-		abort();
-	return p;
-}
-
-static char *tls_xstrdup(const char *s)
-{
-	size_t len = strlen(s) + 1;
-	char *p = tls_xrealloc(NULL, len);
-
-	memcpy(p, s, len);
-	return p;
-}
-
-static char *tls_strdup_printf(const char *fmt, ...)
-    __attribute__((format(printf, 1, 2)));
-
-static char *tls_strdup_printf(const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-	char *s;
-
-	va_start(ap, fmt);
-	n = vsnprintf(NULL, 0, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		return tls_xstrdup("tls: cannot format error message");
-	s = tls_xrealloc(NULL, (size_t)n + 1);
-	va_start(ap, fmt);
-	vsnprintf(s, (size_t)n + 1, fmt, ap);
-	va_end(ap);
-	return s;
-}
-
 /* ASCII-only, so that the locale never changes which certificate a name
  * selects. */
 static bool tls_ascii_caseequal(const char *a, const char *b)
@@ -235,23 +187,30 @@ static bool tls_openssl_key_mismatch(void)
 	return mismatch;
 }
 
+/* OpenSSL's allocations abort on failure like ours (common/util.h): a NULL
+ * kept would be dereferenced later, and nothing a peer did caused it. */
+static BIO *tls_mem_bio_new(void)
+{
+	BIO *mem = BIO_new(BIO_s_mem());
+
+	if (mem == NULL)
+		fatal("tls: out of memory (BIO_new)");
+	return mem;
+}
+
 /* Prints name as one RFC 2253 line (control and non-ASCII bytes escaped, so
  * it is safe to log) into a malloc'd string; NULL if empty or longer than
  * max. */
 static char *tls_name_oneline(const X509_NAME *name, size_t max)
 {
-	BIO *mem = BIO_new(BIO_s_mem());
+	BIO *mem = tls_mem_bio_new();
 	char *data, *s = NULL;
 	long n;
 
-	if (mem == NULL)
-		return NULL;
 	if (X509_NAME_print_ex(mem, name, 0, XN_FLAG_RFC2253) >= 0) {
 		n = BIO_get_mem_data(mem, &data);
 		if (n > 0 && (size_t)n <= max) {
-			s = tls_xrealloc(NULL, (size_t)n + 1);
-			memcpy(s, data, (size_t)n);
-			s[n] = '\0';
+			s = xmemdup(data, (size_t)n);
 		}
 	}
 	BIO_free(mem);
@@ -302,15 +261,17 @@ static int tls_client_hello_cb(SSL *ssl, int *alert, void *arg)
 		}
 	}
 	md = EVP_MD_CTX_new();
-	if (md == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1 ||
+	if (md == NULL)
+		fatal("tls: out of memory (EVP_MD_CTX_new)");
+	if (EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1 ||
 	    EVP_DigestUpdate(md, base, sizeof(base) - 1) != 1 ||
 	    EVP_DigestUpdate(md, ":", 1) != 1 ||
 	    EVP_DigestUpdate(md, name, nlen) != 1 ||
 	    EVP_DigestFinal_ex(md, digest, &dlen) != 1 ||
 	    SSL_set_session_id_context(ssl, digest,
 				       dlen < SSL_MAX_SID_CTX_LENGTH
-					       ? dlen
-					       : SSL_MAX_SID_CTX_LENGTH) != 1) {
+					   ? dlen
+					   : SSL_MAX_SID_CTX_LENGTH) != 1) {
 		EVP_MD_CTX_free(md);
 		*alert = SSL_AD_INTERNAL_ERROR;
 		return SSL_CLIENT_HELLO_ERROR;
@@ -457,17 +418,17 @@ static int tls_client_ca_load(struct tls_client_ca *ca, const char *file,
 	ERR_clear_error();
 	ca->store = X509_STORE_new();
 	if (ca->store == NULL || X509_STORE_load_file(ca->store, file) != 1) {
-		*error_r = tls_strdup_printf(
-		    "%s: cannot load client CA certificates: %s", file,
-		    tls_openssl_reason(buf, sizeof(buf)));
+		*error_r =
+		    xasprintf("%s: cannot load client CA certificates: %s",
+			      file, tls_openssl_reason(buf, sizeof(buf)));
 		goto fail;
 	}
 	/* The names sent in CertificateRequest, so that a client with several
 	 * certificates picks one we can verify. */
 	ca->names = SSL_load_client_CA_file(file);
 	if (ca->names == NULL || sk_X509_NAME_num(ca->names) == 0) {
-		*error_r = tls_strdup_printf(
-		    "%s: no client CA certificate found", file);
+		*error_r =
+		    xasprintf("%s: no client CA certificate found", file);
 		goto fail;
 	}
 	ERR_clear_error();
@@ -488,7 +449,7 @@ static SSL_CTX *tls_ctx_new_settings(const struct config *cfg, char **error_r)
 
 	tls_config_where(cfg, where, sizeof(where));
 	if (tls_parse_min_version(cfg->tls.min_version, &version) < 0) {
-		*error_r = tls_strdup_printf(
+		*error_r = xasprintf(
 		    "%stls: min_version must be TLSv1.2 or TLSv1.3, not \"%s\"",
 		    where, cfg->tls.min_version);
 		return NULL;
@@ -497,15 +458,13 @@ static SSL_CTX *tls_ctx_new_settings(const struct config *cfg, char **error_r)
 	ERR_clear_error();
 	ctx = SSL_CTX_new(TLS_server_method());
 	if (ctx == NULL) {
-		*error_r =
-		    tls_strdup_printf("tls: cannot create context: %s",
-				      tls_openssl_reason(buf, sizeof(buf)));
+		*error_r = xasprintf("tls: cannot create context: %s",
+				     tls_openssl_reason(buf, sizeof(buf)));
 		goto fail;
 	}
 	if (SSL_CTX_set_min_proto_version(ctx, version) != 1) {
-		*error_r =
-		    tls_strdup_printf("tls: cannot set min_version: %s",
-				      tls_openssl_reason(buf, sizeof(buf)));
+		*error_r = xasprintf("tls: cannot set min_version: %s",
+				     tls_openssl_reason(buf, sizeof(buf)));
 		goto fail;
 	}
 	/* Server cipher preference; no renegotiation (CVE-2009-3555, and
@@ -519,24 +478,22 @@ static SSL_CTX *tls_ctx_new_settings(const struct config *cfg, char **error_r)
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
 	if (SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx) - 1) !=
 	    1) {
-		*error_r =
-		    tls_strdup_printf("tls: cannot set session id context: %s",
-				      tls_openssl_reason(buf, sizeof(buf)));
+		*error_r = xasprintf("tls: cannot set session id context: %s",
+				     tls_openssl_reason(buf, sizeof(buf)));
 		goto fail;
 	}
 	if (cfg->tls.ciphers != NULL &&
 	    SSL_CTX_set_cipher_list(ctx, cfg->tls.ciphers) != 1) {
-		*error_r = tls_strdup_printf(
-		    "%stls: ciphers \"%s\": %s", where, cfg->tls.ciphers,
-		    tls_openssl_reason(buf, sizeof(buf)));
+		*error_r = xasprintf("%stls: ciphers \"%s\": %s", where,
+				     cfg->tls.ciphers,
+				     tls_openssl_reason(buf, sizeof(buf)));
 		goto fail;
 	}
 	if (cfg->tls.ciphersuites != NULL &&
 	    SSL_CTX_set_ciphersuites(ctx, cfg->tls.ciphersuites) != 1) {
-		*error_r =
-		    tls_strdup_printf("%stls: ciphersuites \"%s\": %s", where,
-				      cfg->tls.ciphersuites,
-				      tls_openssl_reason(buf, sizeof(buf)));
+		*error_r = xasprintf("%stls: ciphersuites \"%s\": %s", where,
+				     cfg->tls.ciphersuites,
+				     tls_openssl_reason(buf, sizeof(buf)));
 		goto fail;
 	}
 	SSL_CTX_set_default_passwd_cb(ctx, tls_no_passphrase_cb);
@@ -564,9 +521,9 @@ static int tls_ctx_load_pair(SSL_CTX *ctx, const char *cert, const char *key,
 		key = cert;
 	ERR_clear_error();
 	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
-		*error_r = tls_strdup_printf(
-		    "%s: cannot load certificate chain: %s", cert,
-		    tls_openssl_reason(buf, sizeof(buf)));
+		*error_r =
+		    xasprintf("%s: cannot load certificate chain: %s", cert,
+			      tls_openssl_reason(buf, sizeof(buf)));
 		goto fail;
 	}
 	if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
@@ -574,16 +531,16 @@ static int tls_ctx_load_pair(SSL_CTX *ctx, const char *cert, const char *key,
 		 * here. */
 		reason = tls_openssl_reason(buf, sizeof(buf));
 		if (tls_openssl_key_mismatch())
-			*error_r = tls_strdup_printf(
+			*error_r = xasprintf(
 			    "%s: private key does not match certificate %s",
 			    key, cert);
 		else
-			*error_r = tls_strdup_printf(
-			    "%s: cannot load private key: %s", key, reason);
+			*error_r = xasprintf("%s: cannot load private key: %s",
+					     key, reason);
 		goto fail;
 	}
 	if (SSL_CTX_check_private_key(ctx) != 1) {
-		*error_r = tls_strdup_printf(
+		*error_r = xasprintf(
 		    "%s: private key does not match certificate %s: %s", key,
 		    cert, tls_openssl_reason(buf, sizeof(buf)));
 		goto fail;
@@ -598,21 +555,16 @@ fail:
 
 /* Asks for a client certificate (without requiring one) and verifies it
  * against the client CA. */
-static int tls_ctx_use_client_ca(SSL_CTX *ctx, const struct tls_client_ca *ca,
-				 const char *file, char **error_r)
+static void tls_ctx_use_client_ca(SSL_CTX *ctx, const struct tls_client_ca *ca,
+				  const char *file)
 {
 	tls_x509_names *names = SSL_dup_CA_list(ca->names);
 
-	if (names == NULL) {
-		ERR_clear_error();
-		*error_r =
-		    tls_strdup_printf("%s: cannot copy client CA names", file);
-		return -1;
-	}
+	if (names == NULL)
+		fatal("%s: out of memory copying client CA names", file);
 	SSL_CTX_set1_cert_store(ctx, ca->store);
 	SSL_CTX_set_client_CA_list(ctx, names);
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, tls_verify_cb);
-	return 0;
 }
 
 /* One context for one certificate: every setting from [tls], the chain and
@@ -627,9 +579,8 @@ static SSL_CTX *tls_ctx_new(const struct config *cfg, const char *cert,
 		return NULL;
 	if (tls_ctx_load_pair(ctx, cert, key, error_r) < 0)
 		goto fail;
-	if (ca != NULL && ca->store != NULL &&
-	    tls_ctx_use_client_ca(ctx, ca, cfg->tls.client_ca, error_r) < 0)
-		goto fail;
+	if (ca != NULL && ca->store != NULL)
+		tls_ctx_use_client_ca(ctx, ca, cfg->tls.client_ca);
 	return ctx;
 
 fail:
@@ -660,7 +611,7 @@ static int tls_ctx_set_init(struct tls_ctx_set *set, const struct config *cfg,
 	memset(set, 0, sizeof(*set));
 	if (cfg->tls.certificate == NULL) {
 		tls_config_where(cfg, where, sizeof(where));
-		*error_r = tls_strdup_printf(
+		*error_r = xasprintf(
 		    "%stls: no certificate configured in [tls]", where);
 		return -1;
 	}
@@ -673,7 +624,7 @@ static int tls_ctx_set_init(struct tls_ctx_set *set, const struct config *cfg,
 	if (set->def == NULL)
 		goto fail;
 	if (cfg->nsnis > 0)
-		set->snis = tls_xcalloc(cfg->nsnis, sizeof(*set->snis));
+		set->snis = xcalloc(cfg->nsnis, sizeof(*set->snis));
 	for (i = 0; i < cfg->nsnis; i++) {
 		const struct config_sni *sni = &cfg->snis[i];
 		SSL_CTX *ctx =
@@ -681,7 +632,7 @@ static int tls_ctx_set_init(struct tls_ctx_set *set, const struct config *cfg,
 
 		if (ctx == NULL)
 			goto fail;
-		set->snis[i].hostname = tls_xstrdup(sni->hostname);
+		set->snis[i].hostname = xstrdup(sni->hostname);
 		set->snis[i].ctx = ctx;
 		set->nsnis = i + 1;
 	}
@@ -704,7 +655,7 @@ static void tls_out_append(struct tls_conn *c, const char *data, size_t len)
 		cap = c->out_cap != 0 ? c->out_cap : TLS_OUT_INITIAL_CAPACITY;
 		while (cap < need)
 			cap *= 2;
-		c->out = tls_xrealloc(c->out, cap);
+		c->out = xrealloc(c->out, cap);
 		c->out_cap = cap;
 	}
 	memcpy(c->out + c->out_len, data, len);
@@ -811,16 +762,13 @@ static BIO_METHOD *tls_bio_method_new(void)
 {
 	BIO_METHOD *m = BIO_meth_new(TLS_BIO_TYPE, "submitproxy tls_conn");
 
-	if (m == NULL)
-		return NULL;
-	if (BIO_meth_set_write_ex(m, tls_bio_write) != 1 ||
+	/* The setters only store a pointer; BIO_meth_new only allocates. */
+	if (m == NULL || BIO_meth_set_write_ex(m, tls_bio_write) != 1 ||
 	    BIO_meth_set_read_ex(m, tls_bio_read) != 1 ||
 	    BIO_meth_set_ctrl(m, tls_bio_ctrl) != 1 ||
 	    BIO_meth_set_create(m, tls_bio_create) != 1 ||
-	    BIO_meth_set_destroy(m, tls_bio_destroy) != 1) {
-		BIO_meth_free(m);
-		return NULL;
-	}
+	    BIO_meth_set_destroy(m, tls_bio_destroy) != 1)
+		fatal("tls: out of memory (BIO_meth_new)");
 	return m;
 }
 
@@ -828,14 +776,10 @@ static BIO_METHOD *tls_bio_method_new(void)
 
 struct tls_server *tls_server_create(const struct config *cfg, char **error_r)
 {
-	struct tls_server *srv = tls_xcalloc(1, sizeof(*srv));
+	struct tls_server *srv = xcalloc(1, sizeof(*srv));
 
 	atomic_init(&srv->refs, 1);
 	srv->bio_method = tls_bio_method_new();
-	if (srv->bio_method == NULL) {
-		*error_r = tls_xstrdup("tls: cannot create BIO method");
-		goto fail;
-	}
 	if (tls_ctx_set_init(&srv->ctxs, cfg, error_r) < 0)
 		goto fail;
 	pthread_mutex_init(&srv->lock, NULL);
@@ -904,8 +848,8 @@ static int tls_check_pair(const struct config *cfg, const char *cert,
 	}
 	leaf = SSL_CTX_get0_certificate(ctx);
 	subject = tls_name_oneline(X509_get_subject_name(leaf), SIZE_MAX);
-	mem = BIO_new(BIO_s_mem());
-	if (mem != NULL && ASN1_TIME_print(mem, X509_get0_notAfter(leaf)) == 1)
+	mem = tls_mem_bio_new();
+	if (ASN1_TIME_print(mem, X509_get0_notAfter(leaf)) == 1)
 		n = BIO_get_mem_data(mem, &date);
 	else
 		n = 0;
@@ -989,7 +933,7 @@ int tls_check_config(const struct config *cfg, FILE *out, FILE *err)
 struct tls_conn *tls_conn_create(struct tls_server *srv,
 				 const struct tls_conn_callbacks *cb, void *arg)
 {
-	struct tls_conn *c = tls_xcalloc(1, sizeof(*c));
+	struct tls_conn *c = xcalloc(1, sizeof(*c));
 	BIO *bio;
 
 	c->srv = srv;
@@ -1000,11 +944,14 @@ struct tls_conn *tls_conn_create(struct tls_server *srv,
 	pthread_mutex_lock(&srv->lock);
 	c->ssl = SSL_new(srv->ctxs.def);
 	pthread_mutex_unlock(&srv->lock);
+	/* SSL_new and BIO_new fail only when out of memory (the context is
+	 * complete): abort like every other allocation, rather than hand the
+	 * caller a NULL it would dereference later. */
 	if (c->ssl == NULL)
-		goto fail;
+		fatal("tls: out of memory (SSL_new)");
 	bio = BIO_new(srv->bio_method);
 	if (bio == NULL)
-		goto fail;
+		fatal("tls: out of memory (BIO_new)");
 	BIO_set_data(bio, c);
 	/* One BIO both ways; SSL_free() frees it. */
 	SSL_set_bio(c->ssl, bio, bio);
@@ -1012,12 +959,6 @@ struct tls_conn *tls_conn_create(struct tls_server *srv,
 	SSL_set_accept_state(c->ssl);
 	atomic_fetch_add(&srv->refs, 1);
 	return c;
-
-fail:
-	ERR_clear_error();
-	SSL_free(c->ssl);
-	free(c);
-	return NULL;
 }
 
 void tls_conn_set_bulk(struct tls_conn *c, bool bulk)
