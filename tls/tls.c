@@ -36,6 +36,7 @@
 #include <string.h>
 
 #include <openssl/bio.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
@@ -473,6 +474,9 @@ static SSL_CTX *tls_ctx_new_settings(const struct config *cfg, char **error_r)
 	SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE |
 				     SSL_OP_NO_RENEGOTIATION |
 				     SSL_OP_NO_COMPRESSION);
+	/* OpenSSL keeps a copy of the plaintext it decrypted in its record
+	 * buffer until overwritten; that copy may be an AUTH line too. */
+	SSL_CTX_set_options(ctx, SSL_OP_CLEANSE_PLAINTEXT);
 	/* Idle connections give their record buffers back. */
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
@@ -1049,9 +1053,10 @@ static void tls_conn_note_peer(struct tls_conn *c)
 	    tls_name_oneline(X509_get_subject_name(peer), TLS_PEER_SUBJECT_MAX);
 }
 
-static enum tls_result tls_conn_drive(struct tls_conn *c)
+/* plain (TLS_RECORD_PLAINTEXT_MAX bytes) receives each record's plaintext
+ * on its way to cb->plaintext. */
+static enum tls_result tls_conn_drive(struct tls_conn *c, char *plain)
 {
-	char buf[TLS_RECORD_PLAINTEXT_MAX];
 	size_t n, before;
 	int ret;
 
@@ -1070,9 +1075,13 @@ static enum tls_result tls_conn_drive(struct tls_conn *c)
 	}
 	for (;;) {
 		before = c->in_len;
-		ret = SSL_read_ex(c->ssl, buf, sizeof(buf), &n);
+		ret = SSL_read_ex(c->ssl, plain, TLS_RECORD_PLAINTEXT_MAX, &n);
 		if (ret == 1) {
-			c->cb.plaintext(c->arg, buf, n);
+			c->cb.plaintext(c->arg, plain, n);
+			/* The record may be an AUTH line: the owner has copied
+			 * what it keeps, so no credential stays behind in our
+			 * buffer (Dovecot's smtp_command_parser_clear()). */
+			OPENSSL_cleanse(plain, n);
 			/* A tls_conn_write() from the callback may have
 			 * failed. */
 			if (c->state != TLS_CONN_ACTIVE)
@@ -1095,6 +1104,10 @@ static enum tls_result tls_conn_drive(struct tls_conn *c)
 
 enum tls_result tls_conn_feed(struct tls_conn *c, const char *data, size_t len)
 {
+	/* Decrypted records.  Declared here rather than in tls_conn_drive()
+	 * so that it is still live when cb->send runs below: the unit test
+	 * checks from there that it was wiped. */
+	char plain[TLS_RECORD_PLAINTEXT_MAX];
 	enum tls_result res;
 	unsigned char first;
 
@@ -1122,7 +1135,7 @@ enum tls_result tls_conn_feed(struct tls_conn *c, const char *data, size_t len)
 	c->in = data;
 	c->in_len = len;
 	ERR_clear_error();
-	res = tls_conn_drive(c);
+	res = tls_conn_drive(c, plain);
 	ERR_clear_error();
 	c->in = NULL;
 	c->in_len = 0;
