@@ -18,17 +18,17 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/log.h"
+#include "common/util.h"
 #include "config/config.h"
 #include "proxy/datascan.h"
-#include "common/log.h"
 #include "proxy/relay.h"
 #include "proxy/sendermap.h"
 #include "proxy/session-private.h"
 #include "proxy/shared.h"
 #include "proxy/smtp-relay-parse.h"
-#include "common/util.h"
 #include "proxy/worker.h"
-#include "tls/tls.h"
+#include "tls/tls-conn.h"
 
 /* What an EHLO may announce to clients: the pass-through list. */
 #define SESSION_EHLO_PASS                                                    \

@@ -24,16 +24,16 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/log.h"
+#include "common/util.h"
 #include "config/config.h"
 #include "proxy/authclient.h"
-#include "common/log.h"
 #include "proxy/proxyproto.h"
 #include "proxy/relay.h"
 #include "proxy/session-private.h"
 #include "proxy/shared.h"
-#include "common/util.h"
 #include "proxy/worker.h"
-#include "tls/tls.h"
+#include "tls/tls-conn.h"
 
 const char *const session_state_names[] = {
 	[SESSION_PROXY] = "proxy",

@@ -29,7 +29,8 @@
 
 #include "config/config.h"
 #include "tap.h"
-#include "tls/tls.h"
+#include "tls/tls-conn.h"
+#include "tls/tls-server.h"
 
 /* TAP_OK evaluates its condition a second time when it fails; most checks
  * here have side effects (handshakes, writes), so evaluate them once. */
