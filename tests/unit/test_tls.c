@@ -358,8 +358,11 @@ struct pair {
 	size_t max_send;
 	enum tls_result result; /* of the last tls_conn_feed() */
 
-	/* The buffer the last cb->plaintext was given, and whether the first
-	 * cb->send after that callback found it all zero. */
+	/* While watch_plain (set only around one tls_conn_feed(), when the
+	 * buffer is known to be live): the buffer the last cb->plaintext was
+	 * given, and whether the first cb->send after that callback found it
+	 * all zero. */
+	bool watch_plain;
 	const char *plain;
 	size_t plain_len;
 	bool plain_checked;
@@ -373,7 +376,7 @@ static void pair_send_cb(void *arg, const char *data, size_t len)
 	p->sends++;
 	/* Only after the callback has returned: while it runs (a reply
 	 * written from inside it) the plaintext is still the callee's. */
-	if (p->plain != NULL && !p->plain_checked) {
+	if (p->watch_plain && p->plain != NULL && !p->plain_checked) {
 		p->plain_checked = true;
 		p->plain_wiped = true;
 		for (size_t i = 0; i < p->plain_len; i++)
@@ -396,9 +399,11 @@ static void pair_plaintext_cb(void *arg, const char *data, size_t len)
 	memcpy(p->rx + p->rx_len, data, len);
 	p->rx_len += len;
 	p->rx[p->rx_len] = '\0';
-	p->plain = data;
-	p->plain_len = len;
-	p->plain_checked = false;
+	if (p->watch_plain) {
+		p->plain = data;
+		p->plain_len = len;
+		p->plain_checked = false;
+	}
 	if (p->reply != NULL)
 		p->reply_result =
 		    tls_conn_write(p->conn, p->reply, strlen(p->reply));
@@ -719,8 +724,10 @@ static void test_plaintext_wiped_after_callback(void)
 	      "wipe: client sends AUTH PLAIN and asks to renegotiate");
 	SSL_do_handshake(p.cli); /* the ClientHello; it waits for an answer */
 	len = BIO_read(p.from_cli, buf, sizeof(buf));
+	p.watch_plain = true;
 	CHECK(len > 0 && tls_conn_feed(p.conn, buf, (size_t)len) == TLS_OK,
 	      "wipe: both records in one tls_conn_feed");
+	p.watch_plain = false; /* the buffer is gone now */
 	TAP_EQ_STR(p.rx, auth, "wipe: the AUTH line is delivered");
 	CHECK(p.plain_checked, "wipe: the server sends after the callback");
 	CHECK(p.plain_wiped,
