@@ -55,6 +55,24 @@ char *xstrdup(const char *s)
 	return xmemdup(s, strlen(s));
 }
 
+char *xasprintf(const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+	char *s;
+
+	va_start(ap, fmt);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		fatal("cannot format \"%s\"", fmt);
+	s = xmalloc((size_t)n + 1);
+	va_start(ap, fmt);
+	vsnprintf(s, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	return s;
+}
+
 void fatal(const char *fmt, ...)
 {
 	va_list ap;

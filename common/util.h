@@ -16,6 +16,8 @@ void *xrealloc(void *p, size_t size);
 void *xreallocarray(void *p, size_t n, size_t size);
 char *xstrdup(const char *s);
 char *xmemdup(const void *p, size_t len);
+/* A malloc'd formatted string, for error messages handed to a caller. */
+__attribute__((format(printf, 1, 2))) char *xasprintf(const char *fmt, ...);
 
 __attribute__((noreturn, format(printf, 1, 2))) void fatal(const char *fmt,
 							      ...);

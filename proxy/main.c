@@ -24,17 +24,17 @@
 #include <uv.h>
 
 #include "auth/helper.h"
+#include "common/log.h"
+#include "common/signals.h"
+#include "common/util.h"
 #include "config/config.h"
 #include "proxy/listener.h"
-#include "common/log.h"
 #include "proxy/probe.h"
 #include "proxy/sdnotify.h"
 #include "proxy/sendermap.h"
 #include "proxy/shared.h"
-#include "common/signals.h"
-#include "common/util.h"
 #include "proxy/worker.h"
-#include "tls/tls.h"
+#include "tls/tls-server.h"
 
 /* The network process's main thread runs the control loop: signals,
  * the accept loop, the backend probe, the sweep of the address table.

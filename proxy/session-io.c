@@ -10,7 +10,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
-#include "tls/tls.h"
+#include "tls/tls-conn.h"
 
 enum session_io_state {
 	SESSION_IO_OPEN,

@@ -42,7 +42,7 @@
 #include "proxy/session-relay.h"
 #include "proxy/shared.h"
 #include "proxy/smtp-parse.h"
-#include "tls/tls.h"
+#include "tls/tls-conn.h"
 
 /* Replies owed at once (local and relayed): past this the session stops
  * reading commands until the backend has answered some (a client that

@@ -5,7 +5,7 @@
  * loop (proxy/main.c) accepts connections (proxy/listener.h) and hands
  * each to the least-loaded worker.  What the workers must agree on (the
  * per-address counts, the session total, the backend's capabilities) is
- * in proxy/shared.h; the TLS contexts (tls/tls.h), the configuration and
+ * in proxy/shared.h; the TLS contexts (tls/tls-server.h), the configuration and
  * the sender map are shared read-only, each worker holding a reference.
  *
  * Threads: a worker's loop, sessions and auth client are touched only by

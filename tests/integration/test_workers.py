@@ -152,7 +152,7 @@ class Spread(ProxyTestCase):
         return second.sock.session_reused
 
     def test_tls_1_2_session_ids_resume_on_another_loop(self):
-        # One session cache for every loop (one SSL_CTX, tls/tls.c).
+        # One session cache for every loop (one SSL_CTX, tls/tls-server.c).
         self.assertTrue(self.resumed_on_the_other_loop(
             maximum=ssl.TLSVersion.TLSv1_2))
 

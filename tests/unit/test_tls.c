@@ -29,7 +29,8 @@
 
 #include "config/config.h"
 #include "tap.h"
-#include "tls/tls.h"
+#include "tls/tls-conn.h"
+#include "tls/tls-server.h"
 
 /* TAP_OK evaluates its condition a second time when it fails; most checks
  * here have side effects (handshakes, writes), so evaluate them once. */
@@ -356,6 +357,16 @@ struct pair {
 	size_t sends;
 	size_t max_send;
 	enum tls_result result; /* of the last tls_conn_feed() */
+
+	/* While watch_plain (set only around one tls_conn_feed(), when the
+	 * buffer is known to be live): the buffer the last cb->plaintext was
+	 * given, and whether the first cb->send after that callback found it
+	 * all zero. */
+	bool watch_plain;
+	const char *plain;
+	size_t plain_len;
+	bool plain_checked;
+	bool plain_wiped;
 };
 
 static void pair_send_cb(void *arg, const char *data, size_t len)
@@ -363,6 +374,15 @@ static void pair_send_cb(void *arg, const char *data, size_t len)
 	struct pair *p = arg;
 
 	p->sends++;
+	/* Only after the callback has returned: while it runs (a reply
+	 * written from inside it) the plaintext is still the callee's. */
+	if (p->watch_plain && p->plain != NULL && !p->plain_checked) {
+		p->plain_checked = true;
+		p->plain_wiped = true;
+		for (size_t i = 0; i < p->plain_len; i++)
+			if (p->plain[i] != '\0')
+				p->plain_wiped = false;
+	}
 	if (len > p->max_send)
 		p->max_send = len;
 	if (BIO_write(p->to_cli, data, (int)len) != (int)len)
@@ -379,6 +399,11 @@ static void pair_plaintext_cb(void *arg, const char *data, size_t len)
 	memcpy(p->rx + p->rx_len, data, len);
 	p->rx_len += len;
 	p->rx[p->rx_len] = '\0';
+	if (p->watch_plain) {
+		p->plain = data;
+		p->plain_len = len;
+		p->plain_checked = false;
+	}
 	if (p->reply != NULL)
 		p->reply_result =
 		    tls_conn_write(p->conn, p->reply, strlen(p->reply));
@@ -669,6 +694,45 @@ static void test_pipelined_records_each_get_a_reply(void)
 	client_read(&p, buf, sizeof(buf));
 	TAP_EQ_STR(buf, "250 ok\r\n250 ok\r\n250 ok\r\n",
 		   "pipelining: three replies, in order");
+	pair_finish(&p);
+	tls_server_destroy(srv);
+	config_del(cfg);
+}
+
+/* Dovecot's smtp_command_parser_clear(): a record can carry AUTH
+ * credentials, so once cb->plaintext has taken them the buffer they were
+ * decrypted into holds nothing.  The TLS 1.2 client asks to renegotiate
+ * after its AUTH line, so that the server has something to send (its
+ * no_renegotiation warning) at the end of the same tls_conn_feed(), while
+ * the buffer is still live, and pair_send_cb looks at it then. */
+static void test_plaintext_wiped_after_callback(void)
+{
+	static const char auth[] =
+	    "AUTH PLAIN AGFsaWNlAGhvcnNlYmF0dGVyeQ==\r\n";
+	const struct client_opts o = {.max_version = TLS1_2_VERSION};
+	struct config *cfg = config_new(false);
+	struct tls_server *srv = server_new(cfg);
+	struct pair p;
+	char buf[8192];
+	size_t n;
+	int len;
+
+	pair_init(&p, srv, &o);
+	CHECK(pair_handshake(&p), "wipe: handshake");
+	CHECK(SSL_write_ex(p.cli, auth, sizeof(auth) - 1, &n) == 1 &&
+		  SSL_renegotiate(p.cli) == 1,
+	      "wipe: client sends AUTH PLAIN and asks to renegotiate");
+	SSL_do_handshake(p.cli); /* the ClientHello; it waits for an answer */
+	len = BIO_read(p.from_cli, buf, sizeof(buf));
+	p.watch_plain = true;
+	CHECK(len > 0 && tls_conn_feed(p.conn, buf, (size_t)len) == TLS_OK,
+	      "wipe: both records in one tls_conn_feed");
+	p.watch_plain = false; /* the buffer is gone now */
+	TAP_EQ_STR(p.rx, auth, "wipe: the AUTH line is delivered");
+	CHECK(p.plain_checked, "wipe: the server sends after the callback");
+	CHECK(p.plain_wiped,
+	      "wipe: the decrypted AUTH line is zeroed once the callback "
+	      "returned");
 	pair_finish(&p);
 	tls_server_destroy(srv);
 	config_del(cfg);
@@ -1440,6 +1504,7 @@ int main(void)
 	test_write_from_handshake_done();
 	test_pipelined_records_each_get_a_reply();
 	test_handshake_and_data_in_one_feed();
+	test_plaintext_wiped_after_callback();
 	test_ciphertext_one_byte_at_a_time();
 	test_handshake_tls12();
 	test_tls11_client_refused();

@@ -1,50 +1,25 @@
 /*
- * tls.h - server-side TLS for submitproxy, on OpenSSL 3, with no libuv
+ * tls-conn.h - one server-side TLS connection on OpenSSL 3, with no libuv
  * inside: the caller moves ciphertext between the network and a tls_conn.
+ * Ciphertext from the network goes in with tls_conn_feed(); decrypted
+ * plaintext comes out through cb->plaintext; ciphertext to send comes out
+ * through cb->send.  The TLS state reads and writes through a BIO over the
+ * caller's buffers, so an idle connection holds no TLS buffers of its own
+ * (SSL_MODE_RELEASE_BUFFERS).  The contexts it starts from are tls-server.h.
  *
- *   struct tls_server  - the SSL_CTXs built from [tls] and [sni ...]
- *                        (default + one per SNI name), reloadable.
- *   struct tls_conn    - one server-side TLS connection.  Ciphertext from
- *                        the network goes in with tls_conn_feed(); decrypted
- *                        plaintext comes out through cb->plaintext; ciphertext
- *                        to send comes out through cb->send.  The TLS state
- *                        reads and writes through a BIO over the caller's
- *                        buffers, so an idle connection holds no TLS buffers
- *                        of its own (SSL_MODE_RELEASE_BUFFERS).
- *
- * Ownership: a tls_conn holds a reference on the SSL_CTX it started with,
- * so tls_server_reload() never disturbs live connections.
- * tls_conn_destroy(NULL) and tls_server_destroy(NULL) are no-ops.
+ * Ownership: the caller of tls_conn_create() owns the conn and frees it
+ * with tls_conn_destroy() (NULL is a no-op), never from inside one of its
+ * callbacks.  The conn holds a reference on its tls_server (and its SSL on
+ * the SSL_CTX it uses) until then.  Callbacks get buffers they do not keep.
  */
-#ifndef SUBMITPROXY_TLS_H
-#define SUBMITPROXY_TLS_H
+#ifndef SUBMITPROXY_TLS_CONN_H
+#define SUBMITPROXY_TLS_CONN_H
 
 #include <stdbool.h>
 #include <stddef.h>
-#include <stdio.h>
 
-struct config;
 struct tls_server;
 struct tls_conn;
-
-/* Builds contexts from cfg->tls and cfg->snis.  Returns NULL and sets
- * *error_r (a static or cfg-lifetime string is not enough: a malloc'd
- * message the caller frees with free()) on failure: unreadable file, key
- * not matching certificate, bad cipher list, bad min_version. */
-struct tls_server *tls_server_create(const struct config *cfg, char **error_r);
-
-/* Re-reads certificates and keys from cfg.  On success new handshakes use
- * the new contexts; on failure the old ones stay and *error_r says why. */
-int tls_server_reload(struct tls_server *srv, const struct config *cfg,
-		      char **error_r);
-
-void tls_server_destroy(struct tls_server *srv);
-
-/* For "submitproxy -t": loads every certificate/key pair of cfg, checks that
- * each key matches its certificate, and prints one line per certificate to
- * out: "tls: FILE: subject=... notAfter=...".  Returns 0 if all good, -1
- * after printing errors "FILE: message" to err. */
-int tls_check_config(const struct config *cfg, FILE *out, FILE *err);
 
 /* When callbacks run (none of them from inside OpenSSL):
  *   send            - during tls_conn_feed(), tls_conn_write() and
@@ -65,29 +40,30 @@ int tls_check_config(const struct config *cfg, FILE *out, FILE *err);
  * tls_conn_shutdown() before tls_conn_destroy() on every orderly close:
  * OpenSSL will not resume a session whose connection was dropped without
  * close_notify (session-id cache; tickets are not affected).
- * A tls_server is shared by every event loop: tls_conn_create() and
- * tls_server_reload() may run on different threads at once.  A tls_conn
- * belongs to the thread that created it.  Conns may outlive
- * tls_server_destroy() (they hold a reference), and a conn created before
+ * A tls_conn belongs to the thread that created it; its tls_server may be
+ * shared with other threads (tls-server.h).  A conn created before
  * tls_server_reload() but not yet through its handshake gets the new
  * certificates. */
 struct tls_conn_callbacks {
 	/* Ciphertext ready to go to the network; copy it, it is not kept. */
 	void (*send)(void *arg, const char *data, size_t len);
 	/* Decrypted application data.  The callee takes it all (copying what
-	 * it cannot process yet). */
+	 * it cannot process yet): the buffer is wiped as soon as the callback
+	 * returns, since it may hold AUTH credentials. */
 	void (*plaintext)(void *arg, const char *data, size_t len);
 	/* Called once, when the handshake has completed. */
 	void (*handshake_done)(void *arg);
 };
 
+/* Never NULL: aborts when out of memory, like every allocation. */
 struct tls_conn *tls_conn_create(struct tls_server *srv,
-				 const struct tls_conn_callbacks *cb, void *arg);
+				 const struct tls_conn_callbacks *cb,
+				 void *arg);
 
 enum tls_result {
-	TLS_OK = 0,        /* all input consumed; more may come */
-	TLS_CLOSED = 1,    /* peer sent close_notify */
-	TLS_ERROR = -1,    /* fatal: see tls_conn_error() */
+	TLS_OK = 0,	/* all input consumed; more may come */
+	TLS_CLOSED = 1, /* peer sent close_notify */
+	TLS_ERROR = -1, /* fatal: see tls_conn_error() */
 };
 
 /* Feeds ciphertext received from the network.  Drives the handshake and
@@ -96,7 +72,8 @@ enum tls_result tls_conn_feed(struct tls_conn *c, const char *data, size_t len);
 
 /* Encrypts plaintext; the records come out through cb->send before this
  * returns.  Only after the handshake. */
-enum tls_result tls_conn_write(struct tls_conn *c, const char *data, size_t len);
+enum tls_result tls_conn_write(struct tls_conn *c, const char *data,
+			       size_t len);
 
 /* Sends close_notify through cb->send.  Safe to call in any state. */
 void tls_conn_shutdown(struct tls_conn *c);
@@ -109,9 +86,9 @@ bool tls_conn_handshake_done(const struct tls_conn *c);
 const char *tls_conn_error(const struct tls_conn *c);
 
 /* After the handshake, for the "tls" log event and the Received header. */
-const char *tls_conn_version(const struct tls_conn *c);  /* "TLSv1.3" */
+const char *tls_conn_version(const struct tls_conn *c); /* "TLSv1.3" */
 const char *tls_conn_cipher(const struct tls_conn *c);
-const char *tls_conn_sni(const struct tls_conn *c);      /* NULL if none */
+const char *tls_conn_sni(const struct tls_conn *c); /* NULL if none */
 bool tls_conn_resumed(const struct tls_conn *c);
 /* Verified client certificate subject (one line, RFC 2253), or NULL. */
 const char *tls_conn_peer_subject(const struct tls_conn *c);

@@ -1,5 +1,5 @@
 /*
- * tls.c - server-side TLS on OpenSSL 3 (see tls.h for the interface).
+ * tls-server.c - the TLS contexts (see tls-server.h for the interface).
  *
  * Contexts: one SSL_CTX per certificate (the [tls] default plus one per
  * [sni HOSTNAME]), all built by tls_ctx_new() with the same settings, so
@@ -7,15 +7,10 @@
  * changes only the certificate.  A tls_server holds the current set;
  * tls_server_reload() builds a whole new set and swaps it in only if every
  * context loaded.  Live SSL objects keep references on the contexts they
- * use, so old contexts die with their last connection.
- *
- * Connections: the SSL reads and writes through a BIO of our own (h2o's
- * approach, lib/common/socket.c) instead of a pair of memory BIOs.  Its read
- * side serves the buffer the caller is passing to tls_conn_feed() and
- * nothing else; its write side appends to a small accumulator that is
- * handed to cb->send and freed before each public call returns.  With
- * SSL_MODE_RELEASE_BUFFERS, an idle connection then holds only OpenSSL's
- * session state: no record buffers, no BIO buffers.
+ * use, so old contexts die with their last connection.  The context
+ * callbacks report what they decide about a connection (SNI match, ALPN
+ * refusal, failed client certificate) into the struct tls_handshake its
+ * SSL points at, which the connection reads (tls-conn.c).
  *
  * Threads: one tls_server serves every event loop of the process
  * ([server] workers), so that all loops share one session cache and one
@@ -24,52 +19,32 @@
  * to guard is the pointer to the current set, which a reload replaces while
  * other loops start handshakes: it is read and swapped under srv->lock, and
  * each SSL takes its own reference (SSL_new, SSL_set_SSL_CTX) before the
- * lock is released.  A tls_conn itself belongs to one thread.
+ * lock is released.
  */
-#include "tls/tls.h"
+#include "tls/tls-server.h"
 
-#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <openssl/bio.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "common/util.h"
 #include "config/config.h"
 
-/* RFC 8446 §5.1: a record carries at most 2^14 bytes of plaintext.  Reads
- * and writes go one record at a time. */
-#define TLS_RECORD_PLAINTEXT_MAX 16384
-/* Hand ciphertext to cb->send once this much has accumulated, so a large
- * write never holds more than about one record of ciphertext. */
-#define TLS_OUT_FLUSH_THRESHOLD 16384
-/* First allocation of the accumulator: a typical first server flight. */
-#define TLS_OUT_INITIAL_CAPACITY 4096
-/* A longer client certificate subject is not reported at all: a truncated
- * DN could name someone else. */
-#define TLS_PEER_SUBJECT_MAX 2048
 /* Identifies this server's sessions in the cache (RFC 5246 §7.4.1.2 session
  * ids and tickets are only resumed within the same context). */
 #define TLS_SESSION_ID_CONTEXT "submitproxy"
-/* BIO type of the connection BIO.  A fixed value instead of
- * BIO_get_new_index(), which OpenSSL caps at about 127 per process: tests and
- * fuzzers create many tls_servers.  The type only matters to BIO_find_type().
- */
-#define TLS_BIO_TYPE (0x7f | BIO_TYPE_SOURCE_SINK)
 
 static const char tls_alpn_smtp[] = "smtp";
-
-static const char tls_reason_plaintext[] =
-    "not a TLS handshake (plaintext on a TLS port?)";
-static const char tls_reason_alpn[] = "ALPN offered without smtp";
 
 struct tls_sni_ctx {
 	char *hostname; /* lower-cased, as config gives it */
@@ -83,8 +58,8 @@ struct tls_ctx_set {
 };
 
 struct tls_server {
-	BIO_METHOD *bio_method;
-	pthread_mutex_t lock;    /* guards ctxs (see "Threads" above) */
+	pthread_mutex_t lock;	 /* guards ctxs, bio_method ("Threads" above) */
+	BIO_METHOD *bio_method;	 /* tls-conn.c's, made on first use */
 	struct tls_ctx_set ctxs; /* the current set, for new handshakes */
 	/* One for the owner (until tls_server_destroy), one per tls_conn: the
 	 * connections use bio_method and ctxs until they are destroyed.
@@ -92,90 +67,7 @@ struct tls_server {
 	atomic_size_t refs;
 };
 
-enum tls_conn_state {
-	TLS_CONN_ACTIVE,
-	TLS_CONN_CLOSED, /* peer sent close_notify */
-	TLS_CONN_FAILED,
-};
-
-struct tls_conn {
-	struct tls_server *srv;
-	SSL *ssl;
-	struct tls_conn_callbacks cb;
-	void *arg;
-
-	/* Ciphertext that tls_conn_feed() is processing: all the BIO read
-	 * callback ever serves.  NULL outside tls_conn_feed(). */
-	const char *in;
-	size_t in_len;
-
-	/* Ciphertext from OpenSSL waiting for cb->send.  NULL between calls. */
-	char *out;
-	size_t out_len;
-	size_t out_cap;
-
-	const char *error;  /* static string; NULL until a failure */
-	char *peer_subject; /* set at handshake end if a cert verified */
-
-	enum tls_conn_state state;
-	bool handshake_done;
-	bool in_feed;
-	bool first_byte_seen;
-	bool alpn_refused;
-	bool verify_failed;
-	bool sni_matched;
-	bool shutdown_sent;
-};
-
 /* ---- small helpers ---- */
-
-static void *tls_xrealloc(void *p, size_t size)
-{
-	void *q = realloc(p, size);
-
-	if (q == NULL)
-		abort();
-	return q;
-}
-
-static void *tls_xcalloc(size_t n, size_t size)
-{
-	void *p = calloc(n, size);
-
-	if (p == NULL)
-		abort();
-	return p;
-}
-
-static char *tls_xstrdup(const char *s)
-{
-	size_t len = strlen(s) + 1;
-	char *p = tls_xrealloc(NULL, len);
-
-	memcpy(p, s, len);
-	return p;
-}
-
-static char *tls_strdup_printf(const char *fmt, ...)
-    __attribute__((format(printf, 1, 2)));
-
-static char *tls_strdup_printf(const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-	char *s;
-
-	va_start(ap, fmt);
-	n = vsnprintf(NULL, 0, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		return tls_xstrdup("tls: cannot format error message");
-	s = tls_xrealloc(NULL, (size_t)n + 1);
-	va_start(ap, fmt);
-	vsnprintf(s, (size_t)n + 1, fmt, ap);
-	va_end(ap);
-	return s;
-}
 
 /* ASCII-only, so that the locale never changes which certificate a name
  * selects. */
@@ -235,23 +127,27 @@ static bool tls_openssl_key_mismatch(void)
 	return mismatch;
 }
 
-/* Prints name as one RFC 2253 line (control and non-ASCII bytes escaped, so
- * it is safe to log) into a malloc'd string; NULL if empty or longer than
- * max. */
-static char *tls_name_oneline(const X509_NAME *name, size_t max)
+/* OpenSSL's allocations abort on failure like ours (common/util.h): a NULL
+ * kept would be dereferenced later, and nothing a peer did caused it. */
+static BIO *tls_mem_bio_new(void)
 {
 	BIO *mem = BIO_new(BIO_s_mem());
+
+	if (mem == NULL)
+		fatal("tls: out of memory (BIO_new)");
+	return mem;
+}
+
+char *tls_name_oneline(const X509_NAME *name, size_t max)
+{
+	BIO *mem = tls_mem_bio_new();
 	char *data, *s = NULL;
 	long n;
 
-	if (mem == NULL)
-		return NULL;
 	if (X509_NAME_print_ex(mem, name, 0, XN_FLAG_RFC2253) >= 0) {
 		n = BIO_get_mem_data(mem, &data);
 		if (n > 0 && (size_t)n <= max) {
-			s = tls_xrealloc(NULL, (size_t)n + 1);
-			memcpy(s, data, (size_t)n);
-			s[n] = '\0';
+			s = xmemdup(data, (size_t)n);
 		}
 	}
 	BIO_free(mem);
@@ -302,15 +198,17 @@ static int tls_client_hello_cb(SSL *ssl, int *alert, void *arg)
 		}
 	}
 	md = EVP_MD_CTX_new();
-	if (md == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1 ||
+	if (md == NULL)
+		fatal("tls: out of memory (EVP_MD_CTX_new)");
+	if (EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1 ||
 	    EVP_DigestUpdate(md, base, sizeof(base) - 1) != 1 ||
 	    EVP_DigestUpdate(md, ":", 1) != 1 ||
 	    EVP_DigestUpdate(md, name, nlen) != 1 ||
 	    EVP_DigestFinal_ex(md, digest, &dlen) != 1 ||
 	    SSL_set_session_id_context(ssl, digest,
 				       dlen < SSL_MAX_SID_CTX_LENGTH
-					       ? dlen
-					       : SSL_MAX_SID_CTX_LENGTH) != 1) {
+					   ? dlen
+					   : SSL_MAX_SID_CTX_LENGTH) != 1) {
 		EVP_MD_CTX_free(md);
 		*alert = SSL_AD_INTERNAL_ERROR;
 		return SSL_CLIENT_HELLO_ERROR;
@@ -324,25 +222,25 @@ static int tls_client_hello_cb(SSL *ssl, int *alert, void *arg)
  * also moves a connection created before a reload onto the new default. */
 static int tls_servername_cb(SSL *ssl, int *alert, void *arg)
 {
-	struct tls_conn *c = SSL_get_app_data(ssl);
+	struct tls_handshake *hs = SSL_get_app_data(ssl);
 	const struct tls_ctx_set *set;
 	const char *name;
 	SSL_CTX *ctx;
 	size_t i;
 
 	(void)arg;
-	if (c == NULL)
+	if (hs == NULL)
 		return SSL_TLSEXT_ERR_OK;
-	pthread_mutex_lock(&c->srv->lock);
-	set = &c->srv->ctxs;
+	pthread_mutex_lock(&hs->srv->lock);
+	set = &hs->srv->ctxs;
 	ctx = set->def;
-	c->sni_matched = false;
+	hs->sni_matched = false;
 	name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
 	if (name != NULL) {
 		for (i = 0; i < set->nsnis; i++) {
 			if (tls_ascii_caseequal(name, set->snis[i].hostname)) {
 				ctx = set->snis[i].ctx;
-				c->sni_matched = true;
+				hs->sni_matched = true;
 				break;
 			}
 		}
@@ -350,11 +248,11 @@ static int tls_servername_cb(SSL *ssl, int *alert, void *arg)
 	/* Still under the lock: SSL_set_SSL_CTX takes the SSL's own
 	 * reference before a reload on another loop can free the set. */
 	if (SSL_get_SSL_CTX(ssl) != ctx && SSL_set_SSL_CTX(ssl, ctx) == NULL) {
-		pthread_mutex_unlock(&c->srv->lock);
+		pthread_mutex_unlock(&hs->srv->lock);
 		*alert = SSL_AD_INTERNAL_ERROR;
 		return SSL_TLSEXT_ERR_ALERT_FATAL;
 	}
-	pthread_mutex_unlock(&c->srv->lock);
+	pthread_mutex_unlock(&hs->srv->lock);
 	return SSL_TLSEXT_ERR_OK;
 }
 
@@ -367,7 +265,7 @@ static int tls_alpn_select_cb(SSL *ssl, const unsigned char **out,
 			      unsigned char *outlen, const unsigned char *in,
 			      unsigned int inlen, void *arg)
 {
-	struct tls_conn *c = SSL_get_app_data(ssl);
+	struct tls_handshake *hs = SSL_get_app_data(ssl);
 	const size_t smtp_len = sizeof(tls_alpn_smtp) - 1;
 	unsigned int i, len;
 
@@ -383,8 +281,8 @@ static int tls_alpn_select_cb(SSL *ssl, const unsigned char **out,
 			return SSL_TLSEXT_ERR_OK;
 		}
 	}
-	if (c != NULL)
-		c->alpn_refused = true;
+	if (hs != NULL)
+		hs->alpn_refused = true;
 	return SSL_TLSEXT_ERR_ALERT_FATAL;
 }
 
@@ -395,15 +293,15 @@ static int tls_alpn_select_cb(SSL *ssl, const unsigned char **out,
  * checked by OpenSSL (CertificateVerify). */
 static int tls_verify_cb(int ok, X509_STORE_CTX *store)
 {
+	struct tls_handshake *hs;
 	SSL *ssl;
-	struct tls_conn *c;
 
 	if (!ok) {
 		ssl = X509_STORE_CTX_get_ex_data(
 		    store, SSL_get_ex_data_X509_STORE_CTX_idx());
-		c = ssl != NULL ? SSL_get_app_data(ssl) : NULL;
-		if (c != NULL)
-			c->verify_failed = true;
+		hs = ssl != NULL ? SSL_get_app_data(ssl) : NULL;
+		if (hs != NULL)
+			hs->verify_failed = true;
 	}
 	return 1;
 }
@@ -457,17 +355,17 @@ static int tls_client_ca_load(struct tls_client_ca *ca, const char *file,
 	ERR_clear_error();
 	ca->store = X509_STORE_new();
 	if (ca->store == NULL || X509_STORE_load_file(ca->store, file) != 1) {
-		*error_r = tls_strdup_printf(
-		    "%s: cannot load client CA certificates: %s", file,
-		    tls_openssl_reason(buf, sizeof(buf)));
+		*error_r =
+		    xasprintf("%s: cannot load client CA certificates: %s",
+			      file, tls_openssl_reason(buf, sizeof(buf)));
 		goto fail;
 	}
 	/* The names sent in CertificateRequest, so that a client with several
 	 * certificates picks one we can verify. */
 	ca->names = SSL_load_client_CA_file(file);
 	if (ca->names == NULL || sk_X509_NAME_num(ca->names) == 0) {
-		*error_r = tls_strdup_printf(
-		    "%s: no client CA certificate found", file);
+		*error_r =
+		    xasprintf("%s: no client CA certificate found", file);
 		goto fail;
 	}
 	ERR_clear_error();
@@ -488,7 +386,7 @@ static SSL_CTX *tls_ctx_new_settings(const struct config *cfg, char **error_r)
 
 	tls_config_where(cfg, where, sizeof(where));
 	if (tls_parse_min_version(cfg->tls.min_version, &version) < 0) {
-		*error_r = tls_strdup_printf(
+		*error_r = xasprintf(
 		    "%stls: min_version must be TLSv1.2 or TLSv1.3, not \"%s\"",
 		    where, cfg->tls.min_version);
 		return NULL;
@@ -497,15 +395,13 @@ static SSL_CTX *tls_ctx_new_settings(const struct config *cfg, char **error_r)
 	ERR_clear_error();
 	ctx = SSL_CTX_new(TLS_server_method());
 	if (ctx == NULL) {
-		*error_r =
-		    tls_strdup_printf("tls: cannot create context: %s",
-				      tls_openssl_reason(buf, sizeof(buf)));
+		*error_r = xasprintf("tls: cannot create context: %s",
+				     tls_openssl_reason(buf, sizeof(buf)));
 		goto fail;
 	}
 	if (SSL_CTX_set_min_proto_version(ctx, version) != 1) {
-		*error_r =
-		    tls_strdup_printf("tls: cannot set min_version: %s",
-				      tls_openssl_reason(buf, sizeof(buf)));
+		*error_r = xasprintf("tls: cannot set min_version: %s",
+				     tls_openssl_reason(buf, sizeof(buf)));
 		goto fail;
 	}
 	/* Server cipher preference; no renegotiation (CVE-2009-3555, and
@@ -514,29 +410,30 @@ static SSL_CTX *tls_ctx_new_settings(const struct config *cfg, char **error_r)
 	SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE |
 				     SSL_OP_NO_RENEGOTIATION |
 				     SSL_OP_NO_COMPRESSION);
+	/* OpenSSL keeps a copy of the plaintext it decrypted in its record
+	 * buffer until overwritten; that copy may be an AUTH line too. */
+	SSL_CTX_set_options(ctx, SSL_OP_CLEANSE_PLAINTEXT);
 	/* Idle connections give their record buffers back. */
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
 	if (SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx) - 1) !=
 	    1) {
-		*error_r =
-		    tls_strdup_printf("tls: cannot set session id context: %s",
-				      tls_openssl_reason(buf, sizeof(buf)));
+		*error_r = xasprintf("tls: cannot set session id context: %s",
+				     tls_openssl_reason(buf, sizeof(buf)));
 		goto fail;
 	}
 	if (cfg->tls.ciphers != NULL &&
 	    SSL_CTX_set_cipher_list(ctx, cfg->tls.ciphers) != 1) {
-		*error_r = tls_strdup_printf(
-		    "%stls: ciphers \"%s\": %s", where, cfg->tls.ciphers,
-		    tls_openssl_reason(buf, sizeof(buf)));
+		*error_r = xasprintf("%stls: ciphers \"%s\": %s", where,
+				     cfg->tls.ciphers,
+				     tls_openssl_reason(buf, sizeof(buf)));
 		goto fail;
 	}
 	if (cfg->tls.ciphersuites != NULL &&
 	    SSL_CTX_set_ciphersuites(ctx, cfg->tls.ciphersuites) != 1) {
-		*error_r =
-		    tls_strdup_printf("%stls: ciphersuites \"%s\": %s", where,
-				      cfg->tls.ciphersuites,
-				      tls_openssl_reason(buf, sizeof(buf)));
+		*error_r = xasprintf("%stls: ciphersuites \"%s\": %s", where,
+				     cfg->tls.ciphersuites,
+				     tls_openssl_reason(buf, sizeof(buf)));
 		goto fail;
 	}
 	SSL_CTX_set_default_passwd_cb(ctx, tls_no_passphrase_cb);
@@ -564,9 +461,9 @@ static int tls_ctx_load_pair(SSL_CTX *ctx, const char *cert, const char *key,
 		key = cert;
 	ERR_clear_error();
 	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
-		*error_r = tls_strdup_printf(
-		    "%s: cannot load certificate chain: %s", cert,
-		    tls_openssl_reason(buf, sizeof(buf)));
+		*error_r =
+		    xasprintf("%s: cannot load certificate chain: %s", cert,
+			      tls_openssl_reason(buf, sizeof(buf)));
 		goto fail;
 	}
 	if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
@@ -574,16 +471,16 @@ static int tls_ctx_load_pair(SSL_CTX *ctx, const char *cert, const char *key,
 		 * here. */
 		reason = tls_openssl_reason(buf, sizeof(buf));
 		if (tls_openssl_key_mismatch())
-			*error_r = tls_strdup_printf(
+			*error_r = xasprintf(
 			    "%s: private key does not match certificate %s",
 			    key, cert);
 		else
-			*error_r = tls_strdup_printf(
-			    "%s: cannot load private key: %s", key, reason);
+			*error_r = xasprintf("%s: cannot load private key: %s",
+					     key, reason);
 		goto fail;
 	}
 	if (SSL_CTX_check_private_key(ctx) != 1) {
-		*error_r = tls_strdup_printf(
+		*error_r = xasprintf(
 		    "%s: private key does not match certificate %s: %s", key,
 		    cert, tls_openssl_reason(buf, sizeof(buf)));
 		goto fail;
@@ -598,21 +495,16 @@ fail:
 
 /* Asks for a client certificate (without requiring one) and verifies it
  * against the client CA. */
-static int tls_ctx_use_client_ca(SSL_CTX *ctx, const struct tls_client_ca *ca,
-				 const char *file, char **error_r)
+static void tls_ctx_use_client_ca(SSL_CTX *ctx, const struct tls_client_ca *ca,
+				  const char *file)
 {
 	tls_x509_names *names = SSL_dup_CA_list(ca->names);
 
-	if (names == NULL) {
-		ERR_clear_error();
-		*error_r =
-		    tls_strdup_printf("%s: cannot copy client CA names", file);
-		return -1;
-	}
+	if (names == NULL)
+		fatal("%s: out of memory copying client CA names", file);
 	SSL_CTX_set1_cert_store(ctx, ca->store);
 	SSL_CTX_set_client_CA_list(ctx, names);
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, tls_verify_cb);
-	return 0;
 }
 
 /* One context for one certificate: every setting from [tls], the chain and
@@ -627,9 +519,8 @@ static SSL_CTX *tls_ctx_new(const struct config *cfg, const char *cert,
 		return NULL;
 	if (tls_ctx_load_pair(ctx, cert, key, error_r) < 0)
 		goto fail;
-	if (ca != NULL && ca->store != NULL &&
-	    tls_ctx_use_client_ca(ctx, ca, cfg->tls.client_ca, error_r) < 0)
-		goto fail;
+	if (ca != NULL && ca->store != NULL)
+		tls_ctx_use_client_ca(ctx, ca, cfg->tls.client_ca);
 	return ctx;
 
 fail:
@@ -660,7 +551,7 @@ static int tls_ctx_set_init(struct tls_ctx_set *set, const struct config *cfg,
 	memset(set, 0, sizeof(*set));
 	if (cfg->tls.certificate == NULL) {
 		tls_config_where(cfg, where, sizeof(where));
-		*error_r = tls_strdup_printf(
+		*error_r = xasprintf(
 		    "%stls: no certificate configured in [tls]", where);
 		return -1;
 	}
@@ -673,7 +564,7 @@ static int tls_ctx_set_init(struct tls_ctx_set *set, const struct config *cfg,
 	if (set->def == NULL)
 		goto fail;
 	if (cfg->nsnis > 0)
-		set->snis = tls_xcalloc(cfg->nsnis, sizeof(*set->snis));
+		set->snis = xcalloc(cfg->nsnis, sizeof(*set->snis));
 	for (i = 0; i < cfg->nsnis; i++) {
 		const struct config_sni *sni = &cfg->snis[i];
 		SSL_CTX *ctx =
@@ -681,7 +572,7 @@ static int tls_ctx_set_init(struct tls_ctx_set *set, const struct config *cfg,
 
 		if (ctx == NULL)
 			goto fail;
-		set->snis[i].hostname = tls_xstrdup(sni->hostname);
+		set->snis[i].hostname = xstrdup(sni->hostname);
 		set->snis[i].ctx = ctx;
 		set->nsnis = i + 1;
 	}
@@ -694,155 +585,19 @@ fail:
 	return -1;
 }
 
-/* ---- the connection BIO ---- */
-
-static void tls_out_append(struct tls_conn *c, const char *data, size_t len)
-{
-	size_t need = c->out_len + len, cap;
-
-	if (need > c->out_cap) {
-		cap = c->out_cap != 0 ? c->out_cap : TLS_OUT_INITIAL_CAPACITY;
-		while (cap < need)
-			cap *= 2;
-		c->out = tls_xrealloc(c->out, cap);
-		c->out_cap = cap;
-	}
-	memcpy(c->out + c->out_len, data, len);
-	c->out_len += len;
-}
-
-/* Hands the accumulated ciphertext to cb->send and frees it.  The buffer is
- * detached first, so whatever cb->send does cannot touch it. */
-static void tls_conn_flush(struct tls_conn *c)
-{
-	char *buf;
-	size_t len;
-
-	while (c->out_len > 0) {
-		buf = c->out;
-		len = c->out_len;
-		c->out = NULL;
-		c->out_len = 0;
-		c->out_cap = 0;
-		c->cb.send(c->arg, buf, len);
-		free(buf);
-	}
-	free(c->out);
-	c->out = NULL;
-	c->out_cap = 0;
-}
-
-static int tls_bio_write(BIO *bio, const char *data, size_t len,
-			 size_t *written)
-{
-	struct tls_conn *c = BIO_get_data(bio);
-
-	BIO_clear_retry_flags(bio);
-	if (c == NULL)
-		return 0;
-	tls_out_append(c, data, len);
-	*written = len;
-	return 1;
-}
-
-static int tls_bio_read(BIO *bio, char *buf, size_t size, size_t *readbytes)
-{
-	struct tls_conn *c = BIO_get_data(bio);
-	size_t n;
-
-	BIO_clear_retry_flags(bio);
-	*readbytes = 0;
-	if (c == NULL)
-		return 0;
-	if (c->in_len == 0) {
-		/* Nothing until the next tls_conn_feed(): OpenSSL reports
-		 * SSL_ERROR_WANT_READ. */
-		BIO_set_retry_read(bio);
-		return 0;
-	}
-	n = size < c->in_len ? size : c->in_len;
-	memcpy(buf, c->in, n);
-	c->in += n;
-	c->in_len -= n;
-	*readbytes = n;
-	return 1;
-}
-
-static long tls_bio_ctrl(BIO *bio, int cmd, long num, void *ptr)
-{
-	struct tls_conn *c = BIO_get_data(bio);
-
-	(void)num;
-	(void)ptr;
-	switch (cmd) {
-	case BIO_CTRL_FLUSH:
-		/* cb->send runs at the end of the public call, outside
-		 * OpenSSL. */
-		return 1;
-	case BIO_CTRL_PENDING:
-		if (c == NULL)
-			return 0;
-		return c->in_len > LONG_MAX ? LONG_MAX : (long)c->in_len;
-	case BIO_CTRL_WPENDING:
-		if (c == NULL)
-			return 0;
-		return c->out_len > LONG_MAX ? LONG_MAX : (long)c->out_len;
-	case BIO_CTRL_DUP:
-		return 1;
-	case BIO_CTRL_EOF:
-	default:
-		return 0;
-	}
-}
-
-static int tls_bio_create(BIO *bio)
-{
-	BIO_set_init(bio, 1);
-	return 1;
-}
-
-static int tls_bio_destroy(BIO *bio)
-{
-	BIO_set_data(bio, NULL);
-	return 1;
-}
-
-static BIO_METHOD *tls_bio_method_new(void)
-{
-	BIO_METHOD *m = BIO_meth_new(TLS_BIO_TYPE, "submitproxy tls_conn");
-
-	if (m == NULL)
-		return NULL;
-	if (BIO_meth_set_write_ex(m, tls_bio_write) != 1 ||
-	    BIO_meth_set_read_ex(m, tls_bio_read) != 1 ||
-	    BIO_meth_set_ctrl(m, tls_bio_ctrl) != 1 ||
-	    BIO_meth_set_create(m, tls_bio_create) != 1 ||
-	    BIO_meth_set_destroy(m, tls_bio_destroy) != 1) {
-		BIO_meth_free(m);
-		return NULL;
-	}
-	return m;
-}
-
 /* ---- server ---- */
 
 struct tls_server *tls_server_create(const struct config *cfg, char **error_r)
 {
-	struct tls_server *srv = tls_xcalloc(1, sizeof(*srv));
+	struct tls_server *srv = xcalloc(1, sizeof(*srv));
 
 	atomic_init(&srv->refs, 1);
-	srv->bio_method = tls_bio_method_new();
-	if (srv->bio_method == NULL) {
-		*error_r = tls_xstrdup("tls: cannot create BIO method");
-		goto fail;
-	}
 	if (tls_ctx_set_init(&srv->ctxs, cfg, error_r) < 0)
 		goto fail;
 	pthread_mutex_init(&srv->lock, NULL);
 	return srv;
 
 fail:
-	BIO_meth_free(srv->bio_method);
 	free(srv);
 	return NULL;
 }
@@ -866,7 +621,7 @@ int tls_server_reload(struct tls_server *srv, const struct config *cfg,
 	return 0;
 }
 
-static void tls_server_unref(struct tls_server *srv)
+void tls_server_unref(struct tls_server *srv)
 {
 	if (atomic_fetch_sub(&srv->refs, 1) > 1)
 		return;
@@ -881,6 +636,38 @@ void tls_server_destroy(struct tls_server *srv)
 	if (srv == NULL)
 		return;
 	tls_server_unref(srv);
+}
+
+SSL *tls_server_ssl_new(struct tls_server *srv, struct tls_handshake *hs)
+{
+	SSL *ssl;
+
+	hs->srv = srv;
+	pthread_mutex_lock(&srv->lock);
+	ssl = SSL_new(srv->ctxs.def);
+	pthread_mutex_unlock(&srv->lock);
+	/* SSL_new fails only when out of memory (the context is complete):
+	 * abort like every other allocation, rather than hand the caller a
+	 * NULL it would dereference later. */
+	if (ssl == NULL)
+		fatal("tls: out of memory (SSL_new)");
+	SSL_set_app_data(ssl, hs);
+	SSL_set_accept_state(ssl);
+	atomic_fetch_add(&srv->refs, 1);
+	return ssl;
+}
+
+BIO_METHOD *tls_server_bio_method(struct tls_server *srv,
+				  BIO_METHOD *(*make)(void))
+{
+	BIO_METHOD *m;
+
+	pthread_mutex_lock(&srv->lock);
+	if (srv->bio_method == NULL)
+		srv->bio_method = make();
+	m = srv->bio_method;
+	pthread_mutex_unlock(&srv->lock);
+	return m;
 }
 
 /* ---- -t ---- */
@@ -904,8 +691,8 @@ static int tls_check_pair(const struct config *cfg, const char *cert,
 	}
 	leaf = SSL_CTX_get0_certificate(ctx);
 	subject = tls_name_oneline(X509_get_subject_name(leaf), SIZE_MAX);
-	mem = BIO_new(BIO_s_mem());
-	if (mem != NULL && ASN1_TIME_print(mem, X509_get0_notAfter(leaf)) == 1)
+	mem = tls_mem_bio_new();
+	if (ASN1_TIME_print(mem, X509_get0_notAfter(leaf)) == 1)
 		n = BIO_get_mem_data(mem, &date);
 	else
 		n = 0;
@@ -982,306 +769,4 @@ int tls_check_config(const struct config *cfg, FILE *out, FILE *err)
 		}
 	}
 	return ret;
-}
-
-/* ---- connections ---- */
-
-struct tls_conn *tls_conn_create(struct tls_server *srv,
-				 const struct tls_conn_callbacks *cb, void *arg)
-{
-	struct tls_conn *c = tls_xcalloc(1, sizeof(*c));
-	BIO *bio;
-
-	c->srv = srv;
-	c->cb = *cb;
-	c->arg = arg;
-	c->state = TLS_CONN_ACTIVE;
-	ERR_clear_error();
-	pthread_mutex_lock(&srv->lock);
-	c->ssl = SSL_new(srv->ctxs.def);
-	pthread_mutex_unlock(&srv->lock);
-	if (c->ssl == NULL)
-		goto fail;
-	bio = BIO_new(srv->bio_method);
-	if (bio == NULL)
-		goto fail;
-	BIO_set_data(bio, c);
-	/* One BIO both ways; SSL_free() frees it. */
-	SSL_set_bio(c->ssl, bio, bio);
-	SSL_set_app_data(c->ssl, c);
-	SSL_set_accept_state(c->ssl);
-	atomic_fetch_add(&srv->refs, 1);
-	return c;
-
-fail:
-	ERR_clear_error();
-	SSL_free(c->ssl);
-	free(c);
-	return NULL;
-}
-
-void tls_conn_set_bulk(struct tls_conn *c, bool bulk)
-{
-	if (c == NULL || c->ssl == NULL)
-		return;
-	if (bulk)
-		SSL_clear_mode(c->ssl, SSL_MODE_RELEASE_BUFFERS);
-	else
-		SSL_set_mode(c->ssl, SSL_MODE_RELEASE_BUFFERS);
-}
-
-void tls_conn_destroy(struct tls_conn *c)
-{
-	if (c == NULL)
-		return;
-	SSL_free(c->ssl);
-	free(c->out);
-	free(c->peer_subject);
-	tls_server_unref(c->srv);
-	free(c);
-}
-
-static enum tls_result tls_conn_fail(struct tls_conn *c, const char *reason)
-{
-	c->state = TLS_CONN_FAILED;
-	c->error = reason;
-	return TLS_ERROR;
-}
-
-/* Why OpenSSL failed (ret from an SSL_* call), in words for the log. */
-static const char *tls_conn_reason(struct tls_conn *c, int ret)
-{
-	int ssl_error = SSL_get_error(c->ssl, ret);
-	unsigned long e;
-	const char *reason;
-
-	if (c->alpn_refused)
-		return tls_reason_alpn;
-	if (ssl_error != SSL_ERROR_SSL)
-		return "TLS I/O error";
-	e = ERR_peek_error();
-	if (ERR_GET_LIB(e) == ERR_LIB_SSL) {
-		switch (ERR_GET_REASON(e)) {
-		case SSL_R_NO_SHARED_CIPHER:
-			return "no shared cipher";
-		case SSL_R_UNSUPPORTED_PROTOCOL:
-		case SSL_R_VERSION_TOO_LOW:
-			return "unsupported protocol";
-		case SSL_R_WRONG_VERSION_NUMBER:
-			return "wrong version number";
-		case SSL_R_HTTP_REQUEST:
-		case SSL_R_HTTPS_PROXY_REQUEST:
-			return tls_reason_plaintext;
-		case SSL_R_NO_APPLICATION_PROTOCOL:
-			return tls_reason_alpn;
-		default:
-			break;
-		}
-	}
-	reason = e != 0 ? ERR_reason_error_string(e) : NULL;
-	return reason != NULL ? reason : "TLS error";
-}
-
-/* Handles a non-success return from SSL_do_handshake/SSL_read_ex/
- * SSL_write_ex: TLS_OK to wait for more input, or a final result. */
-static enum tls_result tls_conn_ssl_result(struct tls_conn *c, int ret)
-{
-	switch (SSL_get_error(c->ssl, ret)) {
-	case SSL_ERROR_WANT_READ:
-		return TLS_OK;
-	case SSL_ERROR_ZERO_RETURN:
-		c->state = TLS_CONN_CLOSED;
-		return TLS_CLOSED;
-	default:
-		return tls_conn_fail(c, tls_conn_reason(c, ret));
-	}
-}
-
-static void tls_conn_note_peer(struct tls_conn *c)
-{
-	X509 *peer = SSL_get0_peer_certificate(c->ssl);
-
-	if (peer == NULL || c->verify_failed ||
-	    SSL_get_verify_result(c->ssl) != X509_V_OK)
-		return;
-	c->peer_subject =
-	    tls_name_oneline(X509_get_subject_name(peer), TLS_PEER_SUBJECT_MAX);
-}
-
-static enum tls_result tls_conn_drive(struct tls_conn *c)
-{
-	char buf[TLS_RECORD_PLAINTEXT_MAX];
-	size_t n, before;
-	int ret;
-
-	if (!c->handshake_done) {
-		ret = SSL_do_handshake(c->ssl);
-		if (ret != 1)
-			return tls_conn_ssl_result(c, ret);
-		c->handshake_done = true;
-		tls_conn_note_peer(c);
-		/* Our last flight (and TLS 1.3 tickets) before whatever
-		 * handshake_done writes. */
-		tls_conn_flush(c);
-		c->cb.handshake_done(c->arg);
-		if (c->state != TLS_CONN_ACTIVE)
-			return TLS_ERROR;
-	}
-	for (;;) {
-		before = c->in_len;
-		ret = SSL_read_ex(c->ssl, buf, sizeof(buf), &n);
-		if (ret == 1) {
-			c->cb.plaintext(c->arg, buf, n);
-			/* A tls_conn_write() from the callback may have
-			 * failed. */
-			if (c->state != TLS_CONN_ACTIVE)
-				return TLS_ERROR;
-			if (c->out_len >= TLS_OUT_FLUSH_THRESHOLD)
-				tls_conn_flush(c);
-			continue;
-		}
-		if (SSL_get_error(c->ssl, ret) != SSL_ERROR_WANT_READ)
-			return tls_conn_ssl_result(c, ret);
-		if (c->in_len == 0)
-			return TLS_OK;
-		/* OpenSSL wants more although input is left (it retries
-		 * non-application records itself, SSL_MODE_AUTO_RETRY): go on
-		 * while it makes progress, never spin. */
-		if (c->in_len == before)
-			return tls_conn_fail(c, "TLS input not consumed");
-	}
-}
-
-enum tls_result tls_conn_feed(struct tls_conn *c, const char *data, size_t len)
-{
-	enum tls_result res;
-	unsigned char first;
-
-	if (c->state == TLS_CONN_FAILED)
-		return TLS_ERROR;
-	if (c->state == TLS_CONN_CLOSED)
-		return TLS_CLOSED;
-	if (c->in_feed)
-		return tls_conn_fail(c, "tls_conn_feed called re-entrantly");
-	if (len == 0)
-		return TLS_OK;
-	if (!c->first_byte_seen) {
-		c->first_byte_seen = true;
-		first = (unsigned char)data[0];
-		/* A TLS client starts with a handshake record (0x16), or with
-		 * an SSLv2-format ClientHello (high bit set), which OpenSSL
-		 * judges itself.  Anything else is most likely an SMTP client
-		 * talking plaintext to the implicit-TLS port: say so now rather
-		 * than wait for a record header. */
-		if (first != 0x16 && (first & 0x80) == 0)
-			return tls_conn_fail(c, tls_reason_plaintext);
-	}
-
-	c->in_feed = true;
-	c->in = data;
-	c->in_len = len;
-	ERR_clear_error();
-	res = tls_conn_drive(c);
-	ERR_clear_error();
-	c->in = NULL;
-	c->in_len = 0;
-	/* Handshake messages, alerts (also after a failure), key updates. */
-	tls_conn_flush(c);
-	c->in_feed = false;
-	return res;
-}
-
-enum tls_result tls_conn_write(struct tls_conn *c, const char *data, size_t len)
-{
-	enum tls_result res = TLS_OK;
-	size_t chunk, n;
-	int ret;
-
-	if (c->state == TLS_CONN_FAILED)
-		return TLS_ERROR;
-	if (!c->handshake_done)
-		return tls_conn_fail(c, "write before the TLS handshake");
-	ERR_clear_error();
-	while (len > 0) {
-		chunk = len < TLS_RECORD_PLAINTEXT_MAX
-			    ? len
-			    : TLS_RECORD_PLAINTEXT_MAX;
-		ret = SSL_write_ex(c->ssl, data, chunk, &n);
-		if (ret != 1) {
-			/* The BIO never blocks, so any failure is final. */
-			res = tls_conn_fail(c, tls_conn_reason(c, ret));
-			break;
-		}
-		data += n;
-		len -= n;
-		if (c->out_len >= TLS_OUT_FLUSH_THRESHOLD)
-			tls_conn_flush(c);
-	}
-	ERR_clear_error();
-	tls_conn_flush(c);
-	return res;
-}
-
-void tls_conn_shutdown(struct tls_conn *c)
-{
-	/* Before the handshake there is nothing to close politely; after a
-	 * failure OpenSSL has already sent its alert. */
-	if (c->state == TLS_CONN_FAILED || !c->handshake_done ||
-	    c->shutdown_sent)
-		return;
-	c->shutdown_sent = true;
-	ERR_clear_error();
-	(void)SSL_shutdown(c->ssl);
-	ERR_clear_error();
-	tls_conn_flush(c);
-}
-
-bool tls_conn_handshake_done(const struct tls_conn *c)
-{
-	return c->handshake_done;
-}
-
-const char *tls_conn_error(const struct tls_conn *c)
-{
-	return c->error != NULL ? c->error : "no error";
-}
-
-const char *tls_conn_version(const struct tls_conn *c)
-{
-	return SSL_get_version(c->ssl);
-}
-
-const char *tls_conn_cipher(const struct tls_conn *c)
-{
-	return SSL_get_cipher_name(c->ssl);
-}
-
-const char *tls_conn_sni(const struct tls_conn *c)
-{
-	return SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name);
-}
-
-bool tls_conn_sni_matched(const struct tls_conn *c)
-{
-	return c->sni_matched;
-}
-
-bool tls_conn_resumed(const struct tls_conn *c)
-{
-	return SSL_session_reused(c->ssl) == 1;
-}
-
-const char *tls_conn_peer_subject(const struct tls_conn *c)
-{
-	return c->peer_subject;
-}
-
-size_t tls_conn_buffered_bytes(const struct tls_conn *c)
-{
-	return c->out_cap;
-}
-
-bool tls_conn_has_pending(const struct tls_conn *c)
-{
-	return SSL_has_pending(c->ssl) == 1;
 }

@@ -1,0 +1,507 @@
+/*
+ * tls-conn.c - one server-side TLS connection (see tls-conn.h for the
+ * interface).
+ *
+ * The SSL reads and writes through a BIO of our own (h2o's approach,
+ * lib/common/socket.c) instead of a pair of memory BIOs.  Its read side
+ * serves the buffer the caller is passing to tls_conn_feed() and nothing
+ * else; its write side appends to a small accumulator that is handed to
+ * cb->send and freed before each public call returns.  With
+ * SSL_MODE_RELEASE_BUFFERS, an idle connection then holds only OpenSSL's
+ * session state: no record buffers, no BIO buffers.
+ *
+ * The SSL comes from the connection's tls_server (tls-server.h), which also
+ * keeps the one BIO method all its connections share.  A tls_conn belongs
+ * to one thread.
+ */
+#include "tls/tls-conn.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/bio.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include "common/util.h"
+#include "tls/tls-server.h"
+
+/* RFC 8446 §5.1: a record carries at most 2^14 bytes of plaintext.  Reads
+ * and writes go one record at a time. */
+#define TLS_RECORD_PLAINTEXT_MAX 16384
+/* Hand ciphertext to cb->send once this much has accumulated, so a large
+ * write never holds more than about one record of ciphertext. */
+#define TLS_OUT_FLUSH_THRESHOLD 16384
+/* First allocation of the accumulator: a typical first server flight. */
+#define TLS_OUT_INITIAL_CAPACITY 4096
+/* A longer client certificate subject is not reported at all: a truncated
+ * DN could name someone else. */
+#define TLS_PEER_SUBJECT_MAX 2048
+/* BIO type of the connection BIO.  A fixed value instead of
+ * BIO_get_new_index(), which OpenSSL caps at about 127 per process: tests and
+ * fuzzers create many tls_servers.  The type only matters to BIO_find_type().
+ */
+#define TLS_BIO_TYPE (0x7f | BIO_TYPE_SOURCE_SINK)
+
+static const char tls_reason_plaintext[] =
+    "not a TLS handshake (plaintext on a TLS port?)";
+static const char tls_reason_alpn[] = "ALPN offered without smtp";
+
+enum tls_conn_state {
+	TLS_CONN_ACTIVE,
+	TLS_CONN_CLOSED, /* peer sent close_notify */
+	TLS_CONN_FAILED,
+};
+
+struct tls_conn {
+	struct tls_handshake hs; /* srv, and what the context callbacks saw */
+	SSL *ssl;
+	struct tls_conn_callbacks cb;
+	void *arg;
+
+	/* Ciphertext that tls_conn_feed() is processing: all the BIO read
+	 * callback ever serves.  NULL outside tls_conn_feed(). */
+	const char *in;
+	size_t in_len;
+
+	/* Ciphertext from OpenSSL waiting for cb->send.  NULL between calls. */
+	char *out;
+	size_t out_len;
+	size_t out_cap;
+
+	const char *error;  /* static string; NULL until a failure */
+	char *peer_subject; /* set at handshake end if a cert verified */
+
+	enum tls_conn_state state;
+	bool handshake_done;
+	bool in_feed;
+	bool first_byte_seen;
+	bool shutdown_sent;
+};
+
+/* ---- the connection BIO ---- */
+
+static void tls_out_append(struct tls_conn *c, const char *data, size_t len)
+{
+	size_t need = c->out_len + len, cap;
+
+	if (need > c->out_cap) {
+		cap = c->out_cap != 0 ? c->out_cap : TLS_OUT_INITIAL_CAPACITY;
+		while (cap < need)
+			cap *= 2;
+		c->out = xrealloc(c->out, cap);
+		c->out_cap = cap;
+	}
+	memcpy(c->out + c->out_len, data, len);
+	c->out_len += len;
+}
+
+/* Hands the accumulated ciphertext to cb->send and frees it.  The buffer is
+ * detached first, so whatever cb->send does cannot touch it. */
+static void tls_conn_flush(struct tls_conn *c)
+{
+	char *buf;
+	size_t len;
+
+	while (c->out_len > 0) {
+		buf = c->out;
+		len = c->out_len;
+		c->out = NULL;
+		c->out_len = 0;
+		c->out_cap = 0;
+		c->cb.send(c->arg, buf, len);
+		free(buf);
+	}
+	free(c->out);
+	c->out = NULL;
+	c->out_cap = 0;
+}
+
+static int tls_bio_write(BIO *bio, const char *data, size_t len,
+			 size_t *written)
+{
+	struct tls_conn *c = BIO_get_data(bio);
+
+	BIO_clear_retry_flags(bio);
+	if (c == NULL)
+		return 0;
+	tls_out_append(c, data, len);
+	*written = len;
+	return 1;
+}
+
+static int tls_bio_read(BIO *bio, char *buf, size_t size, size_t *readbytes)
+{
+	struct tls_conn *c = BIO_get_data(bio);
+	size_t n;
+
+	BIO_clear_retry_flags(bio);
+	*readbytes = 0;
+	if (c == NULL)
+		return 0;
+	if (c->in_len == 0) {
+		/* Nothing until the next tls_conn_feed(): OpenSSL reports
+		 * SSL_ERROR_WANT_READ. */
+		BIO_set_retry_read(bio);
+		return 0;
+	}
+	n = size < c->in_len ? size : c->in_len;
+	memcpy(buf, c->in, n);
+	c->in += n;
+	c->in_len -= n;
+	*readbytes = n;
+	return 1;
+}
+
+static long tls_bio_ctrl(BIO *bio, int cmd, long num, void *ptr)
+{
+	struct tls_conn *c = BIO_get_data(bio);
+
+	(void)num;
+	(void)ptr;
+	switch (cmd) {
+	case BIO_CTRL_FLUSH:
+		/* cb->send runs at the end of the public call, outside
+		 * OpenSSL. */
+		return 1;
+	case BIO_CTRL_PENDING:
+		if (c == NULL)
+			return 0;
+		return c->in_len > LONG_MAX ? LONG_MAX : (long)c->in_len;
+	case BIO_CTRL_WPENDING:
+		if (c == NULL)
+			return 0;
+		return c->out_len > LONG_MAX ? LONG_MAX : (long)c->out_len;
+	case BIO_CTRL_DUP:
+		return 1;
+	case BIO_CTRL_EOF:
+	default:
+		return 0;
+	}
+}
+
+static int tls_bio_create(BIO *bio)
+{
+	BIO_set_init(bio, 1);
+	return 1;
+}
+
+static int tls_bio_destroy(BIO *bio)
+{
+	BIO_set_data(bio, NULL);
+	return 1;
+}
+
+static BIO_METHOD *tls_bio_method_new(void)
+{
+	BIO_METHOD *m = BIO_meth_new(TLS_BIO_TYPE, "submitproxy tls_conn");
+
+	/* The setters only store a pointer; BIO_meth_new only allocates. */
+	if (m == NULL || BIO_meth_set_write_ex(m, tls_bio_write) != 1 ||
+	    BIO_meth_set_read_ex(m, tls_bio_read) != 1 ||
+	    BIO_meth_set_ctrl(m, tls_bio_ctrl) != 1 ||
+	    BIO_meth_set_create(m, tls_bio_create) != 1 ||
+	    BIO_meth_set_destroy(m, tls_bio_destroy) != 1)
+		fatal("tls: out of memory (BIO_meth_new)");
+	return m;
+}
+
+/* ---- connections ---- */
+
+struct tls_conn *tls_conn_create(struct tls_server *srv,
+				 const struct tls_conn_callbacks *cb, void *arg)
+{
+	struct tls_conn *c = xcalloc(1, sizeof(*c));
+	BIO *bio;
+
+	c->cb = *cb;
+	c->arg = arg;
+	c->state = TLS_CONN_ACTIVE;
+	ERR_clear_error();
+	c->ssl = tls_server_ssl_new(srv, &c->hs);
+	bio = BIO_new(tls_server_bio_method(srv, tls_bio_method_new));
+	if (bio == NULL)
+		fatal("tls: out of memory (BIO_new)");
+	BIO_set_data(bio, c);
+	/* One BIO both ways; SSL_free() frees it. */
+	SSL_set_bio(c->ssl, bio, bio);
+	return c;
+}
+
+void tls_conn_set_bulk(struct tls_conn *c, bool bulk)
+{
+	if (c == NULL || c->ssl == NULL)
+		return;
+	if (bulk)
+		SSL_clear_mode(c->ssl, SSL_MODE_RELEASE_BUFFERS);
+	else
+		SSL_set_mode(c->ssl, SSL_MODE_RELEASE_BUFFERS);
+}
+
+void tls_conn_destroy(struct tls_conn *c)
+{
+	if (c == NULL)
+		return;
+	SSL_free(c->ssl);
+	free(c->out);
+	free(c->peer_subject);
+	tls_server_unref(c->hs.srv);
+	free(c);
+}
+
+static enum tls_result tls_conn_fail(struct tls_conn *c, const char *reason)
+{
+	c->state = TLS_CONN_FAILED;
+	c->error = reason;
+	return TLS_ERROR;
+}
+
+/* Why OpenSSL failed (ret from an SSL_* call), in words for the log. */
+static const char *tls_conn_reason(struct tls_conn *c, int ret)
+{
+	int ssl_error = SSL_get_error(c->ssl, ret);
+	unsigned long e;
+	const char *reason;
+
+	if (c->hs.alpn_refused)
+		return tls_reason_alpn;
+	if (ssl_error != SSL_ERROR_SSL)
+		return "TLS I/O error";
+	e = ERR_peek_error();
+	if (ERR_GET_LIB(e) == ERR_LIB_SSL) {
+		switch (ERR_GET_REASON(e)) {
+		case SSL_R_NO_SHARED_CIPHER:
+			return "no shared cipher";
+		case SSL_R_UNSUPPORTED_PROTOCOL:
+		case SSL_R_VERSION_TOO_LOW:
+			return "unsupported protocol";
+		case SSL_R_WRONG_VERSION_NUMBER:
+			return "wrong version number";
+		case SSL_R_HTTP_REQUEST:
+		case SSL_R_HTTPS_PROXY_REQUEST:
+			return tls_reason_plaintext;
+		case SSL_R_NO_APPLICATION_PROTOCOL:
+			return tls_reason_alpn;
+		default:
+			break;
+		}
+	}
+	reason = e != 0 ? ERR_reason_error_string(e) : NULL;
+	return reason != NULL ? reason : "TLS error";
+}
+
+/* Handles a non-success return from SSL_do_handshake/SSL_read_ex/
+ * SSL_write_ex: TLS_OK to wait for more input, or a final result. */
+static enum tls_result tls_conn_ssl_result(struct tls_conn *c, int ret)
+{
+	switch (SSL_get_error(c->ssl, ret)) {
+	case SSL_ERROR_WANT_READ:
+		return TLS_OK;
+	case SSL_ERROR_ZERO_RETURN:
+		c->state = TLS_CONN_CLOSED;
+		return TLS_CLOSED;
+	default:
+		return tls_conn_fail(c, tls_conn_reason(c, ret));
+	}
+}
+
+static void tls_conn_note_peer(struct tls_conn *c)
+{
+	X509 *peer = SSL_get0_peer_certificate(c->ssl);
+
+	if (peer == NULL || c->hs.verify_failed ||
+	    SSL_get_verify_result(c->ssl) != X509_V_OK)
+		return;
+	c->peer_subject =
+	    tls_name_oneline(X509_get_subject_name(peer), TLS_PEER_SUBJECT_MAX);
+}
+
+/* plain (TLS_RECORD_PLAINTEXT_MAX bytes) receives each record's plaintext
+ * on its way to cb->plaintext. */
+static enum tls_result tls_conn_drive(struct tls_conn *c, char *plain)
+{
+	size_t n, before;
+	int ret;
+
+	if (!c->handshake_done) {
+		ret = SSL_do_handshake(c->ssl);
+		if (ret != 1)
+			return tls_conn_ssl_result(c, ret);
+		c->handshake_done = true;
+		tls_conn_note_peer(c);
+		/* Our last flight (and TLS 1.3 tickets) before whatever
+		 * handshake_done writes. */
+		tls_conn_flush(c);
+		c->cb.handshake_done(c->arg);
+		if (c->state != TLS_CONN_ACTIVE)
+			return TLS_ERROR;
+	}
+	for (;;) {
+		before = c->in_len;
+		ret = SSL_read_ex(c->ssl, plain, TLS_RECORD_PLAINTEXT_MAX, &n);
+		if (ret == 1) {
+			c->cb.plaintext(c->arg, plain, n);
+			/* The record may be an AUTH line: the owner has copied
+			 * what it keeps, so no credential stays behind in our
+			 * buffer (Dovecot's smtp_command_parser_clear()). */
+			OPENSSL_cleanse(plain, n);
+			/* A tls_conn_write() from the callback may have
+			 * failed. */
+			if (c->state != TLS_CONN_ACTIVE)
+				return TLS_ERROR;
+			if (c->out_len >= TLS_OUT_FLUSH_THRESHOLD)
+				tls_conn_flush(c);
+			continue;
+		}
+		if (SSL_get_error(c->ssl, ret) != SSL_ERROR_WANT_READ)
+			return tls_conn_ssl_result(c, ret);
+		if (c->in_len == 0)
+			return TLS_OK;
+		/* OpenSSL wants more although input is left (it retries
+		 * non-application records itself, SSL_MODE_AUTO_RETRY): go on
+		 * while it makes progress, never spin. */
+		if (c->in_len == before)
+			return tls_conn_fail(c, "TLS input not consumed");
+	}
+}
+
+enum tls_result tls_conn_feed(struct tls_conn *c, const char *data, size_t len)
+{
+	/* Decrypted records.  Declared here rather than in tls_conn_drive()
+	 * so that it is still live when cb->send runs below: the unit test
+	 * checks from there that it was wiped. */
+	char plain[TLS_RECORD_PLAINTEXT_MAX];
+	enum tls_result res;
+	unsigned char first;
+
+	if (c->state == TLS_CONN_FAILED)
+		return TLS_ERROR;
+	if (c->state == TLS_CONN_CLOSED)
+		return TLS_CLOSED;
+	if (c->in_feed)
+		return tls_conn_fail(c, "tls_conn_feed called re-entrantly");
+	if (len == 0)
+		return TLS_OK;
+	if (!c->first_byte_seen) {
+		c->first_byte_seen = true;
+		first = (unsigned char)data[0];
+		/* A TLS client starts with a handshake record (0x16), or with
+		 * an SSLv2-format ClientHello (high bit set), which OpenSSL
+		 * judges itself.  Anything else is most likely an SMTP client
+		 * talking plaintext to the implicit-TLS port: say so now rather
+		 * than wait for a record header. */
+		if (first != 0x16 && (first & 0x80) == 0)
+			return tls_conn_fail(c, tls_reason_plaintext);
+	}
+
+	c->in_feed = true;
+	c->in = data;
+	c->in_len = len;
+	ERR_clear_error();
+	res = tls_conn_drive(c, plain);
+	ERR_clear_error();
+	c->in = NULL;
+	c->in_len = 0;
+	/* Handshake messages, alerts (also after a failure), key updates. */
+	tls_conn_flush(c);
+	c->in_feed = false;
+	return res;
+}
+
+enum tls_result tls_conn_write(struct tls_conn *c, const char *data, size_t len)
+{
+	enum tls_result res = TLS_OK;
+	size_t chunk, n;
+	int ret;
+
+	if (c->state == TLS_CONN_FAILED)
+		return TLS_ERROR;
+	if (!c->handshake_done)
+		return tls_conn_fail(c, "write before the TLS handshake");
+	ERR_clear_error();
+	while (len > 0) {
+		chunk = len < TLS_RECORD_PLAINTEXT_MAX
+			    ? len
+			    : TLS_RECORD_PLAINTEXT_MAX;
+		ret = SSL_write_ex(c->ssl, data, chunk, &n);
+		if (ret != 1) {
+			/* The BIO never blocks, so any failure is final. */
+			res = tls_conn_fail(c, tls_conn_reason(c, ret));
+			break;
+		}
+		data += n;
+		len -= n;
+		if (c->out_len >= TLS_OUT_FLUSH_THRESHOLD)
+			tls_conn_flush(c);
+	}
+	ERR_clear_error();
+	tls_conn_flush(c);
+	return res;
+}
+
+void tls_conn_shutdown(struct tls_conn *c)
+{
+	/* Before the handshake there is nothing to close politely; after a
+	 * failure OpenSSL has already sent its alert. */
+	if (c->state == TLS_CONN_FAILED || !c->handshake_done ||
+	    c->shutdown_sent)
+		return;
+	c->shutdown_sent = true;
+	ERR_clear_error();
+	(void)SSL_shutdown(c->ssl);
+	ERR_clear_error();
+	tls_conn_flush(c);
+}
+
+bool tls_conn_handshake_done(const struct tls_conn *c)
+{
+	return c->handshake_done;
+}
+
+const char *tls_conn_error(const struct tls_conn *c)
+{
+	return c->error != NULL ? c->error : "no error";
+}
+
+const char *tls_conn_version(const struct tls_conn *c)
+{
+	return SSL_get_version(c->ssl);
+}
+
+const char *tls_conn_cipher(const struct tls_conn *c)
+{
+	return SSL_get_cipher_name(c->ssl);
+}
+
+const char *tls_conn_sni(const struct tls_conn *c)
+{
+	return SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name);
+}
+
+bool tls_conn_sni_matched(const struct tls_conn *c)
+{
+	return c->hs.sni_matched;
+}
+
+bool tls_conn_resumed(const struct tls_conn *c)
+{
+	return SSL_session_reused(c->ssl) == 1;
+}
+
+const char *tls_conn_peer_subject(const struct tls_conn *c)
+{
+	return c->peer_subject;
+}
+
+size_t tls_conn_buffered_bytes(const struct tls_conn *c)
+{
+	return c->out_cap;
+}
+
+bool tls_conn_has_pending(const struct tls_conn *c)
+{
+	return SSL_has_pending(c->ssl) == 1;
+}
