@@ -794,6 +794,9 @@ static const struct config_key limits_keys[] = {
     {"max_message_size", set_size, CFG(limits.max_message_size), 1, UINT64_MAX},
     {"max_recipients", set_uint32, CFG(limits.max_recipients), COUNT},
     {"max_errors", set_uint32, CFG(limits.max_errors), COUNT},
+    /* 0 turns the limit off. */
+    {"max_junk_commands", set_uint32, CFG(limits.max_junk_commands), 0,
+     UINT32_MAX},
     {"idle_timeout", set_duration, CFG(limits.idle_timeout_ms),
      DURATION_POSITIVE},
     {"handshake_timeout", set_duration, CFG(limits.handshake_timeout_ms),
@@ -911,6 +914,7 @@ static void config_set_defaults(struct config *cfg)
 	cfg->limits.max_message_size = UINT64_C(50) << 20;
 	cfg->limits.max_recipients = 100;
 	cfg->limits.max_errors = 20;
+	cfg->limits.max_junk_commands = 100;
 	cfg->limits.idle_timeout_ms = SECONDS(300);
 	cfg->limits.handshake_timeout_ms = SECONDS(30);
 	cfg->limits.greeting_delay_ms = 0;

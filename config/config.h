@@ -79,6 +79,9 @@ struct config_limits {
 	uint64_t max_message_size;            /* 50M */
 	uint32_t max_recipients;              /* 100 */
 	uint32_t max_errors;                  /* 20: protocol errors before 421 */
+	uint32_t max_junk_commands;           /* 100: NOOP, RSET, HELP, VRFY,
+					       * EXPN, repeated EHLO/HELO per
+					       * message; 0: no limit */
 	uint64_t idle_timeout_ms;             /* 300s */
 	uint64_t handshake_timeout_ms;        /* 30s */
 	uint64_t greeting_delay_ms;           /* 0s: early-talker window */

@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -500,6 +501,44 @@ static void test_values_set(void)
 	config_free(cfg);
 }
 
+/* [limits] max_junk_commands: 100 by default, 0 turns the limit off. */
+static void test_max_junk_commands(void)
+{
+	static const struct {
+		const char *value; /* NULL: the key left out */
+		uint32_t want;
+	} cases[] = {
+	    {NULL, 100},
+	    {"0", 0},
+	    {"1", 1},
+	    {"4294967295", UINT32_MAX},
+	};
+	char text[256], path[4096], err[4096];
+
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		struct config *cfg = NULL;
+		int ret;
+
+		snprintf(text, sizeof(text),
+			 "[listener a]\naddress = 127.0.0.1:2525\n"
+			 "mode = plain\n[limits]\n%s%s\n",
+			 cases[i].value != NULL ? "max_junk_commands = " : "",
+			 cases[i].value != NULL ? cases[i].value : "");
+		ret = load_text(text, &cfg, path, sizeof(path), err,
+				sizeof(err));
+		TAP_EQ_INT(ret, 0, "max_junk_commands = %s loads",
+			   cases[i].value ? cases[i].value : "(unset)");
+		TAP_EQ_STR(err, "", "max_junk_commands = %s: no message",
+			   cases[i].value ? cases[i].value : "(unset)");
+		if (ret == 0)
+			TAP_EQ_INT(cfg->limits.max_junk_commands, cases[i].want,
+				   "max_junk_commands = %s gives %u",
+				   cases[i].value ? cases[i].value : "(unset)",
+				   (unsigned)cases[i].want);
+		config_free(cfg);
+	}
+}
+
 static void test_backend_tcp(void)
 {
 	struct config *cfg = NULL;
@@ -736,6 +775,14 @@ static const struct error_case error_cases[] = {
     {"key outside a section",
      "workers = 2\n[listener a]\naddress = 127.0.0.1:25\nmode = plain\n", 1,
      "key \"workers\" is outside of any section"},
+    {"max_junk_commands negative",
+     "[listener a]\naddress = 127.0.0.1:25\nmode = plain\n[limits]\n"
+     "max_junk_commands = -1\n",
+     5, "invalid number \"-1\" for max_junk_commands"},
+    {"max_junk_commands too large",
+     "[listener a]\naddress = 127.0.0.1:25\nmode = plain\n[limits]\n"
+     "max_junk_commands = 4294967296\n",
+     5, "max_junk_commands \"4294967296\" is out of range (0..4294967295)"},
     {"keys are case-sensitive",
      "[listener a]\nAddress = 127.0.0.1:25\nmode = plain\naddress = "
      "127.0.0.1:25\n",
@@ -859,6 +906,7 @@ int main(int argc, char **argv)
 	test_example_loads(example);
 	test_defaults();
 	test_values_set();
+	test_max_junk_commands();
 	test_backend_tcp();
 	for (size_t i = 0; i < ARRAY_SIZE(error_cases); i++)
 		test_error_case(&error_cases[i]);
