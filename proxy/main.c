@@ -384,14 +384,35 @@ static void reload_keep_fixed(const struct config *old, struct config *next)
 	}
 }
 
+/* Each problem of a configuration that failed to load, as an event of its
+ * own (one event a line is the log contract).  The file may hold any
+ * bytes, and the messages quote them: sanitized, and quoted here. */
+static void reload_log_errors(const struct config_errors *errors)
+{
+	char file[SANITIZE_BUFSIZE], message[SANITIZE_BUFSIZE];
+
+	for (size_t i = 0; i < errors->count; i++) {
+		const struct config_error *e = &errors->items[i];
+
+		sanitize(file, sizeof(file), e->file, strlen(e->file));
+		sanitize(message, sizeof(message), e->message,
+			 strlen(e->message));
+		log_error(NULL,
+			  "event=reload_error file=\"%s\" line=%d "
+			  "error=\"%s\"",
+			  file, e->line, message);
+	}
+}
+
 /* SIGHUP: the configuration file and the certificates are read again.
  * New sessions use the new ones; live sessions keep theirs; anything
- * broken (a config error, reported as FILE:LINE; an unreadable key; a bad
- * sender map) keeps the old set running. */
+ * broken (a config error, logged as event=reload_error; an unreadable
+ * key; a bad sender map) keeps the old set running. */
 static void server_on_reload_signal(uv_signal_t *sig, int signum)
 {
 	struct server *srv = sig->data;
 	struct config *old = srv->cfg, *next = NULL;
+	struct config_errors errors = {NULL, 0};
 	struct sendermap *map = NULL;
 	struct tls_server *new_tls = NULL;
 	char *error = NULL;
@@ -400,11 +421,16 @@ static void server_on_reload_signal(uv_signal_t *sig, int signum)
 	if (srv->stopping)
 		return;
 	sd_notify_send("RELOADING=1");
-	if (config_load(old->path, &next) < 0) {
-		log_error(NULL, "event=reload status=failed "
-				"error=\"configuration errors (see above)\"");
+	if (config_read(old->path, &next, &errors) < 0) {
+		reload_log_errors(&errors);
+		log_error(NULL,
+			  "event=reload status=failed error=\"%zu "
+			  "configuration error%s\"",
+			  errors.count, errors.count == 1 ? "" : "s");
+		config_errors_finish(&errors);
 		goto out;
 	}
+	config_errors_finish(&errors);
 	reload_keep_fixed(old, next);
 	if (next->relay.sender_map != NULL) {
 		map = sendermap_load(next->relay.sender_map, stderr);
