@@ -1432,6 +1432,11 @@ void config_free(struct config *cfg)
 	free(cfg);
 }
 
+bool config_wants_tls(const struct config *cfg)
+{
+	return cfg->tls.certificate != NULL;
+}
+
 const char *listener_mode_name(enum listener_mode mode)
 {
 	switch (mode) {

@@ -191,4 +191,7 @@ void config_unref(struct config *cfg);
 
 const char *listener_mode_name(enum listener_mode mode);
 
+/* Whether cfg sets up TLS at all ([tls] certificate is set). */
+bool config_wants_tls(const struct config *cfg);
+
 #endif
