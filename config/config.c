@@ -1,27 +1,21 @@
 /*
  * config.c - loads /etc/submitproxy/submitproxy.conf into a struct config.
  *
- * inih splits "key = value" lines and trims them.  The inih built by Debian
- * (r55) does not pass line numbers to the handler, calls it only for keys
- * (so an empty "[listener x]" would go unseen), reports only the first
- * syntax error, truncates lines at 200 bytes and section names at 50, and
- * treats indented lines as continuations of the previous value.  So the
- * file reaches inih through config_reader(), which sees every line first:
- * it counts lines, reads section headers itself, reports malformed lines
- * and inline comments, and hands inih only well-formed "key = value" lines,
- * left-aligned.  A key line too long for inih's buffer is split here and
- * given straight to the same handler.  Every error is printed as
- * "FILE:LINE: message" and parsing goes on, so that one run shows them all.
+ * The file is read into memory once and split into lines by ini_parse()
+ * (config/ini.h), the one INI reader; the callbacks here give sections and
+ * keys their meaning through the tables below.  Every problem becomes a
+ * record (file, line, message) and reading goes on, so that one run shows
+ * them all; config_load() prints the records as "FILE:LINE: message", a
+ * reload logs each one as an event of its own.
  */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE /* getline, strndup */
+#define _GNU_SOURCE /* gethostname, getaddrinfo under -std=c11 */
 #endif
 #include "config/config.h"
 
 #include <assert.h>
 #include <ctype.h>
 #include <errno.h>
-#include <ini.h>
 #include <inttypes.h>
 #include <netdb.h>
 #include <stdarg.h>
@@ -35,14 +29,14 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "config/ini.h"
 #include "config/values.h"
 #include "common/util.h"
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
-/* Longest line accepted at all; inih's own limit is far lower and longer
- * key lines are handled without it (see config_reader()). */
-#define CONFIG_LINE_MAX 65536
+/* Largest file read (a config of every key is a few kilobytes). */
+#define CONFIG_FILE_MAX (1u << 20)
 /* Most keys in one section. */
 #define CONFIG_SECTION_KEYS_MAX 16
 /* Values are quoted in error messages up to this many bytes. */
@@ -108,12 +102,8 @@ struct config_seen {
 
 struct config_parser {
 	const char *path;
-	FILE *file;
-	char *line; /* getline() buffer */
-	size_t line_cap;
-	int lineno;
-	unsigned nerrors;
-	bool handler_pending; /* a line was given to inih, no handler yet */
+	int lineno; /* of the line being read; at the end, the last line */
+	struct config_errors *errors;
 	struct config *cfg;
 
 	/* The section being read: NULL before the first header, and after
@@ -133,17 +123,48 @@ static void config_replace_string(char **field, const char *value)
 	*field = xstrdup(value);
 }
 
+/* Records one problem; LINE 0: about the file as a whole. */
+__attribute__((format(printf, 4, 0))) static void
+config_errors_add_v(struct config_errors *errors, const char *path, int line,
+		    const char *fmt, va_list ap)
+{
+	struct config_error *e;
+	va_list ap2;
+	int n;
+
+	va_copy(ap2, ap);
+	n = vsnprintf(NULL, 0, fmt, ap2);
+	va_end(ap2);
+	if (n < 0)
+		fatal("config: bad error format \"%s\"", fmt);
+	errors->items = xreallocarray(errors->items, errors->count + 1,
+				      sizeof(*errors->items));
+	e = &errors->items[errors->count++];
+	e->file = xstrdup(path);
+	e->line = line;
+	e->message = xmalloc((size_t)n + 1);
+	vsnprintf(e->message, (size_t)n + 1, fmt, ap);
+}
+
+__attribute__((format(printf, 4, 5))) static void
+config_errors_add(struct config_errors *errors, const char *path, int line,
+		  const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	config_errors_add_v(errors, path, line, fmt, ap);
+	va_end(ap);
+}
+
 __attribute__((format(printf, 3, 4))) static void
 config_error(struct config_parser *p, int line, const char *fmt, ...)
 {
 	va_list ap;
 
-	fprintf(stderr, "%s:%d: ", p->path, line);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	config_errors_add_v(p->errors, p->path, line, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
-	p->nerrors++;
 }
 
 /* Length of S to print in messages: a config file may hold anything. */
@@ -975,27 +996,6 @@ static void config_key_value(struct config_parser *p, const char *name,
 		seen->key_refused[i] = true;
 }
 
-#if INI_HANDLER_LINENO
-static int config_ini_handler(void *user, const char *section, const char *name,
-			      const char *value, int lineno)
-#else
-static int config_ini_handler(void *user, const char *section, const char *name,
-			      const char *value)
-#endif
-{
-	struct config_parser *p = user;
-
-	(void)section;
-#if INI_HANDLER_LINENO
-	(void)lineno;
-#endif
-	/* inih's section (truncated at 50 bytes) and line number are not
-	 * used: config_reader() tracks both. */
-	p->handler_pending = false;
-	config_key_value(p, name, value);
-	return 1;
-}
-
 static void config_open_section(struct config_parser *p, const char *type_name,
 				const char *arg)
 {
@@ -1103,189 +1103,54 @@ static void config_open_section(struct config_parser *p, const char *type_name,
 	config_current_seen(p)->header_line = p->lineno;
 }
 
-/* "[listener submission]": LINE is trimmed and starts with '['. */
-static void config_section_line(struct config_parser *p, char *line)
-{
-	char *end = strchr(line, ']');
-	char *type_name, *arg, *c;
+/* ---- the ini_parse() callbacks ---- */
 
-	if (end == NULL) {
-		config_error(p, p->lineno, "missing ']' in section header");
-		goto bad;
-	}
-	/* The header itself is clear: report, and read the section. */
-	if (end[1] != '\0')
-		config_error(p, p->lineno,
-			     "unexpected text after ']' (comments go on a line "
-			     "of their own)");
-	*end = '\0';
-	type_name = line + 1;
-	while (isspace((unsigned char)*type_name))
-		type_name++;
-	c = type_name + strcspn(type_name, " \t");
-	arg = c + strspn(c, " \t");
-	*c = '\0';
-	c = arg + strcspn(arg, " \t");
-	if (c[strspn(c, " \t")] != '\0') {
-		config_error(p, p->lineno,
-			     "section header has more than one name");
-		goto bad;
-	}
-	*c = '\0';
-	if (*type_name == '\0') {
-		config_error(p, p->lineno, "empty section header");
-		goto bad;
-	}
-	config_open_section(p, type_name, *arg != '\0' ? arg : NULL);
-	return;
-bad:
-	/* Keys up to the next header are not checked against a section
-	 * that may not be the one meant. */
-	p->section = NULL;
-	p->skip_keys = true;
+static void config_on_section(void *ctx, int line, const char *type,
+			      size_t type_len, const char *arg, size_t arg_len)
+{
+	struct config_parser *p = ctx;
+	char *type_s = xmemdup(type, type_len);
+	char *arg_s = arg != NULL ? xmemdup(arg, arg_len) : NULL;
+
+	p->lineno = line;
+	config_open_section(p, type_s, arg_s);
+	free(type_s);
+	free(arg_s);
 }
 
-/* Checks a trimmed "key = value" line.  Returns the offset of the '=' (or
- * ':', which inih also takes) or -1 after reporting the error. */
-static long config_check_key_line(struct config_parser *p, const char *line)
+static void config_on_key(void *ctx, int line, const char *name,
+			  size_t name_len, const char *value, size_t value_len)
 {
-	size_t sep = strcspn(line, "=:"), name_len = sep;
-	const char *value;
+	struct config_parser *p = ctx;
+	char *name_s = xmemdup(name, name_len);
+	char *value_s = xmemdup(value, value_len);
 
-	if (line[sep] == '\0') {
-		config_error(p, p->lineno, "expected \"key = value\"");
-		return -1;
-	}
-	while (name_len > 0 && isspace((unsigned char)line[name_len - 1]))
-		name_len--;
-	if (name_len == 0) {
-		config_error(p, p->lineno, "missing key before '%c'",
-			     line[sep]);
-		return -1;
-	}
-	for (size_t i = 0; i < name_len; i++) {
-		if (!isgraph((unsigned char)line[i])) {
-			config_error(p, p->lineno,
-				     "expected \"key = value\" (a key is one "
-				     "word)");
-			return -1;
-		}
-	}
-	value = line + sep + 1;
-	value += strspn(value, " \t");
-	for (const char *c = value; *c != '\0'; c++) {
-		/* Whether inih strips "; x" or "# x" after a value depends
-		 * on how it was built: refuse to guess. */
-		if ((*c == '#' || *c == ';') &&
-		    (c == value || isspace((unsigned char)c[-1]))) {
-			config_error(p, p->lineno,
-				     "comments go on a line of their own");
-			return -1;
-		}
-		if (iscntrl((unsigned char)*c) && *c != '\t') {
-			config_error(p, p->lineno,
-				     "control character in value");
-			return -1;
-		}
-	}
-	if (value[0] == '"' || value[0] == '\'') {
-		config_error(p, p->lineno, "values are written without quotes");
-		return -1;
-	}
-	return (long)sep;
+	p->lineno = line;
+	config_key_value(p, name_s, value_s);
+	free(name_s);
+	free(value_s);
 }
 
-/* A key line too long for inih's buffer: split it here the way inih
- * would have. */
-static void config_long_key_line(struct config_parser *p, char *line,
-				 size_t sep)
+static void config_on_error(void *ctx, int line, enum ini_error_kind kind,
+			    const char *message)
 {
-	char *name = line, *value = line + sep + 1;
-	size_t len = sep;
+	struct config_parser *p = ctx;
 
-	while (len > 0 && isspace((unsigned char)name[len - 1]))
-		len--;
-	name[len] = '\0';
-	value += strspn(value, " \t");
-	config_key_value(p, name, value);
-}
-
-/*
- * The ini_reader for ini_parse_stream(): reads the next line into STR
- * (NUM bytes), after dealing with any number of lines inih must not see
- * (blank, comments, section headers, errors, over-long keys).  inih calls
- * the handler for the line returned before it asks for the next one, so
- * p->lineno is right in the handler.
- */
-static char *config_reader(char *str, int num, void *stream)
-{
-	struct config_parser *p = stream;
-	ssize_t n;
-
-	for (;;) {
-		char *line;
-		size_t len;
-		long sep;
-
-		if (p->handler_pending) {
-			/* inih found the line malformed after all. */
-			config_error(p, p->lineno, "expected \"key = value\"");
-			p->handler_pending = false;
-		}
-		errno = 0;
-		n = getline(&p->line, &p->line_cap, p->file);
-		if (n < 0) {
-			if (ferror(p->file))
-				config_error(p, p->lineno + 1, "read error: %s",
-					     strerror(errno ? errno : EIO));
-			return NULL;
-		}
-		p->lineno++;
-		line = p->line;
-		len = (size_t)n;
-		if (strlen(line) != len) {
-			config_error(p, p->lineno, "NUL byte in line");
-			continue;
-		}
-		if (len > CONFIG_LINE_MAX) {
-			config_error(p, p->lineno, "line longer than %d bytes",
-				     CONFIG_LINE_MAX);
-			continue;
-		}
-		/* A UTF-8 byte order mark (some editors write one). */
-		if (p->lineno == 1 && strncmp(line, "\xef\xbb\xbf", 3) == 0) {
-			line += 3;
-			len -= 3;
-		}
-		/* Trim, which also removes CR of CRLF; a left-aligned line
-		 * is never a continuation line for inih. */
-		while (len > 0 && isspace((unsigned char)line[len - 1]))
-			len--;
-		line[len] = '\0';
-		while (isspace((unsigned char)*line)) {
-			line++;
-			len--;
-		}
-		if (len == 0 || line[0] == '#' || line[0] == ';')
-			continue;
-		if (line[0] == '[') {
-			config_section_line(p, line);
-			continue;
-		}
-		sep = config_check_key_line(p, line);
-		if (sep < 0)
-			continue;
-		if (num < 2 || len > (size_t)num - 2) {
-			config_long_key_line(p, line, (size_t)sep);
-			continue;
-		}
-		memcpy(str, line, len);
-		str[len] = '\n';
-		str[len + 1] = '\0';
-		p->handler_pending = true;
-		return str;
+	p->lineno = line;
+	config_error(p, line, "%s", message);
+	if (kind == INI_ERROR_HEADER) {
+		/* Keys up to the next header are not checked against a
+		 * section that may not be the one meant. */
+		p->section = NULL;
+		p->skip_keys = true;
 	}
 }
+
+static const struct ini_callbacks config_ini_callbacks = {
+    .section = config_on_section,
+    .key = config_on_key,
+    .error = config_on_error,
+};
 
 /* ---- whole-file checks ---- */
 
@@ -1388,48 +1253,95 @@ static void config_check_tls(struct config_parser *p)
 
 /* ---- entry points ---- */
 
-int config_load(const char *path, struct config **cfg_r)
+/* The whole of PATH into *buf_r (NUL-terminated, for no one's sake but
+ * a debugger's).  Returns its length, or -1 after recording why not. */
+static long config_read_file(const char *path, struct config_errors *errors,
+			     char **buf_r)
+{
+	struct stat st;
+	char *buf = NULL;
+	size_t len = 0, cap = 0;
+	FILE *f;
+
+	f = fopen(path, "re"); /* "e": O_CLOEXEC */
+	if (f == NULL) {
+		config_errors_add(errors, path, 0, "cannot open: %s",
+				  strerror(errno));
+		return -1;
+	}
+	if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+		config_errors_add(errors, path, 0, "cannot open: %s",
+				  strerror(EISDIR));
+		fclose(f);
+		return -1;
+	}
+	errno = 0;
+	for (;;) {
+		size_t n;
+
+		if (cap - len < 4096) {
+			cap = cap == 0 ? 8192 : cap * 2;
+			buf = xrealloc(buf, cap + 1);
+		}
+		n = fread(buf + len, 1, cap - len, f);
+		len += n;
+		if (len > CONFIG_FILE_MAX) {
+			config_errors_add(errors, path, 0,
+					  "larger than %u bytes",
+					  CONFIG_FILE_MAX);
+			goto fail;
+		}
+		if (n == 0)
+			break;
+	}
+	if (ferror(f)) {
+		config_errors_add(errors, path, 0, "read error: %s",
+				  strerror(errno ? errno : EIO));
+		goto fail;
+	}
+	fclose(f);
+	buf[len] = '\0';
+	*buf_r = buf;
+	return (long)len;
+fail:
+	fclose(f);
+	free(buf);
+	return -1;
+}
+
+int config_read(const char *path, struct config **cfg_r,
+		struct config_errors *errors)
 {
 	struct config_parser p;
 	struct config *cfg;
-	struct stat st;
-	int ret;
+	char *buf = NULL;
+	long len;
+	size_t nerrors = errors->count;
+
+	len = config_read_file(path, errors, &buf);
+	if (len < 0)
+		return -1;
 
 	memset(&p, 0, sizeof(p));
 	p.path = path;
-	p.file = fopen(path, "re"); /* "e": O_CLOEXEC */
-	if (p.file == NULL) {
-		fprintf(stderr, "%s: cannot open: %s\n", path, strerror(errno));
-		return -1;
-	}
-	if (fstat(fileno(p.file), &st) == 0 && S_ISDIR(st.st_mode)) {
-		fprintf(stderr, "%s: cannot open: %s\n", path,
-			strerror(EISDIR));
-		fclose(p.file);
-		return -1;
-	}
-
+	p.errors = errors;
 	cfg = xcalloc(1, sizeof(*cfg));
 	atomic_init(&cfg->refs, 1);
 	cfg->path = xstrdup(path);
 	config_set_defaults(cfg);
 	p.cfg = cfg;
 
-	ret = ini_parse_stream(config_reader, &p, config_ini_handler, &p);
-	if (ret == -2)
-		abort(); /* inih's malloc failed */
-	if (ret != 0 && p.nerrors == 0)
-		config_error(&p, ret > 0 ? ret : p.lineno, "cannot parse line");
+	/* CONFIG_FILE_MAX is below INI_BUFFER_MAX: never -1. */
+	p.lineno = ini_parse(buf, (size_t)len, &config_ini_callbacks, &p);
+	free(buf);
 
 	config_check_listeners(&p);
 	config_check_tls(&p);
 
-	fclose(p.file);
-	free(p.line);
 	free(p.listeners_seen);
 	free(p.snis_seen);
 
-	if (p.nerrors > 0) {
+	if (errors->count > nerrors) {
 		config_free(cfg);
 		return -1;
 	}
@@ -1439,6 +1351,39 @@ int config_load(const char *path, struct config **cfg_r)
 		cfg->backend.helo_name = xstrdup(cfg->server.hostname);
 	*cfg_r = cfg;
 	return 0;
+}
+
+void config_errors_print(const struct config_errors *errors, FILE *f)
+{
+	for (size_t i = 0; i < errors->count; i++) {
+		const struct config_error *e = &errors->items[i];
+
+		if (e->line > 0)
+			fprintf(f, "%s:%d: %s\n", e->file, e->line, e->message);
+		else
+			fprintf(f, "%s: %s\n", e->file, e->message);
+	}
+}
+
+void config_errors_finish(struct config_errors *errors)
+{
+	for (size_t i = 0; i < errors->count; i++) {
+		free(errors->items[i].file);
+		free(errors->items[i].message);
+	}
+	free(errors->items);
+	errors->items = NULL;
+	errors->count = 0;
+}
+
+int config_load(const char *path, struct config **cfg_r)
+{
+	struct config_errors errors = {NULL, 0};
+	int ret = config_read(path, cfg_r, &errors);
+
+	config_errors_print(&errors, stderr);
+	config_errors_finish(&errors);
+	return ret;
 }
 
 struct config *config_ref(struct config *cfg)
@@ -1485,6 +1430,11 @@ void config_free(struct config *cfg)
 	free(cfg->backend.helo_name);
 	free(cfg->relay.sender_map);
 	free(cfg);
+}
+
+bool config_wants_tls(const struct config *cfg)
+{
+	return cfg->tls.certificate != NULL;
 }
 
 const char *listener_mode_name(enum listener_mode mode)

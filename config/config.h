@@ -1,7 +1,9 @@
 /*
  * config.h - the submitproxy configuration: one struct, filled from the INI
- * file by config_load() (inih does the tokenising), with every default set
- * and every value checked.  Errors go to stderr as "FILE:LINE: message".
+ * file by config_read() (config/ini.h splits the lines), with every default
+ * set and every value checked.  Each problem found is a record (file, line,
+ * message): config_load() prints them as "FILE:LINE: message", a reload
+ * logs them one event each.
  *
  * Ownership: config_load() returns a struct config that owns every string
  * and array inside it; config_free() releases it all.  config_free(NULL) is
@@ -15,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/socket.h>
 
 #include "common/log.h"
@@ -146,8 +149,35 @@ struct config {
 	} relay;
 };
 
-/* Loads and checks FILE.  Returns 0 and *cfg_r, or -1 after printing every
- * error found as "FILE:LINE: message" on stderr. */
+/* One problem in a configuration file.  line is 0 for the file as a
+ * whole (cannot open, cannot read).  message is plain text written here,
+ * but may quote bytes of the file: sanitize it before logging. */
+struct config_error {
+	char *file;
+	int line;
+	char *message;
+};
+
+/* Records in file order; {NULL, 0} is empty.  Owns every string. */
+struct config_errors {
+	struct config_error *items;
+	size_t count;
+};
+
+/* Loads and checks FILE.  Returns 0 and *cfg_r, or -1 after appending
+ * every problem found to *errors (which the caller empties with
+ * config_errors_finish(), whatever the result). */
+int config_read(const char *path, struct config **cfg_r,
+		struct config_errors *errors);
+
+/* Prints each record as "FILE:LINE: message" ("FILE: message" for line 0),
+ * one a line. */
+void config_errors_print(const struct config_errors *errors, FILE *f);
+
+/* Frees the records and leaves *errors empty. */
+void config_errors_finish(struct config_errors *errors);
+
+/* config_read(), its records printed on stderr (start-up, -t). */
 int config_load(const char *path, struct config **cfg_r);
 
 /* Frees cfg whatever its references (start-up errors, tests). */
@@ -160,5 +190,8 @@ struct config *config_ref(struct config *cfg);
 void config_unref(struct config *cfg);
 
 const char *listener_mode_name(enum listener_mode mode);
+
+/* Whether cfg sets up TLS at all ([tls] certificate is set). */
+bool config_wants_tls(const struct config *cfg);
 
 #endif

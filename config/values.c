@@ -1,7 +1,7 @@
 /*
  * values.c - pure parsers for configuration values (see values.h).
  *
- * Every parser takes the whole value as inih hands it over (surrounding
+ * Every parser takes the whole value as ini_parse() hands it over (surrounding
  * whitespace already stripped) and accepts nothing else: no sign, no inner
  * or trailing blanks, no trailing garbage.  Results are built in locals and
  * stored only on success, so a failed parse leaves the output untouched.

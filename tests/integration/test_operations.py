@@ -17,7 +17,9 @@
   shutdown_timeout and is delivered, the proxy exits 0; a transaction
   still open when shutdown_timeout runs out is cut and delivers nothing;
 - SIGHUP with an unchanged configuration reloads (event=reload status=ok)
-  and the proxy keeps serving old and new clients;
+  and the proxy keeps serving old and new clients; SIGHUP with a broken
+  file logs each problem as one event=reload_error (file, line, error),
+  writes nothing else, and the old configuration keeps serving;
 - the service unit's capability bounding set and ExecReload= (root only):
   run with only those capabilities, the helper can still forward the
   reload and SIGTERM to the network process (CAP_KILL);
@@ -681,6 +683,50 @@ class Reload(ProxyTestCase):
         tlsutil.starttls(before, pki.client_context())
         self.assertReply(before.command("EHLO " + CLIENT), 250)
         after = tlsutil.implicit(proxy, pki.client_context())
+        self.assertReply(after.command("EHLO " + CLIENT), 250)
+        self.assertTrue(proxy.running())
+
+    def test_sighup_with_two_bad_keys_logs_two_reload_errors_and_keeps_old(
+            self):
+        proxy = harness.Proxy(self)
+        before = self.ehloed(proxy)
+        broken = harness.merge_config(proxy.sections, {
+            "server": {"hostname": "changed.example", "colour": "blue"},
+            "limits": {"max_bogus": "3"},
+        })
+        text = harness.render_config(broken)
+        with open(proxy.config_path, "w") as f:
+            f.write(text)
+        lines = text.splitlines()
+        want = {lines.index("colour = blue") + 1:
+                'unknown key \\x22colour\\x22 in [server]',
+                lines.index("max_bogus = 3") + 1:
+                'unknown key \\x22max_bogus\\x22 in [limits]'}
+
+        proxy.process.send_signal(signal.SIGHUP)
+        proxy.wait_log(r"\bevent=reload\b", r"\bstatus=failed\b")
+
+        errors = proxy.log_lines(r"\bevent=reload_error\b")
+        self.assertEqual(len(errors), 2, proxy.log())
+        got = {}
+        for line in errors:
+            self.assertRegex(line, r"^ts=\S+ level=error event=reload_error ")
+            fields = harness.parse_log_fields(line)
+            self.assertEqual(fields["file"], proxy.config_path, line)
+            got[int(fields["line"])] = fields["error"]
+        self.assertEqual(got, want)
+        # Nothing but log events: no raw "FILE:LINE: message" line.
+        raw = [line for line in proxy.log().splitlines()
+               if not line.startswith("ts=")]
+        self.assertEqual(raw, [])
+
+        # The old configuration serves old and new clients.
+        self.assertReply(before.command("NOOP"), 250)
+        after = proxy.connect()
+        code, text_lines = after.read_reply()
+        self.assertEqual(code, 220)
+        self.assertIn(harness.HOSTNAME, text_lines[0])
+        self.assertNotIn("changed.example", text_lines[0])
         self.assertReply(after.command("EHLO " + CLIENT), 250)
         self.assertTrue(proxy.running())
 

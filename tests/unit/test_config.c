@@ -878,6 +878,61 @@ static void test_all_errors_reported(void)
 	config_free(cfg);
 }
 
+/* config_read(): the same problems as records, for a reload to log one
+ * by one; nothing is printed. */
+static void test_errors_as_records(void)
+{
+	static const char text[] = "[server]\n"
+				   "colour = blue\n"
+				   "[listener a]\n"
+				   "address = 127.0.0.1:25\n"
+				   "mode = plain\n"
+				   "[limits]\n"
+				   "max_bogus = 1\n";
+	struct config_errors errors = {NULL, 0};
+	struct config *cfg = NULL;
+	char path[4096], absent[4200], err[4096], printed[4096];
+	FILE *f;
+	int ret;
+
+	write_temp(text, path, sizeof(path));
+	ret = load_captured(path, &cfg, err, sizeof(err));
+	TAP_EQ_INT(ret, -1, "records: config_load fails");
+	ret = config_read(path, &cfg, &errors);
+	TAP_EQ_INT(ret, -1, "records: config_read fails");
+	TAP_OK(cfg == NULL, "records: no config returned");
+	TAP_EQ_INT(errors.count, 2, "records: one record per problem");
+	if (errors.count == 2) {
+		TAP_EQ_STR(errors.items[0].file, path, "records: file");
+		TAP_EQ_INT(errors.items[0].line, 2, "records: first line");
+		TAP_EQ_STR(errors.items[0].message,
+			   "unknown key \"colour\" in [server]",
+			   "records: first message, without FILE:LINE");
+		TAP_EQ_INT(errors.items[1].line, 7, "records: second line");
+	}
+	f = tmpfile();
+	if (f == NULL)
+		exit(99);
+	config_errors_print(&errors, f);
+	rewind(f);
+	printed[fread(printed, 1, sizeof(printed) - 1, f)] = '\0';
+	fclose(f);
+	TAP_EQ_STR(printed, err,
+		   "records: config_errors_print() prints what config_load() "
+		   "does");
+	config_errors_finish(&errors);
+	TAP_OK(errors.items == NULL && errors.count == 0,
+	       "records: config_errors_finish() empties them");
+	unlink(path);
+
+	snprintf(absent, sizeof(absent), "%s.absent", path);
+	ret = config_read(absent, &cfg, &errors);
+	TAP_EQ_INT(ret, -1, "records: a missing file fails");
+	TAP_OK(errors.count == 1 && errors.items[0].line == 0,
+	       "records: a missing file is one record at line 0");
+	config_errors_finish(&errors);
+}
+
 static void test_missing_file(void)
 {
 	struct config *cfg = NULL;
@@ -912,6 +967,7 @@ int main(int argc, char **argv)
 		test_error_case(&error_cases[i]);
 	test_nul_byte();
 	test_all_errors_reported();
+	test_errors_as_records();
 	test_missing_file();
 	return tap_done();
 }
