@@ -43,6 +43,10 @@ static void probe_failed(void *arg, const char *why)
 {
 	struct probe *p = arg;
 
+	/* The round is over either way: its connection goes now, not at
+	 * the next round (relay.h: destroy is allowed from a callback). */
+	relay_destroy(p->relay);
+	p->relay = NULL;
 	/* After QUIT the backend closes: that is the probe's normal end. */
 	if (p->done)
 		return;

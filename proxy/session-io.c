@@ -34,6 +34,7 @@ static_assert(sizeof(session_io_state_names) /
 struct session_io {
 	const struct session_io_callbacks *cb;
 	void *arg;
+	const char *sid;
 	enum session_io_state state;
 
 	uv_tcp_t tcp;
@@ -530,6 +531,9 @@ static void session_io_on_shutdown(uv_shutdown_t *req, int status)
 static void session_io_enter_state(struct session_io *io,
 				   enum session_io_state state)
 {
+	log_debug(io->sid, "event=io_state from=%s to=%s",
+		  session_io_state_names[io->state],
+		  session_io_state_names[state]);
 	io->state = state;
 	switch (state) {
 	case SESSION_IO_CLOSING:
@@ -592,9 +596,7 @@ void session_io_destroy(struct session_io *io)
 {
 	if (io == NULL || io->state == SESSION_IO_CLOSED)
 		return;
-	log_debug(NULL, "event=io_state from=%s to=closed",
-		  session_io_state_names[io->state]);
-	io->state = SESSION_IO_CLOSED;
+	session_io_enter_state(io, SESSION_IO_CLOSED);
 	uv_close((uv_handle_t *)&io->tcp, session_io_on_close);
 	uv_close((uv_handle_t *)&io->timer, session_io_on_close);
 }
@@ -604,7 +606,7 @@ static void session_io_free_unopened(uv_handle_t *h)
 	free(h->data);
 }
 
-struct session_io *session_io_create(uv_loop_t *loop, int fd,
+struct session_io *session_io_create(uv_loop_t *loop, int fd, const char *sid,
 				     char *read_buf, size_t read_buf_size,
 				     const struct session_io_callbacks *cb,
 				     void *arg, const char **error_r)
@@ -614,6 +616,7 @@ struct session_io *session_io_create(uv_loop_t *loop, int fd,
 
 	io->cb = cb;
 	io->arg = arg;
+	io->sid = sid;
 	io->read_buf = read_buf;
 	io->read_buf_size = read_buf_size;
 	io->state = SESSION_IO_OPEN;
@@ -624,7 +627,6 @@ struct session_io *session_io_create(uv_loop_t *loop, int fd,
 		close(fd);
 		/* A handle that never opened still closes through libuv. */
 		io->tcp.data = io;
-		io->state = SESSION_IO_CLOSED;
 		uv_close((uv_handle_t *)&io->tcp, session_io_free_unopened);
 		return NULL;
 	}

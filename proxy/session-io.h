@@ -77,9 +77,10 @@ struct session_io_callbacks {
 	void (*closed)(void *arg);
 };
 
-/* Takes fd (an accepted socket).  On failure returns NULL and closes fd;
- * *error_r says why. */
-struct session_io *session_io_create(uv_loop_t *loop, int fd,
+/* Takes fd (an accepted socket); sid (the session's, for the debug log)
+ * must outlive it.  On failure returns NULL and closes fd; *error_r says
+ * why. */
+struct session_io *session_io_create(uv_loop_t *loop, int fd, const char *sid,
 				     char *read_buf, size_t read_buf_size,
 				     const struct session_io_callbacks *cb,
 				     void *arg, const char **error_r);

@@ -1102,7 +1102,8 @@ static void session_destroy(struct session *s)
 	if (s->destroyed)
 		return;
 	s->destroyed = true;
-	s->phase = SESSION_PHASE_ENDED;
+	if (s->phase != SESSION_PHASE_ENDED)
+		session_enter_phase(s, SESSION_PHASE_ENDED);
 	session_auth_destroy(s->auth);
 	s->auth = NULL;
 	/* Mid-DATA this closes the backend without the terminator: the
@@ -1268,7 +1269,7 @@ void session_accept(const struct session_env *env, size_t listener, int fd)
 	s->open_at_accept = atomic_fetch_add(&env->shared->sessions, 1) + 1;
 	env->added(env->owner, s);
 
-	s->io = session_io_create(env->loop, fd, env->read_buf,
+	s->io = session_io_create(env->loop, fd, s->sid, env->read_buf,
 				  env->read_buf_size, &session_io_callbacks, s,
 				  &error);
 	if (s->io == NULL) {

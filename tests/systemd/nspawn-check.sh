@@ -35,7 +35,7 @@ rootfs=${ROOTFS:-/var/tmp/submitproxy-nspawn}
 if [ ! -x "$rootfs/usr/lib/systemd/systemd" ]; then
 	rm -rf "$rootfs"
 	debootstrap --variant=minbase \
-		--include=systemd,systemd-sysv,dbus,libpam-modules,libpam-runtime,libuv1,libinih1,libssl3,postfix,python3,passwd,openssl \
+		--include=systemd,systemd-sysv,dbus,libpam-modules,libpam-runtime,libuv1,libssl3,postfix,python3,passwd,openssl \
 		bookworm "$rootfs" http://deb.debian.org/debian >/dev/null
 fi
 
