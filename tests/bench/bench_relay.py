@@ -24,6 +24,11 @@ PAM (pam_wrapper + pam_matrix): the auth columns are not like for like.
     SUBMITPROXY=build/proxy/submitproxy python3 tests/bench/bench_relay.py
         [--sessions 300] [--threads 4] [--large 10] [--large-mb 10]
         [--idle 500] [--no-nginx] [--max-seconds 900]
+        [--baseline OTHER-BUILD/proxy/submitproxy]
+
+--baseline measures another build the same way in the same run (e.g. the
+one before a change), so that a regression shows as a ratio, not as a
+figure from another day.
 
 nginx is used when /usr/sbin/nginx and its mail module are installed
 (Debian: apt-get install nginx-light libnginx-mod-mail); otherwise only
@@ -444,8 +449,9 @@ def report(results):
     ]
     names = [r["name"] for r in results]
     header = "%-30s" % "" + "".join("%16s" % n for n in names)
-    if len(results) == 2:
-        header += "%16s" % ("%s/%s" % ("sp", "nginx"))
+    # Ratios of the first (the build under test) to each of the others.
+    for other in names[1:]:
+        header += "%16s" % ("sp/%s" % other)
     print(header)
     for label, key, fmt in rows:
         values = []
@@ -458,8 +464,8 @@ def report(results):
         cells = "".join("%16s" % ((fmt or "%.1f") % v if v is not None
                                   else "-") for v in values)
         line = "%-30s%s" % (label, cells)
-        if len(results) == 2:
-            line += "%16s" % ratio(values[0], values[1])
+        for other in values[1:]:
+            line += "%16s" % ratio(values[0], other)
         print(line)
     for r in results:
         for key in ("session_errors", "large_errors", "idle_errors"):
@@ -479,6 +485,9 @@ def main():
     parser.add_argument("--idle", type=int, default=500)
     parser.add_argument("--no-nginx", action="store_true")
     parser.add_argument("--max-seconds", type=float, default=900)
+    parser.add_argument("--baseline", metavar="BINARY",
+                        help="another submitproxy build, measured the "
+                        "same way in this run")
     args = parser.parse_args()
     for name in ("sessions", "threads", "large", "large_mb", "idle"):
         if not 0 <= getattr(args, name) <= 20000:
@@ -503,6 +512,16 @@ def main():
         target = SubmitproxyTarget(scope, sink)
         results.append(measure(target, args, deadline))
         target.proxy.stop()
+        if args.baseline:
+            under_test = os.environ["SUBMITPROXY"]
+            os.environ["SUBMITPROXY"] = os.path.abspath(args.baseline)
+            try:
+                baseline = SubmitproxyTarget(scope, sink)
+                baseline.name = "baseline"
+                results.append(measure(baseline, args, deadline))
+                baseline.proxy.stop()
+            finally:
+                os.environ["SUBMITPROXY"] = under_test
         if not args.no_nginx:
             try:
                 nginx = NginxTarget(scope, sink, pki)

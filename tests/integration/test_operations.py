@@ -730,6 +730,37 @@ class Reload(ProxyTestCase):
         self.assertReply(after.command("EHLO " + CLIENT), 250)
         self.assertTrue(proxy.running())
 
+    def test_sighup_with_a_broken_sender_map_logs_reload_errors(self):
+        # The sender map is read on reload too: its problems are log
+        # events like the configuration's, never raw "PATH:LINE" lines.
+        proxy = harness.Proxy(self)
+        directory = tempfile.mkdtemp(prefix="submitproxy-map-")
+        self.addCleanup(shutil.rmtree, directory, True)
+        os.chmod(directory, 0o755)
+        path = os.path.join(directory, "sender_map")
+        with open(path, "w") as f:
+            f.write("alice\nbob @@bad\n")
+        os.chmod(path, 0o644)
+        with open(proxy.config_path, "w") as f:
+            f.write(harness.render_config(harness.merge_config(
+                proxy.sections, {"relay": {"sender_map": path}})))
+
+        proxy.process.send_signal(signal.SIGHUP)
+        proxy.wait_log(r"\bevent=reload\b", r"\bstatus=failed\b")
+
+        errors = proxy.log_lines(r"\bevent=reload_error\b")
+        self.assertEqual(len(errors), 2, proxy.log())
+        lines = []
+        for line in errors:
+            fields = harness.parse_log_fields(line)
+            self.assertEqual(fields["file"], path, line)
+            lines.append(int(fields["line"]))
+        self.assertEqual(sorted(lines), [1, 2])
+        raw = [line for line in proxy.log().splitlines()
+               if not line.startswith("ts=")]
+        self.assertEqual(raw, [])
+        self.assertTrue(proxy.running())
+
 
 # =============================================================== install
 
