@@ -38,21 +38,25 @@ struct sendermap;
 struct session_relay;
 struct shared;
 
+/* Only the callbacks marked "last" may destroy the session relay: the
+ * others are followed by more of its own work (progress comes last). */
 struct session_relay_callbacks {
-	/* The hand-over is complete: PAM and the backend both said yes. */
+	/* Last.  The hand-over is complete: PAM and the backend both said
+	 * yes. */
 	void (*ready)(void *arg);
-	/* The hand-over failed: the client is not logged in. */
+	/* Last.  The hand-over failed: the client is not logged in. */
 	void (*unavailable)(void *arg, const char *why);
 	/* The backend answered DATA: go (354) means message bytes follow. */
 	void (*data_reply)(void *arg, bool go);
 	/* The backend's final reply to a message came (delivered: 2xx). */
 	void (*message_done)(void *arg, bool delivered);
-	/* QUIT was answered (or the backend closed after it). */
+	/* Last.  QUIT was answered (or the backend closed after it). */
 	void (*quit)(void *arg);
-	/* The backend is gone mid-session; what was owed is answered. */
+	/* Last.  The backend is gone mid-session; what was owed is
+	 * answered. */
 	void (*lost)(void *arg);
-	/* A reply was answered or the backend took its queue: the session
-	 * may take input again. */
+	/* Last.  A reply was answered or the backend took its queue: the
+	 * session may take input again. */
 	void (*progress)(void *arg);
 };
 

@@ -501,8 +501,10 @@ static void session_on_relay_data_reply(void *arg, bool go)
 	}
 	if (s->client_done) {
 		/* The client left before sending the message: the backend
-		 * gets no terminator and discards the transaction. */
-		session_close(s, "client closed");
+		 * gets no terminator and discards the transaction.  The close
+		 * comes from the progress callback that follows (never from
+		 * here: the relay goes on after this returns). */
+		session_enter_phase(s, SESSION_PHASE_AUTHENTICATED);
 		return;
 	}
 	session_enter_phase(s, SESSION_PHASE_DATA);
