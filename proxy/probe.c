@@ -59,10 +59,15 @@ static void probe_failed(void *arg, const char *why)
 	p->failing = true;
 }
 
+/* The only reply after the hand-over is the one to the probe's QUIT:
+ * the round is over, even if the backend keeps the connection open. */
 static void probe_reply(void *arg, const struct relay_reply *reply)
 {
-	(void)arg;
+	struct probe *p = arg;
+
 	(void)reply;
+	relay_destroy(p->relay);
+	p->relay = NULL;
 }
 
 static const struct relay_callbacks probe_callbacks = {

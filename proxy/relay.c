@@ -465,8 +465,9 @@ static void relay_reply_line(struct relay *r, const char *line, size_t len)
 		};
 
 		relay_reply_reset(r);
-		if (!r->probe)
-			r->cb->reply(r->arg, &reply);
+		/* The probe hears of its QUIT's reply too: its round is
+		 * over then. */
+		r->cb->reply(r->arg, &reply);
 		return;
 	}
 	relay_handover_reply(r);

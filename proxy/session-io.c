@@ -57,7 +57,10 @@ struct session_io {
 	char *parked;          /* input the owner could not take yet */
 	size_t parked_len;
 	bool eof_parked;       /* the client ended behind the parked bytes */
+	bool eof_seen;         /* cb->eof was called: no more reading */
+	bool eof_tls;          /* it was a close_notify */
 	bool in_input;         /* inside cb->input */
+	bool in_read_cb;       /* inside the read callback */
 	bool resume_wanted;    /* session_io_resume() from inside it */
 
 	/* A failure seen inside a call, reported from the timer. */
@@ -294,14 +297,17 @@ static void session_io_deliver(struct session_io *io, char *data, size_t len)
 		session_io_park(io, data + taken, len - taken);
 }
 
-static void session_io_eof(struct session_io *io)
+static void session_io_eof(struct session_io *io, bool tls)
 {
+	io->eof_tls = tls;
 	if (io->parked != NULL) {
 		/* Said once the parked bytes are taken. */
 		io->eof_parked = true;
 		return;
 	}
-	io->cb->eof(io->arg);
+	io->eof_seen = true;
+	session_io_stop_reading(io);
+	io->cb->eof(io->arg, tls);
 }
 
 /* What a callback asked for while the io was busy. */
@@ -355,7 +361,8 @@ void session_io_resume(struct session_io *io)
 		return;
 	if (io->eof_parked) {
 		io->eof_parked = false;
-		io->cb->eof(io->arg);
+		io->eof_seen = true;
+		io->cb->eof(io->arg, io->eof_tls);
 		return;
 	}
 	session_io_read_start(io);
@@ -388,24 +395,31 @@ static const struct tls_conn_callbacks session_io_tls_callbacks = {
 	.handshake_done = session_io_tls_handshake_done,
 };
 
-/* Ciphertext from the socket (or held over from a PROXY header). */
+/* Ciphertext from the socket (or held over from a PROXY header).  From
+ * the read callback (in_read_cb) an error is reported at once; from
+ * anywhere else, from the timer. */
 static void session_io_feed_tls(struct session_io *io, const char *data,
-				size_t len)
+				size_t len, bool in_read_cb)
 {
 	switch (tls_conn_feed(io->tls, data, len)) {
 	case TLS_OK:
 		break;
 	case TLS_CLOSED:
 		if (io->state == SESSION_IO_OPEN && !io->failed)
-			session_io_eof(io);
+			session_io_eof(io, true);
 		break;
 	case TLS_ERROR:
-		if (io->state == SESSION_IO_OPEN && !io->failed) {
-			io->failed = true;
-			session_io_stop_reading(io);
-			io->cb->failed(io->arg, SESSION_IO_TLS_ERROR,
-				       tls_conn_error(io->tls));
+		if (io->state != SESSION_IO_OPEN || io->failed)
+			break;
+		if (!in_read_cb) {
+			session_io_fail_later(io, SESSION_IO_TLS_ERROR,
+					      tls_conn_error(io->tls));
+			break;
 		}
+		io->failed = true;
+		session_io_stop_reading(io);
+		io->cb->failed(io->arg, SESSION_IO_TLS_ERROR,
+			       tls_conn_error(io->tls));
 		break;
 	}
 }
@@ -420,7 +434,7 @@ static void session_io_feed_pending(struct session_io *io)
 	io->cipher_pending = NULL;
 	io->cipher_pending_len = 0;
 	if (io->state == SESSION_IO_OPEN && !io->failed)
-		session_io_feed_tls(io, data, len);
+		session_io_feed_tls(io, data, len, io->in_read_cb);
 	free(data);
 }
 
@@ -482,7 +496,7 @@ static void session_io_on_read(uv_stream_t *stream, ssize_t nread,
 		if (io->state != SESSION_IO_OPEN || io->failed)
 			return;
 		if (nread == UV_EOF) {
-			session_io_eof(io);
+			session_io_eof(io, false);
 			return;
 		}
 		io->failed = true;
@@ -496,11 +510,13 @@ static void session_io_on_read(uv_stream_t *stream, ssize_t nread,
 		explicit_bzero(buf->base, (size_t)nread);
 		return;
 	}
+	io->in_read_cb = true;
 	if (io->tls != NULL)
-		session_io_feed_tls(io, buf->base, (size_t)nread);
+		session_io_feed_tls(io, buf->base, (size_t)nread, true);
 	else
 		session_io_deliver(io, buf->base, (size_t)nread);
 	session_io_after_input(io);
+	io->in_read_cb = false;
 	session_io_flush(io);
 }
 
@@ -509,7 +525,8 @@ void session_io_read_start(struct session_io *io)
 	int r;
 
 	if (io->reading || io->failed || io->state == SESSION_IO_CLOSED ||
-	    (io->parked != NULL && io->state == SESSION_IO_OPEN))
+	    (io->state == SESSION_IO_OPEN &&
+	     (io->parked != NULL || io->eof_seen)))
 		return;
 	r = uv_read_start((uv_stream_t *)&io->tcp, session_io_on_alloc,
 			  session_io_on_read);

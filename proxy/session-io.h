@@ -18,8 +18,10 @@
  *
  * Ownership: the session embeds nothing of it; session_io_create()
  * allocates, session_io_destroy() closes the handles, and the memory goes
- * after cb->closed, the last callback.  Every callback may call
- * session_io_destroy() except cb->input (which returns first).
+ * after cb->closed, the last callback.  Every callback, cb->input
+ * included, may call session_io_close() or session_io_destroy(): the io
+ * looks at its state after each callback returns and delivers nothing
+ * more to a closing connection.
  */
 #ifndef SUBMITPROXY_SESSION_IO_H
 #define SUBMITPROXY_SESSION_IO_H
@@ -60,9 +62,9 @@ struct session_io_callbacks {
 	 * secrets).  Returns how many it took; the rest is parked and
 	 * reading stops until session_io_resume(). */
 	size_t (*input)(void *arg, char *data, size_t len);
-	/* The client will send nothing more (FIN, or TLS close_notify),
-	 * after everything it sent before was taken. */
-	void (*eof)(void *arg);
+	/* The client will send nothing more (FIN, or TLS close_notify:
+	 * tls), after everything it sent before was taken.  Once only. */
+	void (*eof)(void *arg, bool tls);
 	/* The TLS handshake has completed. */
 	void (*handshake_done)(void *arg);
 	/* Output fell to SESSION_IO_WRITE_LOW after passing HIGH. */

@@ -223,6 +223,14 @@ static void session_relay_pump(struct session_relay *sr)
 		sr->unsent = c->next;
 		c->sent = true;
 		sr->nsent++;
+		if (c->verb == SMTP_VERB_EHLO && !relay_esmtp(sr->relay)) {
+			/* A backend that speaks no ESMTP gets HELO; the
+			 * client still gets an EHLO answer, with what the
+			 * proxy itself offers.  Decided now, not when the
+			 * command was queued: the backend may have been
+			 * connecting again then. */
+			memcpy(c->line, "HELO", 4);
+		}
 		/* A failed write is reported later, from the relay's
 		 * callbacks: c stays valid here. */
 		relay_send_command(sr->relay, c->line, c->len);
@@ -599,6 +607,14 @@ bool session_relay_owes(const struct session_relay *sr)
 	return sr->head != NULL;
 }
 
+bool session_relay_owes_message(const struct session_relay *sr)
+{
+	for (const struct relay_cmd *c = sr->head; c != NULL; c = c->next)
+		if (c->data_end)
+			return true;
+	return false;
+}
+
 /* ---- commands ---- */
 
 static void refusal_set(char *refusal, size_t size, const char *fmt, ...)
@@ -713,22 +729,6 @@ session_relay_command(struct session_relay *sr, const struct smtp_cmd *cmd,
 		free(sr->helo);
 		sr->helo = xmemdup(cmd->args, cmd->args_len);
 		session_relay_tx_end(sr);
-		if (cmd->verb == SMTP_VERB_EHLO && sr->relay != NULL &&
-		    !relay_esmtp(sr->relay)) {
-			/* A backend that speaks no ESMTP gets HELO; the
-			 * client still gets an EHLO answer, with what the
-			 * proxy itself offers. */
-			size_t len = 5 + cmd->args_len;
-			char *line = xmalloc(len);
-			struct relay_cmd *c;
-
-			memcpy(line, "HELO ", 5);
-			memcpy(line + 5, cmd->args, cmd->args_len);
-			c = session_relay_queue(sr, SMTP_VERB_EHLO, line, len);
-			free(line);
-			session_relay_push(sr, c);
-			return SESSION_RELAY_QUEUED;
-		}
 		break;
 	case SMTP_VERB_MAIL:
 		return session_relay_mail(sr, cmd, refusal, refusal_size);

@@ -114,6 +114,9 @@ bool session_relay_busy(const struct session_relay *sr);
 /* Commands relayed or queued whose replies are still owed. */
 bool session_relay_owes(const struct session_relay *sr);
 
+/* A message's terminator went to the backend and its reply is not in. */
+bool session_relay_owes_message(const struct session_relay *sr);
+
 /* The capability lines of a pre-auth EHLO (from the probe, or a
  * conservative set): fills up to max lines, returns how many. */
 size_t session_relay_ehlo_caps(const struct config *cfg, struct shared *shared,

@@ -64,6 +64,7 @@ enum session_phase {
 	SESSION_PHASE_DATA_WAIT,     /* DATA relayed: its reply is owed */
 	SESSION_PHASE_DATA,          /* message bytes (relayed or discarded) */
 	SESSION_PHASE_QUIT,          /* QUIT relayed: the rest is dropped */
+	SESSION_PHASE_LAST_REPLY,    /* closing once a message's reply is in */
 	SESSION_PHASE_ENDED,         /* closing: nothing more is taken */
 	SESSION_PHASE_COUNT
 };
@@ -81,6 +82,7 @@ static const char *const session_phase_names[] = {
 	[SESSION_PHASE_DATA_WAIT] = "data_wait",
 	[SESSION_PHASE_DATA] = "data",
 	[SESSION_PHASE_QUIT] = "quit",
+	[SESSION_PHASE_LAST_REPLY] = "last_reply",
 	[SESSION_PHASE_ENDED] = "ended",
 };
 static_assert(sizeof(session_phase_names) / sizeof(session_phase_names[0]) ==
@@ -117,6 +119,7 @@ struct session {
 
 	char *helo;                /* EHLO/HELO argument (this TLS state) */
 	bool esmtp;
+	bool helo_after_auth;      /* EHLO/HELO relayed (junk if again) */
 	uint32_t errors;           /* max_errors */
 	uint32_t junk;             /* max_junk_commands */
 
@@ -169,6 +172,7 @@ static void session_enter_phase(struct session *s, enum session_phase phase)
 	case SESSION_PHASE_GREETING:
 		session_timer_start(s, s->cfg->limits.greeting_delay_ms);
 		break;
+	case SESSION_PHASE_LAST_REPLY: /* the relay's timeout bounds it */
 	case SESSION_PHASE_ENDED:
 		uv_timer_stop(&s->timer);
 		break;
@@ -548,10 +552,14 @@ static void session_on_relay_progress(void *arg)
 
 	if (s->phase == SESSION_PHASE_ENDED)
 		return;
-	if (s->client_done && !session_relay_owes(s->relay) &&
-	    s->phase != SESSION_PHASE_DATA_WAIT) {
+	if (s->phase == SESSION_PHASE_LAST_REPLY &&
+	    !session_relay_owes_message(s->relay)) {
+		/* The message's reply went out (and was logged): now. */
+		session_close(s, s->close_reason);
+	} else if (s->client_done && !session_relay_owes(s->relay) &&
+		   s->phase != SESSION_PHASE_DATA_WAIT) {
 		/* Everything the client sent before it left is answered. */
-		session_close(s, "client closed");
+		session_close(s, s->close_reason);
 	} else {
 		session_resume(s);
 	}
@@ -615,6 +623,7 @@ static void session_relay_cmd(struct session *s, const struct smtp_cmd *cmd)
 	case SMTP_VERB_HELO:
 		free(s->helo);
 		s->helo = xmemdup(cmd->args, cmd->args_len);
+		s->helo_after_auth = true;
 		break;
 	default:
 		break;
@@ -664,7 +673,8 @@ static void session_command(struct session *s, const char *line, size_t len)
 				s->listener->require_tls &&
 				!session_io_tls_active(s->io),
 		.esmtp = s->esmtp,
-		.helo_seen = s->helo != NULL,
+		.helo_seen = session_authenticated(s) ? s->helo_after_auth
+						       : s->helo != NULL,
 		.auth_offered = session_auth_offered(s),
 	};
 	session_cmd_check(&env, &cmd, &verdict);
@@ -788,8 +798,10 @@ static size_t session_process(struct session *s, char *data, size_t len)
 			if (secret) {
 				/* Dovecot's smtp_command_parser_clear: the
 				 * line lies in our buffer (the loop's read
-				 * buffer, TLS's, or the partial line's). */
+				 * buffer, TLS's, or the partial line's), and
+				 * its end in this input. */
 				explicit_bzero((char *)line, line_len);
+				explicit_bzero(data + off, used);
 			}
 			break;
 		case LINEBUF_TOO_LONG:
@@ -802,6 +814,9 @@ static size_t session_process(struct session *s, char *data, size_t len)
 				       "500 5.5.6 Line too long");
 			break;
 		case LINEBUF_NEED_MORE:
+			/* The start of a line, copied into the line buffer
+			 * (which wipes it): it may be an AUTH's. */
+			explicit_bzero(data + off, used);
 			break;
 		}
 		off += used;
@@ -810,8 +825,8 @@ static size_t session_process(struct session *s, char *data, size_t len)
 			return len;
 		}
 	}
-	if (s->phase == SESSION_PHASE_QUIT || s->phase == SESSION_PHASE_ENDED)
-		return len; /* nothing after QUIT is read */
+	if (s->phase >= SESSION_PHASE_QUIT)
+		return len; /* nothing after QUIT (or a close) is read */
 	return off;
 }
 
@@ -888,6 +903,7 @@ static size_t session_on_input(void *arg, char *data, size_t len)
 		return 0; /* parked until the reply it waits for */
 	case SESSION_PHASE_HANDSHAKE: /* TLS hands over nothing before */
 	case SESSION_PHASE_QUIT:
+	case SESSION_PHASE_LAST_REPLY:
 	case SESSION_PHASE_ENDED:
 	case SESSION_PHASE_COUNT:
 		break;
@@ -899,11 +915,12 @@ static size_t session_on_input(void *arg, char *data, size_t len)
  * once a message's terminator went to the backend, its reply is waited
  * for (up to [backend] timeout), given to a client that still reads
  * (half-close), and logged in every case. */
-static void session_on_eof(void *arg)
+static void session_on_eof(void *arg, bool tls)
 {
 	struct session *s = arg;
+	const char *reason = tls ? "client closed TLS" : "client closed";
 
-	s->close_reason = "client closed";
+	s->close_reason = reason;
 	if (session_authenticated(s) && s->phase != SESSION_PHASE_DATA &&
 	    s->relay != NULL && session_relay_owes(s->relay)) {
 		s->client_done = true;
@@ -913,7 +930,7 @@ static void session_on_eof(void *arg)
 	}
 	if (s->phase == SESSION_PHASE_QUIT)
 		return; /* the backend's 221 ends it */
-	session_close(s, "client closed");
+	session_close(s, reason);
 }
 
 static void session_on_handshake_done(void *arg)
@@ -974,6 +991,13 @@ static void session_on_io_failed(void *arg, enum session_io_error error,
 		if (s->close_reason == NULL)
 			s->close_reason = why;
 		break;
+	}
+	if (s->relay != NULL && session_relay_owes_message(s->relay)) {
+		/* The client is gone, the message may not be: its reply is
+		 * still waited for and logged, then the session ends. */
+		s->client_done = true;
+		uv_timer_stop(&s->timer);
+		return;
 	}
 	session_destroy(s);
 }
@@ -1067,6 +1091,16 @@ static void session_close(struct session *s, const char *reason)
 		return;
 	if (s->close_reason == NULL || strcmp(reason, "quit") == 0)
 		s->close_reason = reason;
+	if (s->relay != NULL && session_relay_owes_message(s->relay)) {
+		/* A message's terminator went to the backend: the backend
+		 * may deliver it, so its reply is waited for (up to
+		 * [backend] timeout), answered in its place before the
+		 * replies queued behind it, and logged; then the close.
+		 * Answering 451 now would make the client send it again. */
+		if (s->phase != SESSION_PHASE_LAST_REPLY)
+			session_enter_phase(s, SESSION_PHASE_LAST_REPLY);
+		return;
+	}
 	/* An answer from the helper must not bring the session back. */
 	session_auth_destroy(s->auth);
 	s->auth = NULL;

@@ -460,6 +460,93 @@ class CloseAfterTerminator(SessionTestCase):
         self.assertTrue(fields.get("reply", "").startswith("250 "), line)
         self.assertIn("queued as REC1", fields["reply"])
 
+    def test_client_gone_before_354_sends_no_terminator(self):
+        # DATA, then the client half-closes before the backend's 354:
+        # the proxy must neither feed the backend a message nor end it
+        # (no terminator: the backend discards the transaction), and it
+        # must not touch a session relay it freed (ASan).
+        backend = RecordingBackend(self, delays={"DATA": self.DELAY})
+        proxy = self.proxy(backend)
+        client = self.login(proxy)
+        sid = proxy.session_id(client)
+        self.assertReply(client.command("MAIL FROM:<%s>" % SENDER), 250)
+        self.assertReply(client.command("RCPT TO:<%s>" % RCPT), 250)
+        client.send(b"DATA\r\n")
+        client.shutdown_write()
+        replies, tail, data = self.read_replies_until_closed(client)
+        self.assertEqual([r[0] for r in replies], [354], data)
+        proxy.wait_log(r"\bsid=%s\b" % re.escape(sid),
+                       r"\bevent=disconnect\b")
+        self.assertEqual(backend.complete_transactions(), [])
+        self.assertDelivers(proxy, backend)
+
+    def test_idle_timeout_after_terminator_still_answers_the_message(self):
+        # The client waits for a slow backend: the idle deadline passes
+        # while the message's reply is owed.  The message may be
+        # delivered, so its reply comes first (and is logged), then the
+        # 421; a 451 would make the client send it again.
+        backend = RecordingBackend(self, delays={".": 2.5})
+        proxy = self.proxy(backend, limits={"idle_timeout": "1s"})
+        client = self.start_message(proxy)
+        sid = proxy.session_id(client)
+        client.send(dot_stuff(BODY))
+        replies, tail, data = self.read_replies_until_closed(client)
+        self.assertEqual([r[0] for r in replies], [250, 421], data)
+        self.assertReply(replies[0], 250, "2.0.0", "queued as REC1")
+        self.assertReply(replies[1], 421, "4.4.2")
+        line = proxy.wait_log(r"\bsid=%s\b" % re.escape(sid),
+                              r"\bevent=transaction\b")
+        self.assertIn("queued as REC1",
+                      harness.parse_log_fields(line).get("reply", ""))
+
+    def test_client_reset_after_terminator_logs_transaction(self):
+        # A client that resets the connection right after the message:
+        # nothing can be answered, but the backend's verdict is still
+        # waited for and logged.
+        backend = RecordingBackend(self, delays={".": self.DELAY})
+        proxy = self.proxy(backend)
+        client = self.start_message(proxy)
+        sid = proxy.session_id(client)
+        client.send(dot_stuff(BODY))
+        time.sleep(0.1)     # the terminator is with the backend
+        reset(client.sock)
+        backend.wait_complete(1)
+        line = proxy.wait_log(r"\bsid=%s\b" % re.escape(sid),
+                              r"\bevent=transaction\b")
+        self.assertIn("queued as REC1",
+                      harness.parse_log_fields(line).get("reply", ""))
+        self.assertDelivers(proxy, backend)
+
+
+class AbortedMessage(SessionTestCase):
+
+    def test_ehlo_pipelined_after_an_aborted_message_stays_ehlo(self):
+        # A message over max_message_size drops the backend connection;
+        # an EHLO pipelined behind the next command, queued while the
+        # backend connects again, is still an EHLO to an ESMTP backend
+        # (not the HELO meant for backends without ESMTP), and the
+        # client sees the backend's extensions.
+        backend = RecordingBackend(self, caps=backends.FULL_CAPS)
+        proxy = self.proxy(backend, limits={"max_message_size": "1K"})
+        client = self.login(proxy)
+        self.assertReply(client.command("MAIL FROM:<%s>" % SENDER), 250)
+        self.assertReply(client.command("RCPT TO:<%s>" % RCPT), 250)
+        self.assertReply(client.command("DATA"), 354)
+        client.send(dot_stuff(b"Subject: big\r\n\r\n" + b"x" * 4000 +
+                              b"\r\n"))
+        self.assertReply(client.read_reply(), 552, "5.3.4")
+        client.send(b"RSET\r\nEHLO " + CLIENT.encode() + b"\r\n")
+        self.assertReply(client.read_reply(), 250)
+        code, lines = client.read_reply()
+        self.assertEqual(code, 250, lines)
+        keywords = [l.split()[0].upper() for l in lines[1:]]
+        self.assertIn("8BITMIME", keywords, lines)
+        sessions = [c for c in backend.session_connections()
+                    if "RSET" in c.verbs()]
+        self.assertTrue(sessions, backend.snapshot())
+        self.assertIn("EHLO", sessions[-1].verbs()[-1:], sessions[-1])
+        self.assertNotIn(b"HELO " + CLIENT.encode(), sessions[-1].lines)
+
 
 # ------------------------------------------------------------ idle timeout
 
