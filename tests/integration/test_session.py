@@ -19,7 +19,13 @@
   421 4.7.0, before and after AUTH; the count starts again after a
   delivered message;
 - an implicit-TLS listener never writes plaintext: a connection refused
-  for max_connections_per_address gets no cleartext "421".
+  for max_connections_per_address gets no cleartext "421";
+- no AUTH secret (the password, the base64 of an AUTH PLAIN response or
+  of an AUTH LOGIN password) is left anywhere in the network process's
+  writable memory after the 235, over a plain link or STARTTLS
+  (DESIGN.md "Passwords are wiped from memory after use");
+- [limits] max_line_length: a MAIL FROM or RCPT TO line up to the limit
+  (long with ESMTP parameters) reaches the backend byte for byte.
 
 The proxy runs a plain listener with plaintext AUTH allowed (loopback
 testing only), real PAM through pam_wrapper and a RecordingBackend (or a
@@ -670,6 +676,269 @@ class ImplicitTlsRefusal(SessionTestCase):
                        r"\breason=max_connections_per_address\b")
         # The first connection is unharmed.
         self.assertReply(first.command("EHLO " + CLIENT), 250)
+
+
+# ------------------------------------------------------- secrets in memory
+
+def process_regions(pid, max_region=1 << 30, chunk=8 << 20, overlap=4096):
+    """Yields (address, mapping name, bytes) for the private writable
+    mappings (rw-p: heap, stacks, .data/.bss, anonymous mmaps) of process
+    pid, read from /proc/PID/mem in chunks of chunk bytes that overlap
+    by overlap bytes (so that a string up to that long across a chunk
+    boundary is found).  Regions over max_region bytes (sanitizer shadow
+    memory) are left out.  Raises unittest.SkipTest if /proc/PID/mem
+    cannot be read at all."""
+    try:
+        with open("/proc/%d/maps" % pid) as f:
+            maps = f.read().splitlines()
+        fd = os.open("/proc/%d/mem" % pid, os.O_RDONLY)
+    except OSError as e:
+        raise unittest.SkipTest("cannot read the memory of pid %d: %s"
+                                % (pid, e))
+    read_any = False
+    try:
+        for line in maps:
+            fields = line.split(None, 5)
+            perms = fields[1]
+            if not (perms.startswith("rw") and perms[3] == "p"):
+                continue
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            name = fields[5].strip() if len(fields) > 5 else ""
+            if end - start > max_region:
+                continue
+            address = start
+            while address < end:
+                size = min(chunk + overlap, end - address)
+                try:
+                    data = os.pread(fd, size, address)
+                except OSError:
+                    break       # unmapped meanwhile, or a guard page
+                read_any = True
+                yield address, name, data
+                address += chunk
+    finally:
+        os.close(fd)
+    if not read_any:
+        raise unittest.SkipTest("no writable mapping of pid %d could be "
+                                "read from /proc/%d/mem" % (pid, pid))
+
+
+def secret_needles(label, secret, window=24, step=12):
+    """(what, bytes) pairs to look for: secret itself and every window-byte
+    slice of it at step-byte offsets, so that a copy partly overwritten
+    since is still found.  A slice of a long random string cannot occur
+    by chance."""
+    secret = secret.encode() if isinstance(secret, str) else secret
+    needles = [(label, secret)]
+    for offset in range(0, max(1, len(secret) - window + 1), step):
+        needles.append(("%s[%d:%d]" % (label, offset, offset + window),
+                        secret[offset:offset + window]))
+    return needles
+
+
+def find_in_memory(pid, needles):
+    """Where each needle is in pid's writable memory: a list of
+    (what, address, mapping name, the bytes around it)."""
+    found = []
+    seen = set()
+    for address, name, data in process_regions(pid):
+        for what, needle in needles:
+            at = data.find(needle)
+            while at >= 0:
+                where = address + at
+                if (what, where) not in seen:
+                    seen.add((what, where))
+                    found.append((what, "0x%x" % where, name or "anon",
+                                  data[max(0, at - 40):
+                                       at + len(needle) + 40]))
+                at = data.find(needle, at + 1)
+    return found
+
+
+class SecretsInMemory(SessionTestCase):
+    """After the 235 nothing of the AUTH exchange that could give the
+    password away is left in the network process: not the password, not
+    the base64 of the PLAIN response, not the base64 of the LOGIN
+    password, in the heap, the worker's read buffer, the line buffers or
+    TLS's buffers (session.c wipes AUTH lines and SASL responses in place;
+    tls-conn.c wipes decrypted records; OpenSSL cleanses its own).  The
+    slices of secret_needles() matter: without SSL_OP_CLEANSE_PLAINTEXT
+    what is left of the AUTH line in OpenSSL's record buffer is only part
+    of it."""
+
+    PLAIN_USER = USER
+    LOGIN_USER = "bob"
+
+    def setUp(self):
+        # Long and unique: no chance match, and long enough that a copy
+        # survives in a buffer a shorter read later reuses.
+        self.plain_password = "plain-" + os.urandom(48).hex()
+        self.login_password = "login-" + os.urandom(48).hex()
+        # The control: a name the session keeps (for XCLIENT HELO= and
+        # the Received header), so the scan is seen to reach its memory.
+        self.helo = "helo-%s.example" % os.urandom(8).hex()
+
+    def start(self, listeners):
+        backend = RecordingBackend(self)
+        proxy = RelayProxy(self, backend, listeners=listeners,
+                           users={self.PLAIN_USER: self.plain_password,
+                                  self.LOGIN_USER: self.login_password})
+        return backend, proxy
+
+    def needles(self, login=True):
+        plain = backends.plain_blob(self.PLAIN_USER, self.plain_password)
+        needles = (secret_needles("PLAIN password", self.plain_password) +
+                   secret_needles("AUTH PLAIN response", plain))
+        if login:
+            needles += (
+                secret_needles("LOGIN password", self.login_password) +
+                secret_needles("AUTH LOGIN response", base64.b64encode(
+                    self.login_password.encode())))
+        return needles
+
+    def assertNotInMemory(self, proxy, needles, when, control=True):
+        """None of needles in the network process's memory (and, with
+        control, the sessions' EHLO name is: the scan reached them)."""
+        control_needle = ("control", self.helo.encode())
+        found = find_in_memory(proxy.network_pid(),
+                               needles + [control_needle])
+        seen = [f for f in found if f[0] == "control"]
+        found = [f for f in found if f[0] != "control"]
+        if control:
+            self.assertTrue(seen, "%s: the scan did not find the session's "
+                            "EHLO name %r: it does not see the heap"
+                            % (when, self.helo))
+        if found:
+            whole = [f for f in found if "[" not in f[0]] or found
+            self.fail("%s: AUTH secrets in the network process's memory "
+                      "(%d matches of: %s); e.g. (what, address, mapping, "
+                      "around it) %r"
+                      % (when, len(found),
+                         ", ".join(sorted({f[0] for f in whole})),
+                         whole[:2]))
+
+    def auth_plain(self, client):
+        self.assertReply(client.command(
+            "AUTH PLAIN " + backends.plain_blob(
+                self.PLAIN_USER, self.plain_password)), 235, "2.7.0")
+
+    def auth_login(self, client):
+        self.assertReply(client.command("AUTH LOGIN"), 334)
+        self.assertReply(client.command(base64.b64encode(
+            self.LOGIN_USER.encode())), 334)
+        self.assertReply(client.command(base64.b64encode(
+            self.login_password.encode())), 235, "2.7.0")
+
+    def check_sessions(self, proxy, connect, what):
+        """AUTH PLAIN (initial response) in one session, memory checked
+        after its 235; AUTH LOGIN in a second one, checked after its 235;
+        both checked again after both sessions ended."""
+        first = connect()
+        self.auth_plain(first)
+        self.assertNotInMemory(proxy, self.needles(login=False),
+                               "%s, after AUTH PLAIN's 235" % what)
+        second = connect()
+        self.auth_login(second)
+        self.assertNotInMemory(proxy, self.needles(),
+                               "%s, after AUTH LOGIN's 235" % what)
+        for client in (first, second):
+            sid = proxy.session_id(client)
+            self.assertReply(client.command("QUIT"), 221)
+            client.expect_closed()
+            client.close()      # no linger waiting for our FIN
+            proxy.wait_log(r"\bsid=%s\b" % re.escape(sid),
+                           r"\bevent=disconnect\b")
+        # The EHLO name may be gone with the sessions: no control.
+        self.assertNotInMemory(proxy, self.needles(),
+                               "%s, after both sessions ended" % what,
+                               control=False)
+
+    def test_auth_secrets_not_left_in_network_process_memory(self):
+        backend, proxy = self.start(PLAINTEXT_AUTH)
+
+        def connect():
+            client = self.greeted(proxy)
+            self.assertReply(client.command("EHLO " + self.helo), 250)
+            return client
+        self.check_sessions(proxy, connect, "plain listener")
+
+    def test_auth_secrets_not_left_in_memory_after_starttls(self):
+        listeners = dict(PLAINTEXT_AUTH)
+        listeners["sub"] = {"mode": "starttls", "require_tls": "yes"}
+        backend, proxy = self.start(listeners)
+
+        def connect():
+            client = self.ehloed(proxy, listener="sub")
+            tlsutil.starttls(client, tlsutil.client_context())
+            self.assertReply(client.command("EHLO " + self.helo), 250)
+            return client
+        self.check_sessions(proxy, connect, "STARTTLS")
+
+
+# -------------------------------------------------------------- long lines
+
+class LongLines(SessionTestCase):
+    """A command line up to [limits] max_line_length reaches the backend
+    byte for byte.  The length comes from ESMTP parameters: a path itself
+    is refused beyond RFC 5321's 256 octets (501 5.5.4, unit-tested in
+    test_relay_parse and test_session_cmd)."""
+
+    MAX_LINE = 8000
+    LENGTH = 5000       # bytes in each long line, without CRLF
+
+    def padded(self, command):
+        """command followed by X-PADn=... parameters (RFC 5321 esmtp-param
+        syntax), LENGTH bytes in all."""
+        words = [command]
+        n = 0
+        while True:
+            length = len(" ".join(words))
+            if length >= self.LENGTH:
+                break
+            n += 1
+            prefix = "X-PAD%d=" % n
+            room = self.LENGTH - length - 1 - len(prefix)
+            if room < 1:        # no room for a parameter: widen the last
+                words[-1] += "v" * (self.LENGTH - length)
+                break
+            words.append(prefix + "v" * min(96, room))
+        line = " ".join(words)
+        self.assertEqual(len(line), self.LENGTH)
+        return line
+
+    def test_long_command_relayed_up_to_max_line_length(self):
+        backend = RecordingBackend(self)
+        proxy = self.proxy(backend,
+                           limits={"max_line_length": self.MAX_LINE})
+        client = self.login(proxy)
+        rcpt = self.padded("RCPT TO:<%s>" % RCPT)
+        mail = self.padded("MAIL FROM:<%s>" % SENDER)
+
+        # A long RCPT TO (the relay once cut relayed lines at 4096 bytes
+        # with "500 5.5.6 Line too long", whatever max_line_length said).
+        self.assertReply(client.command("MAIL FROM:<%s>" % SENDER), 250)
+        self.assertReply(client.command(rcpt), 250)
+        self.assertReply(client.command("DATA"), 354)
+        client.send(dot_stuff(BODY))
+        self.assertReply(client.read_reply(), 250)
+        # A long MAIL FROM (its rewrite once went through a fixed
+        # buffer).
+        self.assertReply(client.command(mail), 250)
+        self.assertReply(client.command("RCPT TO:<%s>" % RCPT), 250)
+        self.assertReply(client.command("DATA"), 354)
+        client.send(dot_stuff(BODY))
+        self.assertReply(client.read_reply(), 250)
+        self.assertReply(client.command("QUIT"), 221)
+
+        done = backend.wait_complete(2)
+        self.assertEqual(done[0].rcpts, [rcpt.encode()])
+        self.assertEqual(done[1].mail, mail.encode())
+        self.assertEqual(done[1].rcpts, [("RCPT TO:<%s>" % RCPT).encode()])
+        # Byte for byte on the wire, each a whole CRLF-terminated line.
+        conn = [c for c in backend.session_connections()
+                if rcpt.encode() in c.raw][0]
+        self.assertIn(b"\r\n" + rcpt.encode() + b"\r\n", conn.raw)
+        self.assertIn(b"\r\n" + mail.encode() + b"\r\n", conn.raw)
 
 
 if __name__ == "__main__":
