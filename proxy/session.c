@@ -383,6 +383,26 @@ static session_cmd_fn *const session_local_handlers[SMTP_VERB_COUNT] = {
 
 /* ---- AUTH ---- */
 
+/* A failed login, once its delay is over: 535, or past max_failures on
+ * this connection 421 and the end. */
+static void session_auth_failure_answer(struct session *s)
+{
+	if (session_auth_too_many(s->auth)) {
+		log_info(s->sid, "event=reject ip=%s reason=max_auth_failures",
+			 s->ip);
+		session_reply(s,
+			      "421 4.7.0 %s Error: too many authentication "
+			      "failures",
+			      s->cfg->server.hostname);
+		session_close(s, "too many authentication failures");
+		return;
+	}
+	session_reply(s, "535 5.7.8 Authentication credentials invalid");
+	session_enter_phase(s, SESSION_PHASE_PREAUTH);
+	session_idle_restart(s);
+	session_resume(s);
+}
+
 /* What the auth module decided, as replies and phases. */
 static void session_auth_answer(struct session *s,
 				const struct session_auth_result *r)
@@ -418,20 +438,8 @@ static void session_auth_answer(struct session *s,
 			return;
 		}
 		/* failure_delay = 0: answer now */
-		if (session_auth_too_many(s->auth)) {
-			log_info(s->sid,
-				 "event=reject ip=%s reason=max_auth_failures",
-				 s->ip);
-			session_reply(s,
-				      "421 4.7.0 %s Error: too many "
-				      "authentication failures",
-				      s->cfg->server.hostname);
-			session_close(s, "too many authentication failures");
-			return;
-		}
-		session_reply(s, "535 5.7.8 Authentication credentials invalid");
-		session_enter_phase(s, SESSION_PHASE_PREAUTH);
-		break;
+		session_auth_failure_answer(s);
+		return;
 	case SESSION_AUTH_OK:
 		session_handover(s, r->user);
 		return;
@@ -1051,21 +1059,7 @@ static void session_on_timer(uv_timer_t *t)
 		break;
 	case SESSION_PHASE_AUTH_DELAY:
 		/* The failure delay is over: answer the AUTH. */
-		if (session_auth_too_many(s->auth)) {
-			log_info(s->sid,
-				 "event=reject ip=%s reason=max_auth_failures",
-				 s->ip);
-			session_reply(s,
-				      "421 4.7.0 %s Error: too many "
-				      "authentication failures",
-				      s->cfg->server.hostname);
-			session_close(s, "too many authentication failures");
-			break;
-		}
-		session_reply(s, "535 5.7.8 Authentication credentials invalid");
-		session_enter_phase(s, SESSION_PHASE_PREAUTH);
-		session_idle_restart(s);
-		session_resume(s);
+		session_auth_failure_answer(s);
 		break;
 	case SESSION_PHASE_ENDED:
 	case SESSION_PHASE_COUNT:
