@@ -30,8 +30,8 @@ struct replyq_entry;
 
 struct replyq {
 	struct replyq_entry *head, *tail;
-	uint32_t owed;     /* entries waiting, local and relayed */
-	uint32_t relayed;  /* of which the backend still owes */
+	uint32_t owed;	  /* entries waiting, local and relayed */
+	uint32_t relayed; /* of which the backend still owes */
 	replyq_emit_fn *emit;
 	void *arg;
 };

@@ -16,11 +16,11 @@
 struct session_auth {
 	struct session_auth_env env;
 	struct sasl_state sasl;
-	enum sasl_mech mech;        /* of the last AUTH, for logs */
-	struct sasl_creds *creds;   /* only during an exchange; wiped */
+	enum sasl_mech mech;	  /* of the last AUTH, for logs */
+	struct sasl_creds *creds; /* only during an exchange; wiped */
 	struct auth_pending *pending;
-	char *user;                 /* user tried (for auth_fail logs) */
-	uint32_t failures;          /* on this connection */
+	char *user;	   /* user tried (for auth_fail logs) */
+	uint32_t failures; /* on this connection */
 };
 
 static void session_auth_creds_free(struct session_auth *a)
@@ -63,7 +63,7 @@ const char *session_auth_mech(const struct session_auth *a)
 
 static void result_set(struct session_auth_result *r,
 		       enum session_auth_outcome outcome, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static void result_set(struct session_auth_result *r,
 		       enum session_auth_outcome outcome, const char *fmt, ...)
@@ -199,8 +199,8 @@ static void session_auth_submit(struct session_auth *a,
 	r->outcome = SESSION_AUTH_WAITING;
 }
 
-static void session_auth_status(struct session_auth *a,
-				enum sasl_status status, const char *challenge,
+static void session_auth_status(struct session_auth *a, enum sasl_status status,
+				const char *challenge,
 				struct session_auth_result *r)
 {
 	switch (status) {
@@ -241,8 +241,8 @@ static void session_auth_status(struct session_auth *a,
 	}
 }
 
-void session_auth_response(struct session_auth *a, const char *line,
-			   size_t len, struct session_auth_result *r)
+void session_auth_response(struct session_auth *a, const char *line, size_t len,
+			   struct session_auth_result *r)
 {
 	const char *challenge = "";
 	enum sasl_status status;
@@ -255,7 +255,7 @@ void session_auth_start(struct session_auth *a, const char *args,
 			size_t args_len, struct session_auth_result *r)
 {
 	static const char syntax[] =
-		"501 5.5.4 Syntax: AUTH mechanism [initial-response]";
+	    "501 5.5.4 Syntax: AUTH mechanism [initial-response]";
 	const char *initial = NULL, *challenge = "";
 	size_t mech_len, initial_len = 0;
 	enum sasl_status status;
@@ -273,7 +273,8 @@ void session_auth_start(struct session_auth *a, const char *args,
 	if (mech_len < args_len) {
 		initial = args + mech_len;
 		initial_len = args_len - mech_len;
-		while (initial_len > 0 && (*initial == ' ' || *initial == '\t')) {
+		while (initial_len > 0 &&
+		       (*initial == ' ' || *initial == '\t')) {
 			initial++;
 			initial_len--;
 		}

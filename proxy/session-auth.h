@@ -43,9 +43,9 @@ enum session_auth_outcome {
 
 struct session_auth_result {
 	enum session_auth_outcome outcome;
-	char reply[600];    /* CHALLENGE, REFUSED, TEMPFAIL: without CR LF */
-	uint64_t delay_ms;  /* FAILED */
-	const char *user;   /* OK: valid during the callback */
+	char reply[600];   /* CHALLENGE, REFUSED, TEMPFAIL: without CR LF */
+	uint64_t delay_ms; /* FAILED */
+	const char *user;  /* OK: valid during the callback */
 };
 
 /* The helper's answer (OK, FAILED or TEMPFAIL), on the loop. */
@@ -56,9 +56,9 @@ struct session_auth_env {
 	uv_loop_t *loop;
 	const struct config *cfg;
 	struct auth_client *client; /* NULL: nobody can log in here */
-	struct shared *shared;      /* the per-address failure table */
+	struct shared *shared;	    /* the per-address failure table */
 	struct addr_entry *addr;    /* this client's entry, or NULL */
-	const char *ip;             /* for PAM_RHOST and the logs */
+	const char *ip;		    /* for PAM_RHOST and the logs */
 	const char *sid;
 	session_auth_done_fn *done;
 	void *arg;
@@ -73,8 +73,8 @@ void session_auth_start(struct session_auth *a, const char *args,
 			size_t args_len, struct session_auth_result *result);
 
 /* One SASL response line (never logged: it holds a secret). */
-void session_auth_response(struct session_auth *a, const char *line,
-			   size_t len, struct session_auth_result *result);
+void session_auth_response(struct session_auth *a, const char *line, size_t len,
+			   struct session_auth_result *result);
 
 /* A response line too long: the exchange is aborted. */
 void session_auth_abort(struct session_auth *a);

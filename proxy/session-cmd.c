@@ -4,57 +4,53 @@
 #include <assert.h>
 #include <string.h>
 
-#define PRETLS SESSION_CMD_PRETLS
-#define PREAUTH SESSION_CMD_PREAUTH
-#define RELAYED SESSION_CMD_RELAYED
-#define NO_ARGS SESSION_CMD_NO_ARGS
-#define HELO_ARG SESSION_CMD_HELO_ARG
-#define JUNK SESSION_CMD_JUNK
+#define PRETLS	      SESSION_CMD_PRETLS
+#define PREAUTH	      SESSION_CMD_PREAUTH
+#define RELAYED	      SESSION_CMD_RELAYED
+#define NO_ARGS	      SESSION_CMD_NO_ARGS
+#define HELO_ARG      SESSION_CMD_HELO_ARG
+#define JUNK	      SESSION_CMD_JUNK
 #define JUNK_REPEATED SESSION_CMD_JUNK_REPEATED
-#define NEVER SESSION_CMD_NEVER
+#define NEVER	      SESSION_CMD_NEVER
 
 static const struct session_cmd_spec session_cmd_table[SMTP_VERB_COUNT] = {
-	[SMTP_VERB_UNKNOWN] = {0, NULL, NULL},
-	[SMTP_VERB_EHLO] = {PRETLS | PREAUTH | RELAYED | HELO_ARG |
-				    JUNK_REPEATED,
-			    "501 5.5.4 Syntax: EHLO hostname", NULL},
-	[SMTP_VERB_HELO] = {PRETLS | PREAUTH | RELAYED | HELO_ARG |
-				    JUNK_REPEATED,
-			    "501 5.5.4 Syntax: HELO hostname", NULL},
-	/* RFC 3207 §4: allowed before TLS, of course; never after AUTH
-	 * (the link is already protected or deliberately is not). */
-	[SMTP_VERB_STARTTLS] = {PRETLS | PREAUTH | NO_ARGS,
-				"501 5.5.4 Syntax: STARTTLS",
-				"503 5.5.1 STARTTLS not allowed now"},
-	/* RFC 4954 §4: no AUTH after a successful one. */
-	[SMTP_VERB_AUTH] = {PREAUTH,
-			    "501 5.5.4 Syntax: AUTH mechanism "
-			    "[initial-response]",
-			    "503 5.5.1 Already authenticated"},
-	[SMTP_VERB_MAIL] = {RELAYED, "501 5.5.4 Syntax: MAIL FROM:<address>",
-			    NULL},
-	[SMTP_VERB_RCPT] = {RELAYED, "501 5.5.4 Syntax: RCPT TO:<address>",
-			    NULL},
-	[SMTP_VERB_DATA] = {RELAYED | NO_ARGS, "501 5.5.4 Syntax: DATA", NULL},
-	/* CHUNKING is not offered: BDAT would bypass the DATA scanner. */
-	[SMTP_VERB_BDAT] = {0, NULL, "502 5.5.1 Command not implemented"},
-	[SMTP_VERB_VRFY] = {RELAYED | JUNK, NULL, NULL},
-	[SMTP_VERB_EXPN] = {RELAYED | JUNK, NULL, NULL},
-	/* RFC 5321 §4.1.1.9: NOOP may carry a string, which is ignored. */
-	[SMTP_VERB_NOOP] = {PRETLS | PREAUTH | RELAYED | JUNK, NULL, NULL},
-	[SMTP_VERB_RSET] = {PRETLS | PREAUTH | RELAYED | NO_ARGS | JUNK,
-			    "501 5.5.4 Syntax: RSET", NULL},
-	[SMTP_VERB_QUIT] = {PRETLS | PREAUTH | RELAYED | NO_ARGS,
-			    "501 5.5.4 Syntax: QUIT", NULL},
-	[SMTP_VERB_HELP] = {PRETLS | PREAUTH | RELAYED | JUNK, NULL, NULL},
-	[SMTP_VERB_ETRN] = {NEVER, NULL, NULL},
-	[SMTP_VERB_TURN] = {NEVER, NULL, NULL},
-	[SMTP_VERB_ATRN] = {NEVER, NULL, NULL},
-	[SMTP_VERB_XCLIENT] = {NEVER, NULL, NULL},
-	[SMTP_VERB_XFORWARD] = {NEVER, NULL, NULL},
+    [SMTP_VERB_UNKNOWN] = {0, NULL, NULL},
+    [SMTP_VERB_EHLO] = {PRETLS | PREAUTH | RELAYED | HELO_ARG | JUNK_REPEATED,
+			"501 5.5.4 Syntax: EHLO hostname", NULL},
+    [SMTP_VERB_HELO] = {PRETLS | PREAUTH | RELAYED | HELO_ARG | JUNK_REPEATED,
+			"501 5.5.4 Syntax: HELO hostname", NULL},
+    /* RFC 3207 §4: allowed before TLS, of course; never after AUTH
+     * (the link is already protected or deliberately is not). */
+    [SMTP_VERB_STARTTLS] = {PRETLS | PREAUTH | NO_ARGS,
+			    "501 5.5.4 Syntax: STARTTLS",
+			    "503 5.5.1 STARTTLS not allowed now"},
+    /* RFC 4954 §4: no AUTH after a successful one. */
+    [SMTP_VERB_AUTH] = {PREAUTH,
+			"501 5.5.4 Syntax: AUTH mechanism "
+			"[initial-response]",
+			"503 5.5.1 Already authenticated"},
+    [SMTP_VERB_MAIL] = {RELAYED, "501 5.5.4 Syntax: MAIL FROM:<address>", NULL},
+    [SMTP_VERB_RCPT] = {RELAYED, "501 5.5.4 Syntax: RCPT TO:<address>", NULL},
+    [SMTP_VERB_DATA] = {RELAYED | NO_ARGS, "501 5.5.4 Syntax: DATA", NULL},
+    /* CHUNKING is not offered: BDAT would bypass the DATA scanner. */
+    [SMTP_VERB_BDAT] = {0, NULL, "502 5.5.1 Command not implemented"},
+    [SMTP_VERB_VRFY] = {RELAYED | JUNK, NULL, NULL},
+    [SMTP_VERB_EXPN] = {RELAYED | JUNK, NULL, NULL},
+    /* RFC 5321 §4.1.1.9: NOOP may carry a string, which is ignored. */
+    [SMTP_VERB_NOOP] = {PRETLS | PREAUTH | RELAYED | JUNK, NULL, NULL},
+    [SMTP_VERB_RSET] = {PRETLS | PREAUTH | RELAYED | NO_ARGS | JUNK,
+			"501 5.5.4 Syntax: RSET", NULL},
+    [SMTP_VERB_QUIT] = {PRETLS | PREAUTH | RELAYED | NO_ARGS,
+			"501 5.5.4 Syntax: QUIT", NULL},
+    [SMTP_VERB_HELP] = {PRETLS | PREAUTH | RELAYED | JUNK, NULL, NULL},
+    [SMTP_VERB_ETRN] = {NEVER, NULL, NULL},
+    [SMTP_VERB_TURN] = {NEVER, NULL, NULL},
+    [SMTP_VERB_ATRN] = {NEVER, NULL, NULL},
+    [SMTP_VERB_XCLIENT] = {NEVER, NULL, NULL},
+    [SMTP_VERB_XFORWARD] = {NEVER, NULL, NULL},
 };
 static_assert(sizeof(session_cmd_table) / sizeof(session_cmd_table[0]) ==
-		      SMTP_VERB_COUNT,
+		  SMTP_VERB_COUNT,
 	      "one entry per verb");
 
 const struct session_cmd_spec *session_cmd_spec(enum smtp_verb verb)

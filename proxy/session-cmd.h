@@ -52,11 +52,11 @@ struct session_cmd_spec {
 /* What the session is, as far as the checks care. */
 struct session_cmd_env {
 	bool authenticated;
-	bool tls;              /* the TLS handshake is done */
+	bool tls;	       /* the TLS handshake is done */
 	bool starttls_offered; /* a STARTTLS listener with [tls] set up */
 	bool tls_required;     /* require_tls, and TLS is not up yet */
-	bool esmtp;            /* EHLO (not HELO) seen since TLS started */
-	bool helo_seen;        /* EHLO or HELO seen since TLS started */
+	bool esmtp;	       /* EHLO (not HELO) seen since TLS started */
+	bool helo_seen;	       /* EHLO or HELO seen since TLS started */
 	bool auth_offered;     /* AUTH is in the EHLO reply */
 };
 
@@ -68,8 +68,8 @@ enum session_cmd_action {
 
 struct session_cmd_verdict {
 	enum session_cmd_action action;
-	const char *reply;     /* REFUSE: the whole reply, without CR LF */
-	bool junk;             /* LOCAL or RELAY: counts as junk */
+	const char *reply; /* REFUSE: the whole reply, without CR LF */
+	bool junk;	   /* LOCAL or RELAY: counts as junk */
 };
 
 const struct session_cmd_spec *session_cmd_spec(enum smtp_verb verb);

@@ -21,14 +21,14 @@ enum session_io_state {
 };
 
 static const char *const session_io_state_names[] = {
-	[SESSION_IO_OPEN] = "open",
-	[SESSION_IO_CLOSING] = "closing",
-	[SESSION_IO_LINGER] = "linger",
-	[SESSION_IO_CLOSED] = "closed",
+    [SESSION_IO_OPEN] = "open",
+    [SESSION_IO_CLOSING] = "closing",
+    [SESSION_IO_LINGER] = "linger",
+    [SESSION_IO_CLOSED] = "closed",
 };
 static_assert(sizeof(session_io_state_names) /
-			      sizeof(session_io_state_names[0]) ==
-		      SESSION_IO_STATE_COUNT,
+		      sizeof(session_io_state_names[0]) ==
+		  SESSION_IO_STATE_COUNT,
 	      "one name per io state");
 
 struct session_io {
@@ -38,30 +38,30 @@ struct session_io {
 	enum session_io_state state;
 
 	uv_tcp_t tcp;
-	uv_timer_t timer;      /* deferred errors, closing, linger */
+	uv_timer_t timer; /* deferred errors, closing, linger */
 	uv_shutdown_t shutdown_req;
 	int open_handles;
-	char *read_buf;        /* the worker's, shared by its sessions */
+	char *read_buf; /* the worker's, shared by its sessions */
 	size_t read_buf_size;
 	bool reading;
 
-	struct tls_conn *tls;  /* NULL until TLS starts */
-	char *cipher_pending;  /* handshake bytes to feed after a callback */
+	struct tls_conn *tls; /* NULL until TLS starts */
+	char *cipher_pending; /* handshake bytes to feed after a callback */
 	size_t cipher_pending_len;
 
-	char *out;             /* output not yet handed to uv_write */
+	char *out; /* output not yet handed to uv_write */
 	size_t out_len, out_cap;
-	size_t write_queued;   /* handed to uv_write, not done */
+	size_t write_queued; /* handed to uv_write, not done */
 	bool want_drained;
 
-	char *parked;          /* input the owner could not take yet */
+	char *parked; /* input the owner could not take yet */
 	size_t parked_len;
-	bool eof_parked;       /* the client ended behind the parked bytes */
-	bool eof_seen;         /* cb->eof was called: no more reading */
-	bool eof_tls;          /* it was a close_notify */
-	bool in_input;         /* inside cb->input */
-	bool in_read_cb;       /* inside the read callback */
-	bool resume_wanted;    /* session_io_resume() from inside it */
+	bool eof_parked;    /* the client ended behind the parked bytes */
+	bool eof_seen;	    /* cb->eof was called: no more reading */
+	bool eof_tls;	    /* it was a close_notify */
+	bool in_input;	    /* inside cb->input */
+	bool in_read_cb;    /* inside the read callback */
+	bool resume_wanted; /* session_io_resume() from inside it */
 
 	/* A failure seen inside a call, reported from the timer. */
 	bool failed;
@@ -80,8 +80,7 @@ struct session_io_write_req {
 
 static void session_io_enter_state(struct session_io *io,
 				   enum session_io_state state);
-static void session_io_deliver(struct session_io *io, char *data,
-			       size_t len);
+static void session_io_deliver(struct session_io *io, char *data, size_t len);
 static void session_io_feed_pending(struct session_io *io);
 
 static void session_io_stop_reading(struct session_io *io)
@@ -262,8 +261,7 @@ static void session_io_free_parked(struct session_io *io)
 /* Keeps input the owner cannot take now, and stops reading until
  * session_io_resume(): what is held is at most one read's worth (with
  * TLS, the records of one read) beyond what was already there. */
-static void session_io_park(struct session_io *io, const char *data,
-			    size_t len)
+static void session_io_park(struct session_io *io, const char *data, size_t len)
 {
 	if (len == 0)
 		return;
@@ -343,7 +341,8 @@ void session_io_resume(struct session_io *io)
 			 * parked meanwhile, which cannot happen: reading is
 			 * stopped while parked). */
 			assert(io->parked == NULL);
-			io->parked = xmemdup(parked + taken, parked_len - taken);
+			io->parked =
+			    xmemdup(parked + taken, parked_len - taken);
 			io->parked_len = parked_len - taken;
 		}
 		explicit_bzero(parked, parked_len);
@@ -390,9 +389,9 @@ static void session_io_tls_handshake_done(void *arg)
 }
 
 static const struct tls_conn_callbacks session_io_tls_callbacks = {
-	.send = session_io_tls_send,
-	.plaintext = session_io_tls_plaintext,
-	.handshake_done = session_io_tls_handshake_done,
+    .send = session_io_tls_send,
+    .plaintext = session_io_tls_plaintext,
+    .handshake_done = session_io_tls_handshake_done,
 };
 
 /* Ciphertext from the socket (or held over from a PROXY header).  From
@@ -488,8 +487,8 @@ static void session_io_on_read(uv_stream_t *stream, ssize_t nread,
 		    io->state == SESSION_IO_LINGER) {
 			/* The client is gone or done: in CLOSING, let what
 			 * is in flight finish (the timer bounds it). */
-			if (io->state == SESSION_IO_LINGER ||
-			    nread != UV_EOF || io->write_queued == 0)
+			if (io->state == SESSION_IO_LINGER || nread != UV_EOF ||
+			    io->write_queued == 0)
 				io->cb->done(io->arg);
 			return;
 		}

@@ -40,7 +40,7 @@ struct tls_server;
  * bytes queued (session_io_output_high()); cb->drained once the queue
  * falls to LOW. */
 #define SESSION_IO_WRITE_HIGH (64 * 1024)
-#define SESSION_IO_WRITE_LOW (16 * 1024)
+#define SESSION_IO_WRITE_LOW  (16 * 1024)
 /* Replies are collected and written once per batch, or earlier when the
  * batch grows past this. */
 #define SESSION_IO_OUT_FLUSH 8192
@@ -51,9 +51,9 @@ struct tls_server;
 #define SESSION_IO_LINGER_MS 2000
 
 enum session_io_error {
-	SESSION_IO_READ_ERROR,  /* the socket: reset, timeout... */
+	SESSION_IO_READ_ERROR, /* the socket: reset, timeout... */
 	SESSION_IO_WRITE_ERROR,
-	SESSION_IO_TLS_ERROR,   /* an alert was queued; close to send it */
+	SESSION_IO_TLS_ERROR, /* an alert was queued; close to send it */
 };
 
 struct session_io_callbacks {
@@ -71,8 +71,7 @@ struct session_io_callbacks {
 	void (*drained)(void *arg);
 	/* The connection is unusable (why: for the log); TLS errors may
 	 * still be closed gracefully so that the alert leaves. */
-	void (*failed)(void *arg, enum session_io_error error,
-		       const char *why);
+	void (*failed)(void *arg, enum session_io_error error, const char *why);
 	/* session_io_close() has finished (or given up): destroy now. */
 	void (*done)(void *arg);
 	/* The handles are closed; nothing of the io remains after this. */

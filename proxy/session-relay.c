@@ -19,34 +19,34 @@
 #include "proxy/smtp-relay-parse.h"
 
 /* What an EHLO may announce to clients: the pass-through list. */
-#define SESSION_EHLO_PASS                                                    \
-	(EHLO_CAP_SIZE | EHLO_CAP_8BITMIME | EHLO_CAP_PIPELINING |            \
-	 EHLO_CAP_ENHANCEDSTATUSCODES | EHLO_CAP_SMTPUTF8 | EHLO_CAP_DSN |   \
+#define SESSION_EHLO_PASS                                                      \
+	(EHLO_CAP_SIZE | EHLO_CAP_8BITMIME | EHLO_CAP_PIPELINING |             \
+	 EHLO_CAP_ENHANCEDSTATUSCODES | EHLO_CAP_SMTPUTF8 | EHLO_CAP_DSN |     \
 	 EHLO_CAP_DELIVERBY)
 
 /* Before any probe has succeeded: what the proxy itself guarantees. */
-#define SESSION_EHLO_CONSERVATIVE                                            \
+#define SESSION_EHLO_CONSERVATIVE                                              \
 	(EHLO_CAP_SIZE | EHLO_CAP_PIPELINING | EHLO_CAP_ENHANCEDSTATUSCODES)
 
 enum session_relay_state {
-	SESSION_RELAY_HANDOVER,   /* first connect, before the 235 */
+	SESSION_RELAY_HANDOVER,	  /* first connect, before the 235 */
 	SESSION_RELAY_CONNECTING, /* again, after an aborted message */
 	SESSION_RELAY_READY,
-	SESSION_RELAY_NONE,       /* no backend: dropped with a message */
-	SESSION_RELAY_DEAD,       /* lost or unavailable: nothing more */
+	SESSION_RELAY_NONE, /* no backend: dropped with a message */
+	SESSION_RELAY_DEAD, /* lost or unavailable: nothing more */
 	SESSION_RELAY_STATE_COUNT
 };
 
 static const char *const session_relay_state_names[] = {
-	[SESSION_RELAY_HANDOVER] = "handover",
-	[SESSION_RELAY_CONNECTING] = "connecting",
-	[SESSION_RELAY_READY] = "ready",
-	[SESSION_RELAY_NONE] = "none",
-	[SESSION_RELAY_DEAD] = "dead",
+    [SESSION_RELAY_HANDOVER] = "handover",
+    [SESSION_RELAY_CONNECTING] = "connecting",
+    [SESSION_RELAY_READY] = "ready",
+    [SESSION_RELAY_NONE] = "none",
+    [SESSION_RELAY_DEAD] = "dead",
 };
 static_assert(sizeof(session_relay_state_names) /
-			      sizeof(session_relay_state_names[0]) ==
-		      SESSION_RELAY_STATE_COUNT,
+		      sizeof(session_relay_state_names[0]) ==
+		  SESSION_RELAY_STATE_COUNT,
 	      "one name per session relay state");
 
 /* The mail transaction as the proxy sees it (OpenSMTPD's smtp_tx):
@@ -55,24 +55,24 @@ static_assert(sizeof(session_relay_state_names) /
  * reference, so that a pipelined RSET cannot free it under them. */
 struct session_tx {
 	unsigned refs;
-	char *sender;          /* reverse path, "" = <> */
-	uint32_t rcpts_sent;   /* RCPTs relayed (max_recipients) */
-	uint32_t rcpts_ok;     /* RCPTs the backend accepted */
-	char *first_rcpt;      /* first accepted forward path */
-	uint64_t size;         /* set at end of data */
+	char *sender;	     /* reverse path, "" = <> */
+	uint32_t rcpts_sent; /* RCPTs relayed (max_recipients) */
+	uint32_t rcpts_ok;   /* RCPTs the backend accepted */
+	char *first_rcpt;    /* first accepted forward path */
+	uint64_t size;	     /* set at end of data */
 };
 
 /* A command for the backend, complete before it is queued: its line and
  * what its reply needs. */
 struct relay_cmd {
 	struct relay_cmd *next;
-	enum smtp_verb verb;   /* as the client's reply is shaped */
+	enum smtp_verb verb; /* as the client's reply is shaped */
 	bool sent;
-	bool data_end;         /* the "." ending a message */
-	char *path;            /* RCPT: its forward path */
+	bool data_end;	       /* the "." ending a message */
+	char *path;	       /* RCPT: its forward path */
 	struct session_tx *tx; /* RCPT, end of data: a reference */
 	size_t len;
-	char line[];           /* with CR LF */
+	char line[]; /* with CR LF */
 };
 
 struct session_relay {
@@ -80,15 +80,15 @@ struct session_relay {
 	enum session_relay_state state;
 	struct relay *relay;
 	char *user;
-	char *helo;            /* the client's, for XCLIENT and Received */
+	char *helo; /* the client's, for XCLIENT and Received */
 
 	struct relay_cmd *head, *tail; /* sent ones first, then unsent */
 	struct relay_cmd *unsent;
 	uint32_t nsent;
 
 	struct session_tx *tx; /* the transaction in progress, or NULL */
-	bool in_data;          /* after the 354, until the end of data */
-	bool discard;          /* an aborted message, read to its end */
+	bool in_data;	       /* after the 354, until the end of data */
+	bool discard;	       /* an aborted message, read to its end */
 	const char *abort_reply;
 	struct datascan scan;
 	/* For the Received header, from the last DATA: the TLS names are
@@ -164,8 +164,8 @@ static void session_relay_log_transaction(struct session_relay *sr,
 /* PIPELINING and SIZE are the proxy's own: it takes pipelined commands
  * whatever the backend does, and enforces max_message_size itself. */
 static size_t session_caps_render(const struct config *cfg,
-				  const struct ehlo_caps *from, char lines[][64],
-				  size_t max)
+				  const struct ehlo_caps *from,
+				  char lines[][64], size_t max)
 {
 	struct ehlo_caps caps = *from;
 
@@ -242,11 +242,11 @@ static const struct relay_callbacks session_relay_callbacks;
 static void session_relay_connect(struct session_relay *sr)
 {
 	struct relay_client client = {
-		.addr = sr->env.ip,
-		.port = sr->env.port,
-		.helo = sr->helo,
-		.login = sr->user,
-		.sid = sr->env.sid,
+	    .addr = sr->env.ip,
+	    .port = sr->env.port,
+	    .helo = sr->helo,
+	    .login = sr->user,
+	    .sid = sr->env.sid,
 	};
 
 	sr->relay = relay_create(sr->env.loop, sr->env.cfg, &client,
@@ -296,7 +296,7 @@ static struct relay_cmd *session_relay_verb(struct session_relay *sr,
 	const char *name = smtp_verb_name(cmd->verb);
 	size_t name_len = strlen(name);
 	struct relay_cmd *c =
-		xcalloc(1, sizeof(*c) + name_len + 1 + cmd->args_len + 2);
+	    xcalloc(1, sizeof(*c) + name_len + 1 + cmd->args_len + 2);
 	size_t off = name_len;
 
 	c->verb = cmd->verb;
@@ -349,9 +349,9 @@ static void session_relay_answer_ehlo(struct session_relay *sr,
 		pos += len + 2;
 	}
 	n = session_caps_render(sr->env.cfg, &caps, lines, 16);
-	off += (size_t)snprintf(buf + off, sizeof(buf) - off, "250%c%s\r\n",
-				n > 0 ? '-' : ' ',
-				sr->env.cfg->server.hostname);
+	off +=
+	    (size_t)snprintf(buf + off, sizeof(buf) - off, "250%c%s\r\n",
+			     n > 0 ? '-' : ' ', sr->env.cfg->server.hostname);
 	for (i = 0; i < n && off < sizeof(buf); i++)
 		off += (size_t)snprintf(buf + off, sizeof(buf) - off,
 					"250%c%s\r\n", i + 1 < n ? '-' : ' ',
@@ -359,8 +359,9 @@ static void session_relay_answer_ehlo(struct session_relay *sr,
 	session_relay_answer(sr, buf, off < sizeof(buf) ? off : sizeof(buf));
 }
 
-static void session_relay_received_header(
-	struct session_relay *sr, const struct session_relay_client *client)
+static void
+session_relay_received_header(struct session_relay *sr,
+			      const struct session_relay_client *client)
 {
 	char date[64], helo[SANITIZE_BUFSIZE], rcpt[SANITIZE_BUFSIZE];
 	char tls_part[160], rcpt_part[SANITIZE_BUFSIZE + 16];
@@ -461,8 +462,8 @@ static void session_relay_on_reply(void *arg, const struct relay_reply *reply)
 			sr->discard = false;
 			sr->abort_reply = NULL;
 			if (sr->env.cfg->relay.received_header)
-				session_relay_received_header(
-					sr, &sr->data_client);
+				session_relay_received_header(sr,
+							      &sr->data_client);
 		}
 		sr->env.cb->data_reply(sr->env.arg, reply->code == 354);
 		sr->env.cb->progress(sr->env.arg);
@@ -556,10 +557,10 @@ static void session_relay_on_drained(void *arg)
 }
 
 static const struct relay_callbacks session_relay_callbacks = {
-	.ready = session_relay_on_ready,
-	.failed = session_relay_on_failed,
-	.reply = session_relay_on_reply,
-	.drained = session_relay_on_drained,
+    .ready = session_relay_on_ready,
+    .failed = session_relay_on_failed,
+    .reply = session_relay_on_reply,
+    .drained = session_relay_on_drained,
 };
 
 /* ---- life ---- */
@@ -618,7 +619,7 @@ bool session_relay_owes_message(const struct session_relay *sr)
 /* ---- commands ---- */
 
 static void refusal_set(char *refusal, size_t size, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static void refusal_set(char *refusal, size_t size, const char *fmt, ...)
 {
@@ -629,9 +630,10 @@ static void refusal_set(char *refusal, size_t size, const char *fmt, ...)
 	va_end(ap);
 }
 
-static enum session_relay_verdict
-session_relay_mail(struct session_relay *sr, const struct smtp_cmd *cmd,
-		   char *refusal, size_t refusal_size)
+static enum session_relay_verdict session_relay_mail(struct session_relay *sr,
+						     const struct smtp_cmd *cmd,
+						     char *refusal,
+						     size_t refusal_size)
 {
 	char text[SANITIZE_BUFSIZE];
 	/* Sized from the command: the rewrite only removes parameters, and
@@ -666,11 +668,11 @@ session_relay_mail(struct session_relay *sr, const struct smtp_cmd *cmd,
 			 "event=reject ip=%s reason=sender_map from=<%s>",
 			 sr->env.ip,
 			 sanitize(text, sizeof(text), path, strlen(path)));
-		refusal_set(refusal, refusal_size,
-			    "553 5.7.1 Sender address rejected: not owned by "
-			    "user %s",
-			    sanitize(text, sizeof(text), sr->user,
-				     strlen(sr->user)));
+		refusal_set(
+		    refusal, refusal_size,
+		    "553 5.7.1 Sender address rejected: not owned by "
+		    "user %s",
+		    sanitize(text, sizeof(text), sr->user, strlen(sr->user)));
 		goto out;
 	}
 	session_relay_tx_end(sr);
@@ -686,9 +688,10 @@ out:
 	return verdict;
 }
 
-static enum session_relay_verdict
-session_relay_rcpt(struct session_relay *sr, const struct smtp_cmd *cmd,
-		   char *refusal, size_t refusal_size)
+static enum session_relay_verdict session_relay_rcpt(struct session_relay *sr,
+						     const struct smtp_cmd *cmd,
+						     char *refusal,
+						     size_t refusal_size)
 {
 	struct relay_cmd *c;
 	const char *lt, *gt;
@@ -719,8 +722,8 @@ session_relay_rcpt(struct session_relay *sr, const struct smtp_cmd *cmd,
 
 enum session_relay_verdict
 session_relay_command(struct session_relay *sr, const struct smtp_cmd *cmd,
-		      const struct session_relay_client *client,
-		      char *refusal, size_t refusal_size)
+		      const struct session_relay_client *client, char *refusal,
+		      size_t refusal_size)
 {
 	switch (cmd->verb) {
 	case SMTP_VERB_EHLO:
@@ -785,20 +788,21 @@ size_t session_relay_data(struct session_relay *sr, const char *data,
 				  &consumed);
 		taken += consumed;
 		if (!sr->discard) {
-			if (sr->scan.size > sr->env.cfg->limits.max_message_size) {
+			if (sr->scan.size >
+			    sr->env.cfg->limits.max_message_size) {
 				session_relay_data_abort(
-					sr,
-					"552 5.3.4 Message size exceeds fixed "
-					"maximum message size\r\n",
-					"size");
+				    sr,
+				    "552 5.3.4 Message size exceeds fixed "
+				    "maximum message size\r\n",
+				    "size");
 			} else if (sr->scan.bare_newlines > 0 &&
 				   sr->env.cfg->relay.bare_newline ==
-					   BARE_NEWLINE_REJECT) {
+				       BARE_NEWLINE_REJECT) {
 				session_relay_data_abort(
-					sr,
-					"550 5.6.0 Message contains bare CR or "
-					"LF\r\n",
-					"bare_newline");
+				    sr,
+				    "550 5.6.0 Message contains bare CR or "
+				    "LF\r\n",
+				    "bare_newline");
 			} else {
 				/* A failed write is reported later. */
 				relay_send_data(sr->relay, out, out_len);
@@ -809,7 +813,7 @@ size_t session_relay_data(struct session_relay *sr, const char *data,
 			*done = true;
 			if (!sr->discard) {
 				struct relay_cmd *c = session_relay_queue(
-					sr, SMTP_VERB_DATA, ".", 1);
+				    sr, SMTP_VERB_DATA, ".", 1);
 
 				/* The transaction ends here for the client,
 				 * which may pipeline the next MAIL now; the
@@ -829,7 +833,8 @@ size_t session_relay_data(struct session_relay *sr, const char *data,
 			return taken;
 		}
 		if (session_relay_busy(sr))
-			return taken; /* the backend is slower than the client */
+			return taken; /* the backend is slower than the client
+				       */
 	}
 	return taken;
 }

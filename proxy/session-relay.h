@@ -64,9 +64,9 @@ struct session_relay_env {
 	uv_loop_t *loop;
 	const struct config *cfg;
 	struct sendermap *const *sendermap; /* the current map (NULL: none) */
-	struct replyq *replies;      /* the session's */
-	char *data_buf;              /* scanner output, one chunk */
-	size_t data_chunk;           /* input bytes per scanner chunk */
+	struct replyq *replies;		    /* the session's */
+	char *data_buf;			    /* scanner output, one chunk */
+	size_t data_chunk;		    /* input bytes per scanner chunk */
 	const char *sid;
 	const char *ip;
 	unsigned port;
@@ -97,8 +97,8 @@ enum session_relay_verdict {
 /* A command the table said to relay. */
 enum session_relay_verdict
 session_relay_command(struct session_relay *sr, const struct smtp_cmd *cmd,
-		      const struct session_relay_client *client,
-		      char *refusal, size_t refusal_size);
+		      const struct session_relay_client *client, char *refusal,
+		      size_t refusal_size);
 
 /* Message bytes after the 354; returns how many it took (everything, or
  * up to and including the end of data, or less when the backend is

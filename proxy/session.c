@@ -52,76 +52,76 @@
 #define SESSION_SASL_LINE_MAX 12288
 
 enum session_phase {
-	SESSION_PHASE_PROXY,         /* reading the PROXY protocol header */
+	SESSION_PHASE_PROXY,	     /* reading the PROXY protocol header */
 	SESSION_PHASE_HANDSHAKE,     /* TLS handshake (implicit or STARTTLS) */
-	SESSION_PHASE_GREETING,      /* greeting delayed: input is early talk */
-	SESSION_PHASE_PREAUTH,       /* commands, answered by the proxy */
+	SESSION_PHASE_GREETING,	     /* greeting delayed: input is early talk */
+	SESSION_PHASE_PREAUTH,	     /* commands, answered by the proxy */
 	SESSION_PHASE_AUTH_INPUT,    /* 334 sent: a SASL response is due */
 	SESSION_PHASE_AUTH_WAIT,     /* credentials with the auth helper */
 	SESSION_PHASE_AUTH_DELAY,    /* failed: the reply waits out a delay */
-	SESSION_PHASE_HANDOVER,      /* PAM said yes: the backend connects */
+	SESSION_PHASE_HANDOVER,	     /* PAM said yes: the backend connects */
 	SESSION_PHASE_AUTHENTICATED, /* commands, relayed */
 	SESSION_PHASE_DATA_WAIT,     /* DATA relayed: its reply is owed */
-	SESSION_PHASE_DATA,          /* message bytes (relayed or discarded) */
-	SESSION_PHASE_QUIT,          /* QUIT relayed: the rest is dropped */
+	SESSION_PHASE_DATA,	     /* message bytes (relayed or discarded) */
+	SESSION_PHASE_QUIT,	     /* QUIT relayed: the rest is dropped */
 	SESSION_PHASE_LAST_REPLY,    /* closing once a message's reply is in */
-	SESSION_PHASE_ENDED,         /* closing: nothing more is taken */
+	SESSION_PHASE_ENDED,	     /* closing: nothing more is taken */
 	SESSION_PHASE_COUNT
 };
 
 static const char *const session_phase_names[] = {
-	[SESSION_PHASE_PROXY] = "proxy",
-	[SESSION_PHASE_HANDSHAKE] = "handshake",
-	[SESSION_PHASE_GREETING] = "greeting",
-	[SESSION_PHASE_PREAUTH] = "command", /* as the logs always said */
-	[SESSION_PHASE_AUTH_INPUT] = "auth_input",
-	[SESSION_PHASE_AUTH_WAIT] = "auth_wait",
-	[SESSION_PHASE_AUTH_DELAY] = "auth_delay",
-	[SESSION_PHASE_HANDOVER] = "handover",
-	[SESSION_PHASE_AUTHENTICATED] = "relay",
-	[SESSION_PHASE_DATA_WAIT] = "data_wait",
-	[SESSION_PHASE_DATA] = "data",
-	[SESSION_PHASE_QUIT] = "quit",
-	[SESSION_PHASE_LAST_REPLY] = "last_reply",
-	[SESSION_PHASE_ENDED] = "ended",
+    [SESSION_PHASE_PROXY] = "proxy",
+    [SESSION_PHASE_HANDSHAKE] = "handshake",
+    [SESSION_PHASE_GREETING] = "greeting",
+    [SESSION_PHASE_PREAUTH] = "command", /* as the logs always said */
+    [SESSION_PHASE_AUTH_INPUT] = "auth_input",
+    [SESSION_PHASE_AUTH_WAIT] = "auth_wait",
+    [SESSION_PHASE_AUTH_DELAY] = "auth_delay",
+    [SESSION_PHASE_HANDOVER] = "handover",
+    [SESSION_PHASE_AUTHENTICATED] = "relay",
+    [SESSION_PHASE_DATA_WAIT] = "data_wait",
+    [SESSION_PHASE_DATA] = "data",
+    [SESSION_PHASE_QUIT] = "quit",
+    [SESSION_PHASE_LAST_REPLY] = "last_reply",
+    [SESSION_PHASE_ENDED] = "ended",
 };
 static_assert(sizeof(session_phase_names) / sizeof(session_phase_names[0]) ==
-		      SESSION_PHASE_COUNT,
+		  SESSION_PHASE_COUNT,
 	      "one name per session phase");
 
 struct session {
 	const struct session_env *env;
-	struct config *cfg;        /* held for the session's life */
+	struct config *cfg; /* held for the session's life */
 	const struct config_listener *listener;
-	struct session_hook hook;  /* the owner's */
+	struct session_hook hook; /* the owner's */
 
 	struct session_io *io;
-	uv_timer_t timer;          /* greeting, handshake, idle, auth delay */
-	int open_handles;          /* the timer, and the io as one */
+	uv_timer_t timer; /* greeting, handshake, idle, auth delay */
+	int open_handles; /* the timer, and the io as one */
 	bool destroyed;
 
 	enum session_phase phase;
 	char sid[17];
 	char ip[46];
 	unsigned port;
-	struct addr_entry *addr;   /* counted in the shared address table */
-	uint32_t addr_count;       /* connections from it, with this one */
-	uint32_t open_at_accept;   /* sessions of every loop, with this one */
+	struct addr_entry *addr; /* counted in the shared address table */
+	uint32_t addr_count;	 /* connections from it, with this one */
+	uint32_t open_at_accept; /* sessions of every loop, with this one */
 
-	unsigned char *proxy_buf;  /* PROXY header so far (that phase only) */
+	unsigned char *proxy_buf; /* PROXY header so far (that phase only) */
 	size_t proxy_len;
 
 	struct linebuf lines;
 	struct replyq replies;
-	bool starttls;             /* 220 queued: TLS starts after the line */
-	bool client_done;          /* the client sent EOF: answer, then end */
-	bool draining;             /* the server is stopping */
+	bool starttls;	  /* 220 queued: TLS starts after the line */
+	bool client_done; /* the client sent EOF: answer, then end */
+	bool draining;	  /* the server is stopping */
 
-	char *helo;                /* EHLO/HELO argument (this TLS state) */
+	char *helo; /* EHLO/HELO argument (this TLS state) */
 	bool esmtp;
-	bool helo_after_auth;      /* EHLO/HELO relayed (junk if again) */
-	uint32_t errors;           /* max_errors */
-	uint32_t junk;             /* max_junk_commands */
+	bool helo_after_auth; /* EHLO/HELO relayed (junk if again) */
+	uint32_t errors;      /* max_errors */
+	uint32_t junk;	      /* max_junk_commands */
 
 	struct session_auth *auth;   /* from the first AUTH */
 	struct session_relay *relay; /* from PAM's yes */
@@ -192,7 +192,7 @@ static void session_emit(void *arg, const char *text, size_t len)
 
 /* Appends one reply line (fmt without CR LF), in its turn. */
 static void session_reply(struct session *s, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 
 static void session_reply(struct session *s, const char *fmt, ...)
 {
@@ -259,9 +259,8 @@ static bool session_auth_offered(const struct session *s)
 	/* DESIGN.md: AUTH is offered only over TLS, unless the listener
 	 * explicitly allows plaintext authentication (for loopback
 	 * testing). */
-	return !session_authenticated(s) &&
-	       (session_io_tls_active(s->io) ||
-		s->listener->allow_plaintext_auth);
+	return !session_authenticated(s) && (session_io_tls_active(s->io) ||
+					     s->listener->allow_plaintext_auth);
 }
 
 static void session_reset_helo(struct session *s)
@@ -293,7 +292,8 @@ static void cmd_ehlo(struct session *s, const struct smtp_cmd *cmd)
 	if (session_auth_offered(s))
 		snprintf(lines[n++], sizeof(lines[0]), "AUTH%s%s",
 			 cfg->auth.mechanisms & AUTH_MECH_PLAIN ? " PLAIN" : "",
-			 cfg->auth.mechanisms & AUTH_MECH_LOGIN ? " LOGIN" : "");
+			 cfg->auth.mechanisms & AUTH_MECH_LOGIN ? " LOGIN"
+								: "");
 	session_reply(s, "250%c%s", n > 0 ? '-' : ' ', cfg->server.hostname);
 	for (size_t i = 0; i < n; i++)
 		session_reply(s, "250%c%s", i + 1 < n ? '-' : ' ', lines[i]);
@@ -326,15 +326,15 @@ static void cmd_auth(struct session *s, const struct smtp_cmd *cmd)
 
 	if (s->auth == NULL) {
 		struct session_auth_env env = {
-			.loop = s->env->loop,
-			.cfg = s->cfg,
-			.client = s->env->auth,
-			.shared = s->env->shared,
-			.addr = s->addr,
-			.ip = s->ip,
-			.sid = s->sid,
-			.done = session_on_auth,
-			.arg = s,
+		    .loop = s->env->loop,
+		    .cfg = s->cfg,
+		    .client = s->env->auth,
+		    .shared = s->env->shared,
+		    .addr = s->addr,
+		    .ip = s->ip,
+		    .sid = s->sid,
+		    .done = session_on_auth,
+		    .arg = s,
 		};
 
 		s->auth = session_auth_create(&env);
@@ -371,14 +371,10 @@ typedef void session_cmd_fn(struct session *s, const struct smtp_cmd *cmd);
 /* The proxy's own handlers, for the verbs the table lets through before
  * AUTH (session-cmd.c: SESSION_CMD_PREAUTH). */
 static session_cmd_fn *const session_local_handlers[SMTP_VERB_COUNT] = {
-	[SMTP_VERB_EHLO] = cmd_ehlo,
-	[SMTP_VERB_HELO] = cmd_ehlo,
-	[SMTP_VERB_STARTTLS] = cmd_starttls,
-	[SMTP_VERB_AUTH] = cmd_auth,
-	[SMTP_VERB_NOOP] = cmd_noop,
-	[SMTP_VERB_RSET] = cmd_rset,
-	[SMTP_VERB_QUIT] = cmd_quit,
-	[SMTP_VERB_HELP] = cmd_help,
+    [SMTP_VERB_EHLO] = cmd_ehlo,	 [SMTP_VERB_HELO] = cmd_ehlo,
+    [SMTP_VERB_STARTTLS] = cmd_starttls, [SMTP_VERB_AUTH] = cmd_auth,
+    [SMTP_VERB_NOOP] = cmd_noop,	 [SMTP_VERB_RSET] = cmd_rset,
+    [SMTP_VERB_QUIT] = cmd_quit,	 [SMTP_VERB_HELP] = cmd_help,
 };
 
 /* ---- AUTH ---- */
@@ -546,8 +542,9 @@ static void session_on_relay_lost(void *arg)
 
 	if (s->phase == SESSION_PHASE_ENDED)
 		return;
-	session_reply(s, "421 4.4.2 %s Backend connection lost, closing "
-			 "connection",
+	session_reply(s,
+		      "421 4.4.2 %s Backend connection lost, closing "
+		      "connection",
 		      s->cfg->server.hostname);
 	session_close(s, "backend lost");
 	session_io_flush(s->io);
@@ -575,30 +572,30 @@ static void session_on_relay_progress(void *arg)
 }
 
 static const struct session_relay_callbacks session_relay_callbacks = {
-	.ready = session_on_relay_ready,
-	.unavailable = session_on_relay_unavailable,
-	.data_reply = session_on_relay_data_reply,
-	.message_done = session_on_relay_message_done,
-	.quit = session_on_relay_quit,
-	.lost = session_on_relay_lost,
-	.progress = session_on_relay_progress,
+    .ready = session_on_relay_ready,
+    .unavailable = session_on_relay_unavailable,
+    .data_reply = session_on_relay_data_reply,
+    .message_done = session_on_relay_message_done,
+    .quit = session_on_relay_quit,
+    .lost = session_on_relay_lost,
+    .progress = session_on_relay_progress,
 };
 
 /* PAM said yes: DESIGN.md, 235 only once the backend said yes too. */
 static void session_handover(struct session *s, const char *user)
 {
 	struct session_relay_env env = {
-		.loop = s->env->loop,
-		.cfg = s->cfg,
-		.sendermap = &s->env->sendermap,
-		.replies = &s->replies,
-		.data_buf = s->env->data_buf,
-		.data_chunk = s->env->data_chunk,
-		.sid = s->sid,
-		.ip = s->ip,
-		.port = s->port,
-		.cb = &session_relay_callbacks,
-		.arg = s,
+	    .loop = s->env->loop,
+	    .cfg = s->cfg,
+	    .sendermap = &s->env->sendermap,
+	    .replies = &s->replies,
+	    .data_buf = s->env->data_buf,
+	    .data_chunk = s->env->data_chunk,
+	    .sid = s->sid,
+	    .ip = s->ip,
+	    .port = s->port,
+	    .cb = &session_relay_callbacks,
+	    .arg = s,
 	};
 
 	session_enter_phase(s, SESSION_PHASE_HANDOVER);
@@ -668,22 +665,22 @@ static void session_command(struct session *s, const char *line, size_t len)
 	}
 	if (log_enabled(LOG_LEVEL_DEBUG)) {
 		/* Arguments may hold AUTH secrets: log the verb only. */
-		log_debug(s->sid, "event=command verb=\"%s\"",
-			  sanitize(text, sizeof(text), cmd.verb_text,
-				   cmd.verb_len));
+		log_debug(
+		    s->sid, "event=command verb=\"%s\"",
+		    sanitize(text, sizeof(text), cmd.verb_text, cmd.verb_len));
 	}
 	env = (struct session_cmd_env){
-		.authenticated = session_authenticated(s),
-		.tls = session_io_tls_active(s->io),
-		.starttls_offered = s->listener->mode == LISTENER_STARTTLS &&
-				    s->env->tls != NULL,
-		.tls_required = s->listener->mode == LISTENER_STARTTLS &&
-				s->listener->require_tls &&
-				!session_io_tls_active(s->io),
-		.esmtp = s->esmtp,
-		.helo_seen = session_authenticated(s) ? s->helo_after_auth
-						       : s->helo != NULL,
-		.auth_offered = session_auth_offered(s),
+	    .authenticated = session_authenticated(s),
+	    .tls = session_io_tls_active(s->io),
+	    .starttls_offered =
+		s->listener->mode == LISTENER_STARTTLS && s->env->tls != NULL,
+	    .tls_required = s->listener->mode == LISTENER_STARTTLS &&
+			    s->listener->require_tls &&
+			    !session_io_tls_active(s->io),
+	    .esmtp = s->esmtp,
+	    .helo_seen =
+		session_authenticated(s) ? s->helo_after_auth : s->helo != NULL,
+	    .auth_offered = session_auth_offered(s),
 	};
 	session_cmd_check(&env, &cmd, &verdict);
 	if (verdict.action == SESSION_CMD_REFUSE) {
@@ -694,9 +691,10 @@ static void session_command(struct session *s, const char *line, size_t len)
 	    ++s->junk > s->cfg->limits.max_junk_commands) {
 		/* Postfix's smtpd_junk_command_limit: a client that only
 		 * keeps the connection busy. */
-		log_info(s->sid,
-			 "event=reject ip=%s cmd=%s reason=too_many_junk_commands",
-			 s->ip, smtp_verb_name(cmd.verb));
+		log_info(
+		    s->sid,
+		    "event=reject ip=%s cmd=%s reason=too_many_junk_commands",
+		    s->ip, smtp_verb_name(cmd.verb));
 		session_reply(s, "421 4.7.0 %s Error: too many junk commands",
 			      s->cfg->server.hostname);
 		session_close(s, "too many junk commands");
@@ -722,8 +720,9 @@ static bool session_taking_input(const struct session *s)
 static void session_early_talker(struct session *s)
 {
 	log_info(s->sid, "event=reject ip=%s reason=early_talker", s->ip);
-	session_reply(s, "554 5.5.1 %s Protocol error: talking before the "
-			 "greeting",
+	session_reply(s,
+		      "554 5.5.1 %s Protocol error: talking before the "
+		      "greeting",
 		      s->cfg->server.hostname);
 	session_close(s, "early talker");
 }
@@ -775,7 +774,7 @@ static size_t session_process(struct session *s, char *data, size_t len)
 			if (done) {
 				session_io_set_bulk(s->io, false);
 				session_enter_phase(
-					s, SESSION_PHASE_AUTHENTICATED);
+				    s, SESSION_PHASE_AUTHENTICATED);
 			} else if (took == 0 || session_relay_busy(s->relay)) {
 				break; /* the backend is slower */
 			}
@@ -908,7 +907,7 @@ static size_t session_on_input(void *arg, char *data, size_t len)
 	case SESSION_PHASE_AUTH_DELAY:
 	case SESSION_PHASE_HANDOVER:
 	case SESSION_PHASE_DATA_WAIT:
-		return 0; /* parked until the reply it waits for */
+		return 0;	      /* parked until the reply it waits for */
 	case SESSION_PHASE_HANDSHAKE: /* TLS hands over nothing before */
 	case SESSION_PHASE_QUIT:
 	case SESSION_PHASE_LAST_REPLY:
@@ -956,8 +955,9 @@ static void session_on_handshake_done(void *arg)
 		 s->ip, tls_conn_version(tls), tls_conn_cipher(tls),
 		 sni ? sanitize(sni_text, sizeof(sni_text), sni, strlen(sni))
 		     : "",
-		 sni == NULL ? "none"
-			     : tls_conn_sni_matched(tls) ? "yes" : "no",
+		 sni == NULL		     ? "none"
+		 : tls_conn_sni_matched(tls) ? "yes"
+					     : "no",
 		 tls_conn_resumed(tls) ? "yes" : "no",
 		 subject ? sanitize(subject_text, sizeof(subject_text), subject,
 				    strlen(subject))
@@ -1019,17 +1019,18 @@ static void session_on_handle_closed(uv_handle_t *h);
 
 static void session_on_io_closed(void *arg)
 {
-	session_on_handle_closed((uv_handle_t *)&((struct session *)arg)->timer);
+	session_on_handle_closed(
+	    (uv_handle_t *)&((struct session *)arg)->timer);
 }
 
 static const struct session_io_callbacks session_io_callbacks = {
-	.input = session_on_input,
-	.eof = session_on_eof,
-	.handshake_done = session_on_handshake_done,
-	.drained = session_on_drained,
-	.failed = session_on_io_failed,
-	.done = session_on_io_done,
-	.closed = session_on_io_closed,
+    .input = session_on_input,
+    .eof = session_on_eof,
+    .handshake_done = session_on_handshake_done,
+    .drained = session_on_drained,
+    .failed = session_on_io_failed,
+    .done = session_on_io_done,
+    .closed = session_on_io_closed,
 };
 
 /* ---- timers ---- */
@@ -1040,14 +1041,16 @@ static void session_on_timer(uv_timer_t *t)
 
 	switch (s->phase) {
 	case SESSION_PHASE_PROXY:
-		log_info(s->sid, "event=reject ip=%s reason=proxy_header_timeout",
+		log_info(s->sid,
+			 "event=reject ip=%s reason=proxy_header_timeout",
 			 s->ip);
 		s->close_reason = "PROXY header timeout";
 		session_destroy(s);
 		return;
 	case SESSION_PHASE_HANDSHAKE:
-		log_info(s->sid, "event=tls_error ip=%s reason=\"handshake "
-				 "timeout\"",
+		log_info(s->sid,
+			 "event=tls_error ip=%s reason=\"handshake "
+			 "timeout\"",
 			 s->ip);
 		s->close_reason = "TLS handshake timeout";
 		session_destroy(s);
@@ -1147,7 +1150,8 @@ static void session_destroy(struct session *s)
 	log_info(s->sid,
 		 "event=disconnect ip=%s duration_ms=%llu bytes_in=%llu "
 		 "bytes_out=%llu reason=\"%s\"",
-		 s->ip, (unsigned long long)(uv_now(s->env->loop) - s->start_ms),
+		 s->ip,
+		 (unsigned long long)(uv_now(s->env->loop) - s->start_ms),
 		 (unsigned long long)session_io_bytes_in(s->io),
 		 (unsigned long long)session_io_bytes_out(s->io),
 		 s->close_reason ? s->close_reason : "closed");
@@ -1176,14 +1180,14 @@ static void session_set_peer(struct session *s,
 		s->port = ntohs(sin->sin_port);
 	} else if (ss.ss_family == AF_INET6) {
 		const struct sockaddr_in6 *sin6 =
-			(const struct sockaddr_in6 *)&ss;
+		    (const struct sockaddr_in6 *)&ss;
 
 		uv_ip6_name(sin6, s->ip, sizeof(s->ip));
 		s->port = ntohs(sin6->sin6_port);
 	}
 	if (addrkey_from_sockaddr(&key, (const struct sockaddr *)&ss) == 0)
-		s->addr = shared_addr_connect(s->env->shared, &key,
-					      &s->addr_count);
+		s->addr =
+		    shared_addr_connect(s->env->shared, &key, &s->addr_count);
 }
 
 /* The greeting, or with greeting_delay a pause first in which any client
@@ -1249,7 +1253,8 @@ static void session_admit(struct session *s, const char *leftover,
 		session_early_talker(s);
 	} else if (s->listener->mode == LISTENER_IMPLICIT_TLS) {
 		session_enter_phase(s, SESSION_PHASE_HANDSHAKE);
-		session_io_start_tls(s->io, s->env->tls, leftover, leftover_len);
+		session_io_start_tls(s->io, s->env->tls, leftover,
+				     leftover_len);
 	} else {
 		session_greet(s);
 		session_io_read_start(s->io);
@@ -1328,8 +1333,8 @@ static bool session_idle(const struct session *s)
 /* A draining session ends as soon as it is idle. */
 static void session_drain_check(struct session *s)
 {
-	if (!s->draining || s->phase == SESSION_PHASE_ENDED ||
-	    s->destroyed || !session_idle(s))
+	if (!s->draining || s->phase == SESSION_PHASE_ENDED || s->destroyed ||
+	    !session_idle(s))
 		return;
 	if (s->phase != SESSION_PHASE_HANDSHAKE)
 		session_reply(s, "421 4.3.2 %s Service shutting down",

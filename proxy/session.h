@@ -35,14 +35,14 @@ struct tls_server;
 /* What a session may use of its owner's, and nothing more. */
 struct session_env {
 	uv_loop_t *loop;
-	struct config *cfg;          /* current; a session holds its own
+	struct config *cfg;	     /* current; a session holds its own
 					reference from accept on */
-	struct tls_server *tls;      /* current; NULL without [tls] */
+	struct tls_server *tls;	     /* current; NULL without [tls] */
 	struct sendermap *sendermap; /* current; read at each MAIL */
 	struct auth_client *auth;    /* NULL: nobody can log in here */
-	struct shared *shared;       /* limits shared with other loops */
-	unsigned worker_index;       /* for the logs */
-	bool stopping;               /* new sessions get 421 */
+	struct shared *shared;	     /* limits shared with other loops */
+	unsigned worker_index;	     /* for the logs */
+	bool stopping;		     /* new sessions get 421 */
 	/* Scratch buffers shared by the loop's sessions: every read lands
 	 * in read_buf and is consumed (or copied) before the read callback
 	 * returns; the DATA scanner writes one chunk into data_buf. */

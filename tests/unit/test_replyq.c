@@ -27,31 +27,48 @@ static void emit(void *arg, const char *text, size_t len)
 struct script {
 	const char *name;
 	const char *steps[16];
-	const char *expect;    /* what was emitted, in order */
-	unsigned owed;         /* owed at the end */
+	const char *expect; /* what was emitted, in order */
+	unsigned owed;	    /* owed at the end */
 	unsigned relayed;
 };
 
 static const struct script scripts[] = {
-	{"a local reply with nothing owed goes at once", {"La"}, "a", 0, 0},
-	{"locals in a row go in order", {"La", "Lb", "Lc"}, "abc", 0, 0},
-	{"a local reply waits behind a relayed one", {"R", "La"}, "", 2, 1},
-	{"the answer releases the locals behind it",
-	 {"R", "La", "Lb", "A1"}, "1ab", 0, 0},
-	{"locals stop at the next relayed place",
-	 {"R", "La", "R", "Lb", "A1"}, "1a", 2, 1},
-	{"two relayed answered in turn", {"R", "La", "R", "Lb", "A1", "A2"},
-	 "1a2b", 0, 0},
-	{"a local before any relayed goes first", {"La", "R", "Lb", "A1"},
-	 "a1b", 0, 0},
-	{"an answer with nothing owed emits nothing", {"A1", "La"}, "a", 0, 0},
-	{"finish answers relayed places in order",
-	 {"R", "La", "R", "Lb", "F"}, "xaxb", 0, 0},
-	{"finish after a partial answer", {"R", "R", "La", "A1", "F"}, "1xa",
-	 0, 0},
-	{"clear drops what is owed", {"R", "La", "C", "Lb"}, "b", 0, 0},
-	{"three pipelined places in order",
-	 {"R", "R", "R", "La", "A1", "A2", "A3"}, "123a", 0, 0},
+    {"a local reply with nothing owed goes at once", {"La"}, "a", 0, 0},
+    {"locals in a row go in order", {"La", "Lb", "Lc"}, "abc", 0, 0},
+    {"a local reply waits behind a relayed one", {"R", "La"}, "", 2, 1},
+    {"the answer releases the locals behind it",
+     {"R", "La", "Lb", "A1"},
+     "1ab",
+     0,
+     0},
+    {"locals stop at the next relayed place",
+     {"R", "La", "R", "Lb", "A1"},
+     "1a",
+     2,
+     1},
+    {"two relayed answered in turn",
+     {"R", "La", "R", "Lb", "A1", "A2"},
+     "1a2b",
+     0,
+     0},
+    {"a local before any relayed goes first",
+     {"La", "R", "Lb", "A1"},
+     "a1b",
+     0,
+     0},
+    {"an answer with nothing owed emits nothing", {"A1", "La"}, "a", 0, 0},
+    {"finish answers relayed places in order",
+     {"R", "La", "R", "Lb", "F"},
+     "xaxb",
+     0,
+     0},
+    {"finish after a partial answer", {"R", "R", "La", "A1", "F"}, "1xa", 0, 0},
+    {"clear drops what is owed", {"R", "La", "C", "Lb"}, "b", 0, 0},
+    {"three pipelined places in order",
+     {"R", "R", "R", "La", "A1", "A2", "A3"},
+     "123a",
+     0,
+     0},
 };
 
 static void run(const struct script *sc)

@@ -9,10 +9,10 @@
 
 /* The sessions a command can meet. */
 enum env_kind {
-	PLAIN,       /* STARTTLS listener, before TLS, TLS not required */
-	MUST_TLS,    /* require_tls, before TLS */
-	TLS,         /* after STARTTLS (or implicit TLS), before AUTH */
-	AUTHED,      /* after AUTH */
+	PLAIN,	  /* STARTTLS listener, before TLS, TLS not required */
+	MUST_TLS, /* require_tls, before TLS */
+	TLS,	  /* after STARTTLS (or implicit TLS), before AUTH */
+	AUTHED,	  /* after AUTH */
 	ENV_COUNT
 };
 
@@ -22,13 +22,13 @@ static const char *const env_names[ENV_COUNT] = {"plain", "must_tls", "tls",
 static struct session_cmd_env make_env(enum env_kind k)
 {
 	struct session_cmd_env e = {
-		.authenticated = k == AUTHED,
-		.tls = k == TLS || k == AUTHED,
-		.starttls_offered = true,
-		.tls_required = k == MUST_TLS,
-		.esmtp = true,
-		.helo_seen = true,
-		.auth_offered = k == TLS,
+	    .authenticated = k == AUTHED,
+	    .tls = k == TLS || k == AUTHED,
+	    .starttls_offered = true,
+	    .tls_required = k == MUST_TLS,
+	    .esmtp = true,
+	    .helo_seen = true,
+	    .auth_offered = k == TLS,
 	};
 	return e;
 }
@@ -42,46 +42,48 @@ struct row {
 };
 
 #define AUTHREQ "530 5.7.0 Authentication required"
-#define TLSREQ "530 5.7.0 Must issue a STARTTLS command first"
+#define TLSREQ	"530 5.7.0 Must issue a STARTTLS command first"
 #define NOTIMPL "502 5.5.1 Command not implemented"
 
 static const struct row rows[] = {
-	{SMTP_VERB_UNKNOWN, "", {"500 5.5.1", "500 5.5.1", "500 5.5.1",
-				 "500 5.5.1"}},
-	{SMTP_VERB_EHLO, "client.example", {"L", "L", "L", "R"}},
-	{SMTP_VERB_HELO, "client.example", {"L", "L", "L", "R"}},
-	{SMTP_VERB_STARTTLS, "", {"L", "L", "503 5.5.1 TLS already active",
-				  "503 5.5.1 STARTTLS not allowed now"}},
-	{SMTP_VERB_AUTH, "PLAIN", {"538 5.7.11", TLSREQ, "L",
-				   "503 5.5.1 Already authenticated"}},
-	{SMTP_VERB_MAIL, "FROM:<a@b>", {AUTHREQ, TLSREQ, AUTHREQ, "R"}},
-	{SMTP_VERB_RCPT, "TO:<a@b>", {AUTHREQ, TLSREQ, AUTHREQ, "R"}},
-	{SMTP_VERB_DATA, "", {AUTHREQ, TLSREQ, AUTHREQ, "R"}},
-	{SMTP_VERB_BDAT, "10 LAST", {AUTHREQ, TLSREQ, AUTHREQ, NOTIMPL}},
-	{SMTP_VERB_VRFY, "bob", {AUTHREQ, TLSREQ, AUTHREQ, "R"}},
-	{SMTP_VERB_EXPN, "list", {AUTHREQ, TLSREQ, AUTHREQ, "R"}},
-	{SMTP_VERB_NOOP, "", {"L", "L", "L", "R"}},
-	{SMTP_VERB_RSET, "", {"L", "L", "L", "R"}},
-	{SMTP_VERB_QUIT, "", {"L", "L", "L", "R"}},
-	{SMTP_VERB_HELP, "", {"L", "L", "L", "R"}},
-	{SMTP_VERB_ETRN, "x", {NOTIMPL, NOTIMPL, NOTIMPL, NOTIMPL}},
-	{SMTP_VERB_TURN, "", {NOTIMPL, NOTIMPL, NOTIMPL, NOTIMPL}},
-	{SMTP_VERB_ATRN, "", {NOTIMPL, NOTIMPL, NOTIMPL, NOTIMPL}},
-	{SMTP_VERB_XCLIENT, "ADDR=1.2.3.4",
-	 {NOTIMPL, NOTIMPL, NOTIMPL, NOTIMPL}},
-	{SMTP_VERB_XFORWARD, "ADDR=1.2.3.4",
-	 {NOTIMPL, NOTIMPL, NOTIMPL, NOTIMPL}},
+    {SMTP_VERB_UNKNOWN,
+     "",
+     {"500 5.5.1", "500 5.5.1", "500 5.5.1", "500 5.5.1"}},
+    {SMTP_VERB_EHLO, "client.example", {"L", "L", "L", "R"}},
+    {SMTP_VERB_HELO, "client.example", {"L", "L", "L", "R"}},
+    {SMTP_VERB_STARTTLS,
+     "",
+     {"L", "L", "503 5.5.1 TLS already active",
+      "503 5.5.1 STARTTLS not allowed now"}},
+    {SMTP_VERB_AUTH,
+     "PLAIN",
+     {"538 5.7.11", TLSREQ, "L", "503 5.5.1 Already authenticated"}},
+    {SMTP_VERB_MAIL, "FROM:<a@b>", {AUTHREQ, TLSREQ, AUTHREQ, "R"}},
+    {SMTP_VERB_RCPT, "TO:<a@b>", {AUTHREQ, TLSREQ, AUTHREQ, "R"}},
+    {SMTP_VERB_DATA, "", {AUTHREQ, TLSREQ, AUTHREQ, "R"}},
+    {SMTP_VERB_BDAT, "10 LAST", {AUTHREQ, TLSREQ, AUTHREQ, NOTIMPL}},
+    {SMTP_VERB_VRFY, "bob", {AUTHREQ, TLSREQ, AUTHREQ, "R"}},
+    {SMTP_VERB_EXPN, "list", {AUTHREQ, TLSREQ, AUTHREQ, "R"}},
+    {SMTP_VERB_NOOP, "", {"L", "L", "L", "R"}},
+    {SMTP_VERB_RSET, "", {"L", "L", "L", "R"}},
+    {SMTP_VERB_QUIT, "", {"L", "L", "L", "R"}},
+    {SMTP_VERB_HELP, "", {"L", "L", "L", "R"}},
+    {SMTP_VERB_ETRN, "x", {NOTIMPL, NOTIMPL, NOTIMPL, NOTIMPL}},
+    {SMTP_VERB_TURN, "", {NOTIMPL, NOTIMPL, NOTIMPL, NOTIMPL}},
+    {SMTP_VERB_ATRN, "", {NOTIMPL, NOTIMPL, NOTIMPL, NOTIMPL}},
+    {SMTP_VERB_XCLIENT, "ADDR=1.2.3.4", {NOTIMPL, NOTIMPL, NOTIMPL, NOTIMPL}},
+    {SMTP_VERB_XFORWARD, "ADDR=1.2.3.4", {NOTIMPL, NOTIMPL, NOTIMPL, NOTIMPL}},
 };
 
 static void check(const struct session_cmd_env *env, enum smtp_verb verb,
 		  const char *args, const char *expect, const char *what)
 {
 	struct smtp_cmd cmd = {
-		.verb = verb,
-		.verb_text = smtp_verb_name(verb),
-		.verb_len = strlen(smtp_verb_name(verb)),
-		.args = args,
-		.args_len = strlen(args),
+	    .verb = verb,
+	    .verb_text = smtp_verb_name(verb),
+	    .verb_len = strlen(smtp_verb_name(verb)),
+	    .args = args,
+	    .args_len = strlen(args),
 	};
 	struct session_cmd_verdict v;
 	const char *got;
@@ -94,7 +96,7 @@ static void check(const struct session_cmd_env *env, enum smtp_verb verb,
 	else
 		got = v.reply ? v.reply : "(no reply)";
 	TAP_OK(strncmp(got, expect, strlen(expect)) == 0 &&
-		       (strlen(expect) > 1 || strlen(got) == 1),
+		   (strlen(expect) > 1 || strlen(got) == 1),
 	       "%s %s %s: %s", what, smtp_verb_name(verb), args, expect);
 	if (strncmp(got, expect, strlen(expect)) != 0)
 		printf("# got \"%s\"\n", got);
@@ -185,24 +187,36 @@ static void test_helo_shapes(void)
 		const char *arg;
 		bool ok;
 	} cases[] = {
-		{"client.example", true}, {"localhost", true},
-		{"[127.0.0.1]", true},    {"[IPv6:::1]", true},
-		{"a-b_c.example", true},  {"xn--bcher-kva.example", true},
-		{"b\xc3\xbc" "cher.example", true},
-		{"", false},              {".example", false},
-		{"a..b", false},          {"a.", false},
-		{"[]", false},            {"[1.2.3.4", false},
-		{"[a]b]", false},         {"a b", false},
-		{"a<b", false},           {"a@b", false},
-		{"a\"b", false},          {"a,b", false},
-		{"a;b", false},           {"a(b)", false},
+	    {"client.example", true},
+	    {"localhost", true},
+	    {"[127.0.0.1]", true},
+	    {"[IPv6:::1]", true},
+	    {"a-b_c.example", true},
+	    {"xn--bcher-kva.example", true},
+	    {"b\xc3\xbc"
+	     "cher.example",
+	     true},
+	    {"", false},
+	    {".example", false},
+	    {"a..b", false},
+	    {"a.", false},
+	    {"[]", false},
+	    {"[1.2.3.4", false},
+	    {"[a]b]", false},
+	    {"a b", false},
+	    {"a<b", false},
+	    {"a@b", false},
+	    {"a\"b", false},
+	    {"a,b", false},
+	    {"a;b", false},
+	    {"a(b)", false},
 	};
 	char long_name[300];
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
-		TAP_EQ_INT(session_cmd_helo_valid(cases[i].arg,
-						  strlen(cases[i].arg)),
-			   cases[i].ok, "helo \"%s\"", cases[i].arg);
+		TAP_EQ_INT(
+		    session_cmd_helo_valid(cases[i].arg, strlen(cases[i].arg)),
+		    cases[i].ok, "helo \"%s\"", cases[i].arg);
 	memset(long_name, 'a', sizeof(long_name));
 	TAP_OK(session_cmd_helo_valid(long_name, 255), "255 octets pass");
 	TAP_OK(!session_cmd_helo_valid(long_name, 256),
