@@ -765,8 +765,19 @@ static size_t session_process(struct session *s, char *data, size_t len)
 		if (s->phase == SESSION_PHASE_DATA) {
 			/* Message bytes: not lines, never buffered. */
 			bool done = false;
-			size_t took = session_relay_data(s->relay, data + off,
-							 len - off, &done);
+			size_t took;
+
+			if (session_relay_busy(s->relay)) {
+				/* The backend is slower than the client: this
+				 * input waits, parked, and reading stops until
+				 * the backend has taken its queue (otherwise
+				 * each TLS record would be taken whole and the
+				 * queue toward the backend grow without
+				 * bound). */
+				break;
+			}
+			took = session_relay_data(s->relay, data + off,
+						  len - off, &done);
 
 			off += took;
 			if (took > 0)

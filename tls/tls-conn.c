@@ -80,6 +80,7 @@ struct tls_conn {
 	bool in_feed;
 	bool first_byte_seen;
 	bool shutdown_sent;
+	bool bulk;              /* a message is being received */
 };
 
 /* ---- the connection BIO ---- */
@@ -235,10 +236,18 @@ void tls_conn_set_bulk(struct tls_conn *c, bool bulk)
 {
 	if (c == NULL || c->ssl == NULL)
 		return;
-	if (bulk)
+	c->bulk = bulk;
+	/* Message bytes are no AUTH line: while they flow, neither our
+	 * buffer nor OpenSSL's record buffer is wiped after each record
+	 * (two extra passes over every byte, a fifth of the CPU per MB
+	 * relayed); both are again once the message has ended. */
+	if (bulk) {
 		SSL_clear_mode(c->ssl, SSL_MODE_RELEASE_BUFFERS);
-	else
+		SSL_clear_options(c->ssl, SSL_OP_CLEANSE_PLAINTEXT);
+	} else {
 		SSL_set_mode(c->ssl, SSL_MODE_RELEASE_BUFFERS);
+		SSL_set_options(c->ssl, SSL_OP_CLEANSE_PLAINTEXT);
+	}
 }
 
 void tls_conn_destroy(struct tls_conn *c)
@@ -347,7 +356,8 @@ static enum tls_result tls_conn_drive(struct tls_conn *c, char *plain)
 			/* The record may be an AUTH line: the owner has copied
 			 * what it keeps, so no credential stays behind in our
 			 * buffer (Dovecot's smtp_command_parser_clear()). */
-			OPENSSL_cleanse(plain, n);
+			if (!c->bulk)
+				OPENSSL_cleanse(plain, n);
 			/* A tls_conn_write() from the callback may have
 			 * failed. */
 			if (c->state != TLS_CONN_ACTIVE)

@@ -399,6 +399,7 @@ def measure(target, args, deadline):
     result["large_errors"] = large_errors
     result["large_mb"] = megabytes
     result["large_seconds"] = time.monotonic() - started
+    result["large_mb_per_s"] = megabytes / max(result["large_seconds"], 1e-9)
     for group in after:
         result["cpu_mb_" + group] = \
             (after[group] - before.get(group, 0.0)) / max(megabytes, 1e-9)
@@ -439,6 +440,7 @@ def report(results):
         ("CPU ms/session, network", "cpu_session_network", "%.3f"),
         ("CPU ms/session, auth side", "cpu_session_auth", "%.3f"),
         ("MB relayed (large)", "large_mb", "%.1f"),
+        ("MB/s relayed (wall clock)", "large_mb_per_s", "%.1f"),
         ("CPU ms/MB, network", "cpu_mb_network", "%.3f"),
         ("CPU ms/MB, auth side", "cpu_mb_auth", "%.3f"),
         ("idle auth. connections", "idle", "%d"),

@@ -554,6 +554,111 @@ class AbortedMessage(SessionTestCase):
         self.assertNotIn(b"HELO " + CLIENT.encode(), sessions[-1].lines)
 
 
+class StallingBackend:
+    """A minimal ESMTP backend that, after its 354, reads nothing for
+    stall seconds, then takes the message and answers 250."""
+
+    def __init__(self, test, stall):
+        self.stall = stall
+        self.messages = 0
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.address = "127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.done = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+        test.addCleanup(self.sock.close)
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,),
+                             daemon=True).start()
+
+    def _serve(self, conn):
+        with conn:
+            conn.settimeout(60)
+            f = conn.makefile("rb")
+            conn.sendall(b"220 stall.example ESMTP\r\n")
+            for line in f:
+                verb = line[:4].upper()
+                if verb == b"EHLO":
+                    conn.sendall(b"250-stall.example\r\n250 PIPELINING\r\n")
+                elif verb == b"DATA":
+                    conn.sendall(b"354 go\r\n")
+                    time.sleep(self.stall)
+                    tail = b""
+                    while not tail.endswith(b"\r\n.\r\n"):
+                        chunk = f.read1(1 << 20)
+                        if not chunk:
+                            return
+                        tail = (tail + chunk)[-5:]
+                    self.messages += 1
+                    conn.sendall(b"250 2.0.0 taken\r\n")
+                elif verb == b"QUIT":
+                    conn.sendall(b"221 bye\r\n")
+                    return
+                else:
+                    conn.sendall(b"250 ok\r\n")
+
+
+class BackPressure(SessionTestCase):
+
+    SIZE = 24 * 1024 * 1024
+    STALL = 3.0
+    GROWTH_LIMIT_KB = 8 * 1024
+
+    def test_message_to_a_stalled_backend_keeps_memory_bounded(self):
+        # DESIGN.md: when the backend's write queue passes a threshold,
+        # reading from the client stops until it drains.  A backend that
+        # stops reading mid-message must not make the proxy buffer what
+        # a fast client sends (it once took every TLS record whole).
+        backend = StallingBackend(self, self.STALL)
+        asan = os.environ.get("ASAN_OPTIONS", "")
+        asan = (asan + ":" if asan else "") + \
+            "quarantine_size_mb=1:thread_local_quarantine_size_kb=64"
+        with backends.environment({"ASAN_OPTIONS": asan}):
+            proxy = self.proxy(backend.address,
+                               limits={"max_message_size": "50M"},
+                               backend_keys={"timeout": "60s"},
+                               listeners={"sub": {"mode": "starttls"}})
+        # Over TLS: each record then reaches the session on its own.
+        client = proxy.connect("sub")
+        self.assertReply(client.read_reply(), 220)
+        self.assertReply(client.command("EHLO " + CLIENT), 250)
+        tlsutil.starttls(client, tlsutil.shared_pki().client_context())
+        self.assertReply(client.command("EHLO " + CLIENT), 250)
+        self.login(proxy, client)
+        pid = proxy.network_pid()
+        self.assertReply(client.command("MAIL FROM:<%s>" % SENDER), 250)
+        self.assertReply(client.command("RCPT TO:<%s>" % RCPT), 250)
+        self.assertReply(client.command("DATA"), 354)
+        baseline = backends.proc_rss_kb(pid)
+        line = b"x" * 78 + b"\r\n"
+        payload = line * (self.SIZE // len(line)) + b".\r\n"
+        samples = []
+        sender = threading.Thread(
+            target=lambda: client.sock.sendall(payload), daemon=True)
+        sender.start()
+        deadline = time.monotonic() + self.STALL
+        while time.monotonic() < deadline:
+            rss = backends.proc_rss_kb(pid)
+            if rss:
+                samples.append(rss)
+            time.sleep(0.02)
+        sender.join(6 * WAIT)
+        self.assertFalse(sender.is_alive(), "the message did not go out")
+        self.assertReply(client.read_reply(timeout=6 * WAIT), 250)
+        self.assertEqual(backend.messages, 1)
+        growth = max(samples) - baseline
+        self.assertLess(growth, self.GROWTH_LIMIT_KB,
+                        "network process grew by %d kB while the backend "
+                        "read nothing" % growth)
+
+
 # ------------------------------------------------------------ idle timeout
 
 class IdleDeadline(SessionTestCase):
