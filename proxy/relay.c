@@ -327,8 +327,8 @@ static void relay_ready(struct relay *r)
 {
 	relay_enter_state(r, RELAY_READY);
 	if (r->probe) {
-		/* A polite end; the owner destroys us from its callback's
-		 * caller, the QUIT may or may not get out first. */
+		/* A polite end: the owner (proxy/probe.c) destroys us at the
+		 * QUIT's reply, or when the backend closes or times out. */
 		r->awaiting++;
 		r->quit_sent = true;
 		relay_write(r, "QUIT\r\n", 6);

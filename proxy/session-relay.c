@@ -138,25 +138,34 @@ static void session_relay_tx_end(struct session_relay *sr)
 	sr->tx = NULL;
 }
 
+/* One line per message whose terminator went to the backend: with the
+ * backend's reply (its first line), or, reply NULL, with why none came
+ * (the backend may still have delivered it). */
 static void session_relay_log_transaction(struct session_relay *sr,
 					  const struct session_tx *tx,
-					  const struct relay_reply *reply)
+					  const struct relay_reply *reply,
+					  const char *error)
 {
 	char user[SANITIZE_BUFSIZE], from[SANITIZE_BUFSIZE];
-	char text[SANITIZE_BUFSIZE];
-	size_t first = reply->len;
-	const char *crlf = memchr(reply->text, '\r', reply->len);
+	char text[SANITIZE_BUFSIZE] = "";
+	size_t first;
+	const char *crlf;
 
-	if (crlf != NULL)
-		first = (size_t)(crlf - reply->text);
+	if (reply != NULL) {
+		crlf = memchr(reply->text, '\r', reply->len);
+		first =
+		    crlf != NULL ? (size_t)(crlf - reply->text) : reply->len;
+		sanitize(text, sizeof(text), reply->text, first);
+	}
 	log_info(sr->env.sid,
 		 "event=transaction ip=%s user=\"%s\" from=<%s> rcpts=%u "
-		 "size=%llu reply=\"%s\"",
+		 "size=%llu reply=\"%s\"%s%s%s",
 		 sr->env.ip,
 		 sanitize(user, sizeof(user), sr->user, strlen(sr->user)),
 		 sanitize(from, sizeof(from), tx->sender, strlen(tx->sender)),
-		 (unsigned)tx->rcpts_ok, (unsigned long long)tx->size,
-		 sanitize(text, sizeof(text), reply->text, first));
+		 (unsigned)tx->rcpts_ok, (unsigned long long)tx->size, text,
+		 error ? " error=\"" : "", error ? error : "",
+		 error ? "\"" : "");
 }
 
 /* ---- capabilities ---- */
@@ -446,7 +455,8 @@ static void session_relay_on_reply(void *arg, const struct relay_reply *reply)
 			 * with the transaction it ended (the client may have
 			 * pipelined the next one already). */
 			if (c->tx != NULL)
-				session_relay_log_transaction(sr, c->tx, reply);
+				session_relay_log_transaction(sr, c->tx, reply,
+							      NULL);
 			session_relay_answer(sr, reply->text, reply->len);
 			relay_cmd_free(c);
 			sr->env.cb->message_done(sr->env.arg, ok);
@@ -507,6 +517,13 @@ static void session_relay_lost(struct session_relay *sr, const char *why)
 		 "event=backend_lost ip=%s state=%s in_data=%s error=\"%s\"",
 		 sr->env.ip, session_relay_state_names[sr->state],
 		 sr->in_data ? "yes" : "no", why);
+	/* The audit trail has every message that went to the backend, also
+	 * those whose fate is unknown. */
+	for (const struct relay_cmd *c = sr->head; c != NULL; c = c->next)
+		if (c->data_end && c->tx != NULL)
+			session_relay_log_transaction(
+			    sr, c->tx, NULL,
+			    "backend connection lost before its reply");
 	relay_destroy(sr->relay);
 	sr->relay = NULL;
 	session_relay_enter_state(sr, SESSION_RELAY_DEAD);

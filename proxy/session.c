@@ -172,7 +172,8 @@ static void session_enter_phase(struct session *s, enum session_phase phase)
 	case SESSION_PHASE_GREETING:
 		session_timer_start(s, s->cfg->limits.greeting_delay_ms);
 		break;
-	case SESSION_PHASE_LAST_REPLY: /* the relay's timeout bounds it */
+	case SESSION_PHASE_QUIT: /* the relay's timeout bounds these */
+	case SESSION_PHASE_LAST_REPLY:
 	case SESSION_PHASE_ENDED:
 		uv_timer_stop(&s->timer);
 		break;
@@ -542,10 +543,13 @@ static void session_on_relay_lost(void *arg)
 
 	if (s->phase == SESSION_PHASE_ENDED)
 		return;
-	session_reply(s,
-		      "421 4.4.2 %s Backend connection lost, closing "
-		      "connection",
-		      s->cfg->server.hostname);
+	/* In last_reply the session's last word is already queued (and
+	 * went out behind the 451). */
+	if (s->phase != SESSION_PHASE_LAST_REPLY)
+		session_reply(s,
+			      "421 4.4.2 %s Backend connection lost, closing "
+			      "connection",
+			      s->cfg->server.hostname);
 	session_close(s, "backend lost");
 	session_io_flush(s->io);
 }
@@ -938,7 +942,8 @@ static void session_on_eof(void *arg, bool tls)
 	struct session *s = arg;
 	const char *reason = tls ? "client closed TLS" : "client closed";
 
-	s->close_reason = reason;
+	if (s->close_reason == NULL)
+		s->close_reason = reason;
 	if (session_authenticated(s) && s->phase != SESSION_PHASE_DATA &&
 	    s->relay != NULL && session_relay_owes(s->relay)) {
 		s->client_done = true;
@@ -1004,7 +1009,8 @@ static void session_on_io_failed(void *arg, enum session_io_error error,
 		session_close(s, "TLS error");
 		return;
 	case SESSION_IO_WRITE_ERROR:
-		s->close_reason = "write error";
+		if (s->close_reason == NULL)
+			s->close_reason = "write error";
 		break;
 	case SESSION_IO_READ_ERROR:
 		if (s->close_reason == NULL)

@@ -424,6 +424,14 @@ class BackendReset(SessionTestCase):
         self.assertEqual(proxy.log_lines(r"\bevent=transaction\b",
                                          r'\breply="?2'), [],
                          "a transaction logged as accepted")
+        # But logged: the message went to the backend, which may have
+        # kept it; the audit trail says so.
+        lost = proxy.log_lines(r"\bsid=%s\b" % re.escape(sid),
+                               r"\bevent=transaction\b")
+        self.assertEqual(len(lost), 1, proxy.log())
+        fields = harness.parse_log_fields(lost[0])
+        self.assertEqual(fields.get("reply"), "", lost[0])
+        self.assertIn("backend connection lost", fields.get("error", ""))
         self.assertDelivers(proxy, backend)
 
 
@@ -522,6 +530,37 @@ class CloseAfterTerminator(SessionTestCase):
         self.assertIn("queued as REC1",
                       harness.parse_log_fields(line).get("reply", ""))
         self.assertDelivers(proxy, backend)
+
+
+    def test_quit_behind_a_slow_message_gets_the_backends_221(self):
+        # ".", QUIT pipelined; the backend is slower than idle_timeout:
+        # after QUIT the wait is the backend's (its timeout), so the
+        # client gets the message's reply and the 221, no 421.
+        backend = RecordingBackend(self, delays={".": 2.5})
+        proxy = self.proxy(backend, limits={"idle_timeout": "1s"})
+        client = self.start_message(proxy)
+        client.send(dot_stuff(BODY) + b"QUIT\r\n")
+        replies, tail, data = self.read_replies_until_closed(client)
+        self.assertEqual([r[0] for r in replies], [250, 221], data)
+
+    def test_backend_lost_behind_a_closing_session_says_421_once(self):
+        # The idle deadline passes while the message's reply is owed (the
+        # 421 is queued behind it), then the backend dies: the message
+        # gets 451, and the client one 421, not a second one.
+        class SlowThenReset(RecordingBackend):
+            def _reply(self, conn, verb, text):
+                if verb == ".":
+                    time.sleep(2.0)
+                    reset(conn.sock)
+                    raise ConnectionResetError("reset on purpose")
+                super()._reply(conn, verb, text)
+
+        backend = SlowThenReset(self)
+        proxy = self.proxy(backend, limits={"idle_timeout": "1s"})
+        client = self.start_message(proxy)
+        client.send(dot_stuff(BODY))
+        replies, tail, data = self.read_replies_until_closed(client)
+        self.assertEqual([r[0] for r in replies], [451, 421], data)
 
 
 class AbortedMessage(SessionTestCase):
