@@ -452,12 +452,17 @@ class CloseAfterTerminator(SessionTestCase):
         backend = RecordingBackend(self, delays={".": self.DELAY})
         proxy = self.proxy(backend)
         client = self.start_message(proxy)
+        sid = proxy.session_id(client)
         client.send(dot_stuff(BODY))
         client.shutdown_write()
         replies, tail, data = self.read_replies_until_closed(client)
         self.assertTrue(replies, "closed with no reply to the end of data")
         self.assertReply(replies[0], 250, "2.0.0", "queued as REC1")
         backend.wait_complete(1)
+        line = proxy.wait_log(r"\bsid=%s\b" % re.escape(sid),
+                              r"\bevent=transaction\b")
+        self.assertIn("queued as REC1",
+                      harness.parse_log_fields(line).get("reply", ""))
 
     def test_close_after_terminator_logs_transaction(self):
         backend = RecordingBackend(self, delays={".": self.DELAY})
