@@ -703,6 +703,75 @@ class BackPressure(SessionTestCase):
                         "read nothing" % growth)
 
 
+class DisconnectPoints(SessionTestCase):
+    """Either side goes away at every step of a whole session: the proxy
+    survives each (ASan in CI), and the next session still delivers."""
+
+    STEPS = ["EHLO", "AUTH", "MAIL", "RCPT", "DATA", "BODY", "DOT", "QUIT"]
+
+    def dialogue(self, proxy, client, upto):
+        """Runs the session's steps before upto; returns False once the
+        proxy closed (which a backend going away may cause)."""
+        plain = backends.plain_blob(USER, proxy.users[USER])
+        script = {
+            "EHLO": ("EHLO " + CLIENT, None),
+            "AUTH": ("AUTH PLAIN " + plain, None),
+            "MAIL": ("MAIL FROM:<%s>" % SENDER, None),
+            "RCPT": ("RCPT TO:<%s>" % RCPT, None),
+            "DATA": ("DATA", None),
+            "BODY": (None, dot_stuff(BODY)[:-3]),
+            "DOT": (None, b".\r\n"),
+            "QUIT": ("QUIT", None),
+        }
+        for step in self.STEPS[:self.STEPS.index(upto)]:
+            line, raw = script[step]
+            try:
+                if line is not None:
+                    client.command(line)
+                elif step == "DOT":
+                    client.send(raw)
+                    client.read_reply()
+                else:
+                    client.send(raw)
+            except (OSError, AssertionError, EOFError):
+                return False
+        return True
+
+    def test_client_goes_away_at_every_step(self):
+        backend = RecordingBackend(self)
+        proxy = self.proxy(backend)
+        for step in self.STEPS:
+            for how in ("close", "half-close", "reset"):
+                client = proxy.connect("plain")
+                client.read_reply()
+                self.dialogue(proxy, client, step)
+                if how == "close":
+                    client.close()
+                elif how == "half-close":
+                    client.shutdown_write()
+                    client.read_until_closed(WAIT)
+                else:
+                    reset(client.sock)
+                self.assertAlive(proxy, " after a client %s before %s"
+                                 % (how, step))
+        self.assertDelivers(proxy, backend)
+
+    def test_backend_goes_away_at_every_step(self):
+        for verb in ("EHLO", "MAIL", "RCPT", "DATA", ".", "QUIT"):
+            backend = ResettingBackend(self, verb, nth=2 if verb == "EHLO"
+                                       else 1)
+            proxy = self.proxy(backend)
+            client = proxy.connect("plain")
+            client.read_reply()
+            self.dialogue(proxy, client, "QUIT")
+            with contextlib.suppress(OSError, AssertionError, EOFError):
+                client.command("QUIT")
+            client.close()
+            self.assertAlive(proxy, " after the backend reset at %s" % verb)
+            self.assertDelivers(proxy, backend)
+            proxy.stop()
+
+
 # ------------------------------------------------------------ idle timeout
 
 class IdleDeadline(SessionTestCase):
