@@ -146,9 +146,8 @@ config_errors_add_v(struct config_errors *errors, const char *path, int line,
 	vsnprintf(e->message, (size_t)n + 1, fmt, ap);
 }
 
-__attribute__((format(printf, 4, 5))) static void
-config_errors_add(struct config_errors *errors, const char *path, int line,
-		  const char *fmt, ...)
+void config_errors_add(struct config_errors *errors, const char *path,
+		       int line, const char *fmt, ...)
 {
 	va_list ap;
 

@@ -174,6 +174,12 @@ int config_read(const char *path, struct config **cfg_r,
  * one a line. */
 void config_errors_print(const struct config_errors *errors, FILE *f);
 
+/* Appends one record (line 0: the file as a whole); for the other files
+ * a configuration names (the sender map). */
+__attribute__((format(printf, 4, 5))) void
+config_errors_add(struct config_errors *errors, const char *path, int line,
+		  const char *fmt, ...);
+
 /* Frees the records and leaves *errors empty. */
 void config_errors_finish(struct config_errors *errors);
 

@@ -330,48 +330,6 @@ static void reload_log_errors(const struct config_errors *errors)
 	}
 }
 
-/* The sender map for a reload: its problems, printed by the loader as
- * "PATH:LINE: message" or "PATH: message", become reload_error events
- * like the configuration's (one event per line is the log contract). */
-static struct sendermap *reload_sendermap(const char *path)
-{
-	char *text = NULL, *line, *save = NULL;
-	size_t size = 0, plen = strlen(path);
-	struct sendermap *map;
-	FILE *err = open_memstream(&text, &size);
-
-	map = sendermap_load(path, err);
-	if (err == NULL)
-		return map;
-	fclose(err);
-	for (line = strtok_r(text, "\n", &save); line != NULL;
-	     line = strtok_r(NULL, "\n", &save)) {
-		char file[SANITIZE_BUFSIZE], message[SANITIZE_BUFSIZE];
-		const char *rest = line;
-		unsigned long lineno = 0;
-
-		if (strncmp(line, path, plen) == 0 && line[plen] == ':') {
-			char *end;
-
-			rest = line + plen + 1;
-			lineno = strtoul(rest, &end, 10);
-			if (end != rest && *end == ':')
-				rest = end + 1;
-			else
-				lineno = 0;
-			while (*rest == ' ')
-				rest++;
-		}
-		sanitize(file, sizeof(file), path, plen);
-		sanitize(message, sizeof(message), rest, strlen(rest));
-		log_error(NULL,
-			  "event=reload_error file=\"%s\" line=%lu error=\"%s\"",
-			  file, lineno, message);
-	}
-	free(text);
-	return map;
-}
-
 /* SIGHUP: the configuration file and the certificates are read again.
  * New sessions use the new ones; live sessions keep theirs; anything
  * broken (a config error, logged as event=reload_error; an unreadable
@@ -401,7 +359,9 @@ static void control_on_reload_signal(uv_signal_t *sig, int signum)
 	config_errors_finish(&errors);
 	reload_keep_fixed(old, next);
 	if (next->relay.sender_map != NULL) {
-		map = reload_sendermap(next->relay.sender_map);
+		map = sendermap_read(next->relay.sender_map, &errors);
+		reload_log_errors(&errors);
+		config_errors_finish(&errors);
 		if (map == NULL) {
 			log_error(NULL, "event=reload status=failed "
 					"error=\"sender_map\"");

@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "common/util.h"
+#include "config/config.h"
 
 /* Limits of the file format (a line, a login) and of the file itself. */
 #define SENDERMAP_LINE_MAX  1024
@@ -177,8 +178,9 @@ static int sendermap_rule_cmp(const void *a, const void *b)
 	return strcasecmp(ra->login, rb->login);
 }
 
-struct sendermap *sendermap_parse(const char *text, size_t len,
-				  const char *name, FILE *err)
+static struct sendermap *sendermap_parse_records(const char *text,
+						 size_t len, const char *name,
+						 struct config_errors *errors)
 {
 	struct sendermap *map = xcalloc(1, sizeof(*map));
 	size_t pos = 0;
@@ -195,9 +197,8 @@ struct sendermap *sendermap_parse(const char *text, size_t len,
 		if (sendermap_parse_line(map, text + pos, end - pos, error,
 					 sizeof(error)) < 0) {
 			failed = true;
-			if (err != NULL)
-				fprintf(err, "%s:%lu: %s\n", name, lineno,
-					error);
+			config_errors_add(errors, name, (int)lineno, "%s",
+					  error);
 		}
 		pos = end + 1;
 	}
@@ -211,7 +212,8 @@ struct sendermap *sendermap_parse(const char *text, size_t len,
 	return map;
 }
 
-struct sendermap *sendermap_load(const char *path, FILE *err)
+struct sendermap *sendermap_read(const char *path,
+				 struct config_errors *errors)
 {
 	struct sendermap *map;
 	FILE *f = fopen(path, "r");
@@ -219,8 +221,7 @@ struct sendermap *sendermap_load(const char *path, FILE *err)
 	size_t len = 0, alloc = 0;
 
 	if (f == NULL) {
-		if (err != NULL)
-			fprintf(err, "%s: %s\n", path, strerror(errno));
+		config_errors_add(errors, path, 0, "%s", strerror(errno));
 		return NULL;
 	}
 	for (;;) {
@@ -233,21 +234,20 @@ struct sendermap *sendermap_load(const char *path, FILE *err)
 		n = fread(text + len, 1, alloc - len, f);
 		len += n;
 		if (len > SENDERMAP_FILE_MAX) {
-			if (err != NULL)
-				fprintf(err, "%s: larger than %zu bytes\n",
-					path, SENDERMAP_FILE_MAX);
+			config_errors_add(errors, path, 0,
+					  "larger than %zu bytes",
+					  SENDERMAP_FILE_MAX);
 			goto fail;
 		}
 		if (n == 0)
 			break;
 	}
 	if (ferror(f)) {
-		if (err != NULL)
-			fprintf(err, "%s: read error\n", path);
+		config_errors_add(errors, path, 0, "read error");
 		goto fail;
 	}
 	fclose(f);
-	map = sendermap_parse(text, len, path, err);
+	map = sendermap_parse_records(text, len, path, errors);
 	free(text);
 	return map;
 
@@ -255,6 +255,34 @@ fail:
 	fclose(f);
 	free(text);
 	return NULL;
+}
+
+/* The records, printed as they always were. */
+static struct sendermap *sendermap_print_errors(struct sendermap *map,
+						struct config_errors *errors,
+						FILE *err)
+{
+	if (err != NULL)
+		config_errors_print(errors, err);
+	config_errors_finish(errors);
+	return map;
+}
+
+struct sendermap *sendermap_load(const char *path, FILE *err)
+{
+	struct config_errors errors = {NULL, 0};
+
+	return sendermap_print_errors(sendermap_read(path, &errors), &errors,
+				      err);
+}
+
+struct sendermap *sendermap_parse(const char *text, size_t len,
+				  const char *name, FILE *err)
+{
+	struct config_errors errors = {NULL, 0};
+
+	return sendermap_print_errors(
+	    sendermap_parse_records(text, len, name, &errors), &errors, err);
 }
 
 /* The first rule of login, or map->count. */

@@ -21,14 +21,20 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+struct config_errors;
 struct sendermap;
 
-/* Loads path; returns NULL after printing "PATH:LINE: message" errors to
- * err. */
+/* Loads path; returns NULL after appending each problem (file, line,
+ * message) to *errors, as config_read() does for the configuration. */
+struct sendermap *sendermap_read(const char *path,
+				 struct config_errors *errors);
+
+/* sendermap_read(), its problems printed to err (if not NULL) as
+ * "PATH:LINE: message". */
 struct sendermap *sendermap_load(const char *path, FILE *err);
 
 /* Parses the text of a file (for tests and fuzzing); name is used in
- * error messages. */
+ * error messages, printed to err (if not NULL). */
 struct sendermap *sendermap_parse(const char *text, size_t len,
 				  const char *name, FILE *err);
 
