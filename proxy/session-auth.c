@@ -98,13 +98,25 @@ static bool session_auth_address_throttled(const struct session_auth *a)
 				     cfg->auth.address_failure_limit);
 }
 
+/* One line per attempt that did not log in (fail2ban reads auth_fail). */
+static void session_auth_log(const struct session_auth *a, const char *event,
+			     const char *reason)
+{
+	char user[SANITIZE_BUFSIZE];
+
+	log_info(a->env.sid, "event=%s ip=%s user=\"%s\" mech=%s reason=%s",
+		 event, a->env.ip,
+		 sanitize(user, sizeof(user), session_auth_user(a),
+			  strlen(session_auth_user(a))),
+		 session_auth_mech(a), reason);
+}
+
 /* A failed login: one log line for fail2ban, and a delay that doubles
  * with each failure on this connection (the session's timer, never a
  * sleep: nothing else waits). */
 static void session_auth_failed(struct session_auth *a, const char *reason,
 				struct session_auth_result *r)
 {
-	char user[SANITIZE_BUFSIZE];
 	uint64_t delay = a->env.cfg->auth.failure_delay_ms;
 	uint32_t shift;
 
@@ -113,12 +125,7 @@ static void session_auth_failed(struct session_auth *a, const char *reason,
 		shared_addr_failed(a->env.shared, a->env.addr,
 				   uv_now(a->env.loop),
 				   a->env.cfg->auth.address_failure_window_ms);
-	log_info(a->env.sid,
-		 "event=auth_fail ip=%s user=\"%s\" mech=%s reason=%s",
-		 a->env.ip,
-		 sanitize(user, sizeof(user), session_auth_user(a),
-			  strlen(session_auth_user(a))),
-		 session_auth_mech(a), reason);
+	session_auth_log(a, "auth_fail", reason);
 	shift = a->failures - 1 < 6 ? a->failures - 1 : 6;
 	memset(r, 0, sizeof(*r));
 	r->outcome = SESSION_AUTH_FAILED;
@@ -134,14 +141,7 @@ bool session_auth_too_many(const struct session_auth *a)
 static void session_auth_tempfail(struct session_auth *a, const char *reason,
 				  struct session_auth_result *r)
 {
-	char user[SANITIZE_BUFSIZE];
-
-	log_info(a->env.sid,
-		 "event=auth_tempfail ip=%s user=\"%s\" mech=%s reason=%s",
-		 a->env.ip,
-		 sanitize(user, sizeof(user), session_auth_user(a),
-			  strlen(session_auth_user(a))),
-		 session_auth_mech(a), reason);
+	session_auth_log(a, "auth_tempfail", reason);
 	a->sasl.mech = SASL_MECH_NONE;
 	result_set(r, SESSION_AUTH_TEMPFAIL,
 		   "454 4.7.0 Temporary authentication failure");
