@@ -45,16 +45,13 @@ static void worker_apply_reload(struct worker *w, struct config *cfg,
 				struct sendermap *sendermap,
 				struct tls_server *tls)
 {
-	struct config *old_cfg = w->cfg;
-	struct sendermap *old_map = w->sendermap;
+	struct config *old_cfg = w->env.cfg;
+	struct sendermap *old_map = w->env.sendermap;
 
 	/* Live sessions hold their own references on the old
 	 * configuration and keep it; the sender map is the worker's, read
 	 * at each MAIL, so the new one applies to live sessions too (as
 	 * with a single loop). */
-	w->cfg = cfg;
-	w->sendermap = sendermap;
-	w->tls = tls;
 	w->env.cfg = cfg;
 	w->env.sendermap = sendermap;
 	w->env.tls = tls;
@@ -64,9 +61,8 @@ static void worker_apply_reload(struct worker *w, struct config *cfg,
 
 static void worker_stop(struct worker *w)
 {
-	if (w->stopping)
+	if (w->env.stopping)
 		return;
-	w->stopping = true;
 	w->env.stopping = true;
 	/* From now on only the sessions keep the loop alive. */
 	uv_unref((uv_handle_t *)&w->wake);
@@ -134,8 +130,7 @@ static void worker_wind_down(struct worker *w)
 		sendermap_free(m.sendermap);
 	}
 	uv_close((uv_handle_t *)&w->wake, NULL);
-	auth_client_close(w->auth);
-	w->auth = NULL;
+	auth_client_close(w->env.auth);
 	w->env.auth = NULL;
 	uv_run(&w->loop, UV_RUN_DEFAULT);
 	if (uv_loop_close(&w->loop) != 0)
@@ -200,7 +195,7 @@ int worker_init(struct worker *w, unsigned index, struct config *cfg,
 	w->index = index;
 	w->shared = shared;
 	w->hooks = *hooks;
-	w->tls = tls;
+	w->env.tls = tls;
 	atomic_init(&w->load, 0);
 	pthread_mutex_init(&w->mail_lock, NULL);
 	r = uv_loop_init(&w->loop);
@@ -221,26 +216,21 @@ int worker_init(struct worker *w, unsigned index, struct config *cfg,
 		return -1;
 	}
 	w->wake.data = w;
-	w->cfg = config_ref(cfg);
-	w->sendermap = sendermap != NULL ? sendermap_ref(sendermap) : NULL;
-	w->auth = auth_client_create(&w->loop, auth_fd, cfg->auth.timeout_ms,
-				     worker_on_auth_lost, w);
-	w->env = (struct session_env){
-		.loop = &w->loop,
-		.cfg = w->cfg,
-		.tls = tls,
-		.sendermap = w->sendermap,
-		.auth = w->auth,
-		.shared = shared,
-		.worker_index = index,
-		.read_buf = w->read_buf,
-		.read_buf_size = sizeof(w->read_buf),
-		.data_buf = w->data_buf,
-		.data_chunk = WORKER_DATA_CHUNK,
-		.added = worker_session_add,
-		.removed = worker_session_remove,
-		.owner = w,
-	};
+	w->env.cfg = config_ref(cfg);
+	w->env.sendermap = sendermap != NULL ? sendermap_ref(sendermap) : NULL;
+	w->env.auth = auth_client_create(&w->loop, auth_fd,
+					 cfg->auth.timeout_ms,
+					 worker_on_auth_lost, w);
+	w->env.loop = &w->loop;
+	w->env.shared = shared;
+	w->env.worker_index = index;
+	w->env.read_buf = w->read_buf;
+	w->env.read_buf_size = sizeof(w->read_buf);
+	w->env.data_buf = w->data_buf;
+	w->env.data_chunk = WORKER_DATA_CHUNK;
+	w->env.added = worker_session_add;
+	w->env.removed = worker_session_remove;
+	w->env.owner = w;
 	return 0;
 }
 
@@ -339,9 +329,9 @@ void worker_join(struct worker *w)
 		/* Never ran (a start-up failure): close what init opened. */
 		worker_wind_down(w);
 	}
-	config_unref(w->cfg);
-	w->cfg = NULL;
-	sendermap_free(w->sendermap);
-	w->sendermap = NULL;
+	config_unref(w->env.cfg);
+	w->env.cfg = NULL;
+	sendermap_free(w->env.sendermap);
+	w->env.sendermap = NULL;
 	pthread_mutex_destroy(&w->mail_lock);
 }

@@ -78,21 +78,18 @@ struct worker {
 	bool started;
 
 	struct shared *shared;
-	struct config *cfg;	     /* the current one; a reference */
-	struct tls_server *tls;	     /* NULL without [tls]; main owns it */
-	struct sendermap *sendermap; /* [relay] sender_map, a reference */
-	struct auth_client *auth;    /* this loop's channel to the helper */
 	struct worker_hooks hooks;
 
-	/* What its sessions may use; cfg, sendermap, tls and stopping
-	 * follow reloads and stop. */
+	/* What its sessions may use, and the worker's own current state:
+	 * env.cfg and env.sendermap are references the worker holds, env.tls
+	 * is main's (NULL without [tls]), env.auth this loop's channel to the
+	 * helper; cfg, sendermap, tls and stopping follow reloads and stop. */
 	struct session_env env;
 	struct session *sessions; /* doubly linked (session_hook), for stop */
 	uint32_t nsessions;
 	/* Sessions plus connections handed over and not yet started: what
 	 * the acceptor balances on (read from its thread). */
 	atomic_uint load;
-	bool stopping;
 
 	uv_async_t wake;
 	pthread_mutex_t mail_lock;
