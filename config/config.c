@@ -672,48 +672,178 @@ static int set_listen_addresses(struct config_parser *p,
 	return 0;
 }
 
-static int set_backend_address(struct config_parser *p,
-			       const struct config_key *key, void *field,
-			       const char *value)
+/* One backend: "127.0.0.1:25", "[::1]:10025" or "unix:/path", then
+ * optionally " xclient=auto|yes|no" for that backend alone. */
+static int backend_parse(struct config_parser *p, const char *item,
+			 struct config_backend *b)
 {
-	struct config *cfg = p->cfg;
+	static const struct config_word xclient_words[] = {
+	    {"auto", XCLIENT_AUTO},
+	    {"yes", XCLIENT_YES},
+	    {"no", XCLIENT_NO},
+	};
 	struct sockaddr_un sa_un;
-	struct config_addr addr;
+	size_t addr_len = strcspn(item, " \t");
+	char *addr = xmemdup(item, addr_len);
+	const char *opt = item + addr_len + strspn(item + addr_len, " \t");
+	int ret = -1;
 
-	(void)key;
-
-	if (strncmp(value, "unix:", 5) == 0) {
-		const char *path = value + 5;
+	memset(b, 0, sizeof(*b));
+	if (strncmp(addr, "unix:", 5) == 0) {
+		const char *path = addr + 5;
 
 		if (path[0] != '/') {
 			config_error(p, p->lineno,
 				     "backend socket path \"%.*s\" is not "
 				     "absolute",
 				     config_quote_len(path), path);
-			return -1;
+			goto out;
 		}
 		if (strlen(path) >= sizeof(sa_un.sun_path)) {
 			config_error(p, p->lineno,
 				     "backend socket path is longer than %zu "
 				     "bytes",
 				     sizeof(sa_un.sun_path) - 1);
-			return -1;
+			goto out;
 		}
-		config_replace_string(&cfg->backend.unix_path, path);
-	} else {
-		if (value_parse_sockaddr(value, &addr) < 0) {
-			config_error(p, p->lineno,
-				     "invalid backend address \"%.*s\" "
-				     "(expected IPv4:PORT, [IPv6]:PORT or "
-				     "unix:/path)",
-				     config_quote_len(value), value);
-			return -1;
-		}
-		free(cfg->backend.unix_path);
-		cfg->backend.unix_path = NULL;
-		cfg->backend.tcp = addr;
+		b->unix_path = xstrdup(path);
+	} else if (value_parse_sockaddr(addr, &b->tcp) < 0) {
+		config_error(p, p->lineno,
+			     "invalid backend address \"%.*s\" "
+			     "(expected IPv4:PORT, [IPv6]:PORT or "
+			     "unix:/path)",
+			     config_quote_len(addr), addr);
+		goto out;
 	}
-	config_replace_string(field, value);
+	if (*opt != '\0') {
+		size_t i;
+
+		if (strncmp(opt, "xclient=", 8) != 0) {
+			config_error(p, p->lineno,
+				     "unknown option \"%.*s\" after backend "
+				     "%s (only xclient=auto|yes|no)",
+				     config_quote_len(opt), opt, addr);
+			goto out;
+		}
+		for (i = 0; i < ARRAY_SIZE(xclient_words); i++)
+			if (strcmp(opt + 8, xclient_words[i].word) == 0)
+				break;
+		if (i == ARRAY_SIZE(xclient_words)) {
+			config_error(p, p->lineno,
+				     "invalid xclient \"%.*s\" for backend %s "
+				     "(expected auto, yes or no)",
+				     config_quote_len(opt + 8), opt + 8, addr);
+			goto out;
+		}
+		b->xclient = (enum xclient_mode)xclient_words[i].value;
+		b->xclient_set = true;
+	}
+	b->address = addr;
+	addr = NULL;
+	ret = 0;
+out:
+	if (ret < 0) {
+		free(b->unix_path);
+		b->unix_path = NULL;
+	}
+	free(addr);
+	return ret;
+}
+
+static void backends_free(struct config_backend *list, size_t count)
+{
+	for (size_t i = 0; i < count; i++) {
+		free(list[i].address);
+		free(list[i].unix_path);
+	}
+	free(list);
+}
+
+/* "127.0.0.1:25, 127.0.0.1:2525 xclient=no, unix:/run/mta.sock": the
+ * backends in order of preference (DESIGN.md: the first healthy one takes
+ * a session, the others are its failover). */
+static int set_backend_addresses(struct config_parser *p,
+				 const struct config_key *key, void *field,
+				 const char *value)
+{
+	struct config *cfg = p->cfg;
+	struct config_backend *list = NULL;
+	size_t count = 0;
+	const char *s = value;
+	int ret = 0;
+
+	(void)key;
+	(void)field;
+
+	for (;;) {
+		const char *end = strchr(s, ',');
+		size_t len = end != NULL ? (size_t)(end - s) : strlen(s);
+		char *item;
+
+		while (len > 0 && isspace((unsigned char)*s)) {
+			s++;
+			len--;
+		}
+		while (len > 0 && isspace((unsigned char)s[len - 1]))
+			len--;
+		item = xmemdup(s, len);
+		if (len == 0) {
+			config_error(p, p->lineno,
+				     "empty entry in the backend list");
+			ret = -1;
+		} else if (count == CONFIG_BACKENDS_MAX) {
+			config_error(p, p->lineno,
+				     "more than %d backends",
+				     CONFIG_BACKENDS_MAX);
+			ret = -1;
+		} else {
+			list = xreallocarray(list, count + 1, sizeof(*list));
+			if (backend_parse(p, item, &list[count]) < 0) {
+				ret = -1;
+			} else {
+				for (size_t i = 0; i < count; i++) {
+					if (strcmp(list[i].address,
+						   list[count].address) == 0) {
+						config_error(
+						    p, p->lineno,
+						    "backend %s is listed "
+						    "twice",
+						    list[count].address);
+						ret = -1;
+						break;
+					}
+				}
+				count++;
+			}
+		}
+		free(item);
+		if (end == NULL || count > CONFIG_BACKENDS_MAX)
+			break;
+		s = end + 1;
+	}
+	if (ret < 0) {
+		backends_free(list, count);
+		return -1;
+	}
+	backends_free(cfg->backend.list, cfg->backend.count);
+	cfg->backend.list = list;
+	cfg->backend.count = count;
+	return 0;
+}
+
+static int set_nul_bytes(struct config_parser *p, const struct config_key *key,
+			 void *field, const char *value)
+{
+	static const struct config_word words[] = {
+	    {"pass", NUL_BYTES_PASS},
+	    {"strip", NUL_BYTES_STRIP},
+	    {"reject", NUL_BYTES_REJECT},
+	};
+	int v;
+
+	if (config_lookup_word(p, key, words, ARRAY_SIZE(words), value, &v) < 0)
+		return -1;
+	*(enum nul_bytes_policy *)field = (enum nul_bytes_policy)v;
 	return 0;
 }
 
@@ -775,12 +905,17 @@ static const struct config_key auth_keys[] = {
 };
 
 static const struct config_key backend_keys[] = {
-    {"address", set_backend_address, CFG(backend.address), 0, 0},
+    /* The setter fills both list and count. */
+    {"address", set_backend_addresses, 0, 0, 0},
     {"helo_name", set_helo_name, CFG(backend.helo_name), 0, 0},
     {"xclient", set_xclient, CFG(backend.xclient), 0, 0},
     {"connect_timeout", set_duration, CFG(backend.connect_timeout_ms),
      DURATION_POSITIVE},
     {"timeout", set_duration, CFG(backend.timeout_ms), DURATION_POSITIVE},
+    {"probe_interval", set_duration, CFG(backend.probe_interval_ms),
+     DURATION_POSITIVE},
+    {"retry_interval", set_duration, CFG(backend.retry_interval_ms),
+     DURATION_POSITIVE},
 };
 
 static const struct config_key limits_keys[] = {
@@ -806,6 +941,7 @@ static const struct config_key limits_keys[] = {
 static const struct config_key relay_keys[] = {
     {"received_header", set_bool, CFG(relay.received_header), 0, 0},
     {"bare_newline", set_bare_newline, CFG(relay.bare_newline), 0, 0},
+    {"nul_bytes", set_nul_bytes, CFG(relay.nul_bytes), 0, 0},
     {"sender_map", set_string, CFG(relay.sender_map), 0, 0},
 };
 
@@ -900,12 +1036,17 @@ static void config_set_defaults(struct config *cfg)
 	cfg->auth.helper_workers = 4;
 	cfg->auth.timeout_ms = SECONDS(30);
 
-	cfg->backend.address = xstrdup(CONFIG_DEFAULT_BACKEND);
-	if (value_parse_sockaddr(CONFIG_DEFAULT_BACKEND, &cfg->backend.tcp) < 0)
+	cfg->backend.list = xcalloc(1, sizeof(*cfg->backend.list));
+	cfg->backend.count = 1;
+	cfg->backend.list[0].address = xstrdup(CONFIG_DEFAULT_BACKEND);
+	if (value_parse_sockaddr(CONFIG_DEFAULT_BACKEND,
+				 &cfg->backend.list[0].tcp) < 0)
 		abort();
 	cfg->backend.xclient = XCLIENT_AUTO;
 	cfg->backend.connect_timeout_ms = SECONDS(10);
 	cfg->backend.timeout_ms = SECONDS(300);
+	cfg->backend.probe_interval_ms = MINUTES(10);
+	cfg->backend.retry_interval_ms = SECONDS(30);
 
 	cfg->limits.max_connections = 10000;
 	cfg->limits.max_connections_per_address = 50;
@@ -920,6 +1061,7 @@ static void config_set_defaults(struct config *cfg)
 
 	cfg->relay.received_header = true;
 	cfg->relay.bare_newline = BARE_NEWLINE_NORMALIZE;
+	cfg->relay.nul_bytes = NUL_BYTES_REJECT;
 }
 
 /* The machine's FQDN: gethostname(), and if that has no dot, the
@@ -1348,6 +1490,10 @@ int config_read(const char *path, struct config **cfg_r,
 		cfg->server.hostname = config_default_hostname();
 	if (cfg->backend.helo_name == NULL)
 		cfg->backend.helo_name = xstrdup(cfg->server.hostname);
+	/* [backend] xclient may come before or after the list. */
+	for (size_t i = 0; i < cfg->backend.count; i++)
+		if (!cfg->backend.list[i].xclient_set)
+			cfg->backend.list[i].xclient = cfg->backend.xclient;
 	*cfg_r = cfg;
 	return 0;
 }
@@ -1424,8 +1570,7 @@ void config_free(struct config *cfg)
 	}
 	free(cfg->snis);
 	free(cfg->auth.pam_service);
-	free(cfg->backend.address);
-	free(cfg->backend.unix_path);
+	backends_free(cfg->backend.list, cfg->backend.count);
 	free(cfg->backend.helo_name);
 	free(cfg->relay.sender_map);
 	free(cfg);

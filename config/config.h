@@ -41,6 +41,13 @@ enum bare_newline_policy {
 	BARE_NEWLINE_REJECT,
 };
 
+/* [relay] nul_bytes: what a NUL byte in a message does. */
+enum nul_bytes_policy {
+	NUL_BYTES_PASS,
+	NUL_BYTES_STRIP,
+	NUL_BYTES_REJECT,
+};
+
 /* SASL mechanisms, as a bit set in config.auth.mechanisms. */
 #define AUTH_MECH_PLAIN (1u << 0)
 #define AUTH_MECH_LOGIN (1u << 1)
@@ -52,6 +59,17 @@ struct config_addr {
 	socklen_t len;
 	char text[64];
 };
+
+/* One backend MTA of [backend] address. */
+struct config_backend {
+	char *address;              /* "127.0.0.1:25" or "unix:/path", for logs */
+	char *unix_path;            /* non-NULL for "unix:" */
+	struct config_addr tcp;     /* valid when unix_path == NULL */
+	enum xclient_mode xclient;  /* its own, or [backend] xclient */
+	bool xclient_set;           /* "xclient=" given on the item */
+};
+
+#define CONFIG_BACKENDS_MAX 16
 
 struct config_listener {
 	char *name;                 /* from "[listener NAME]" */
@@ -131,13 +149,16 @@ struct config {
 	} auth;
 
 	struct {
-		char *address;              /* as written: "127.0.0.1:25" or "unix:/path" */
-		char *unix_path;            /* non-NULL for "unix:" */
-		struct config_addr tcp;     /* valid when unix_path == NULL */
+		/* [backend] address: the MTAs in order of preference, at
+		 * least one, at most CONFIG_BACKENDS_MAX. */
+		struct config_backend *list;
+		size_t count;
 		char *helo_name;            /* default: server.hostname */
-		enum xclient_mode xclient;  /* auto */
+		enum xclient_mode xclient;  /* auto; a backend may override */
 		uint64_t connect_timeout_ms;/* 10s */
 		uint64_t timeout_ms;        /* 300s */
+		uint64_t probe_interval_ms; /* 10m */
+		uint64_t retry_interval_ms; /* 30s: a down backend's back-off */
 	} backend;
 
 	struct config_limits limits;
@@ -145,6 +166,7 @@ struct config {
 	struct {
 		bool received_header;                  /* yes */
 		enum bare_newline_policy bare_newline; /* normalize */
+		enum nul_bytes_policy nul_bytes;       /* reject */
 		char *sender_map;                      /* NULL if unset */
 	} relay;
 };

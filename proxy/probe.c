@@ -29,7 +29,7 @@ static void probe_ready(void *arg)
 		log_info(NULL,
 			 "event=backend_probe status=ok backend=%s esmtp=%s "
 			 "pipelining=%s",
-			 p->cfg->backend.address,
+			 p->cfg->backend.list[0].address,
 			 relay_esmtp(p->relay) ? "yes" : "no",
 			 relay_caps(p->relay)->caps & EHLO_CAP_PIPELINING
 			     ? "yes"
@@ -54,7 +54,7 @@ static void probe_failed(void *arg, const char *why)
 		log_warn(NULL,
 			 "event=backend_probe status=failed backend=%s "
 			 "error=\"%s\"%s",
-			 p->cfg->backend.address, why,
+			 p->cfg->backend.list[0].address, why,
 			 p->known ? "" : " advertising=conservative");
 	p->failing = true;
 }
@@ -82,7 +82,8 @@ static void probe_on_timer(uv_timer_t *t)
 
 	relay_destroy(p->relay);
 	p->done = false;
-	p->relay = relay_create(t->loop, p->cfg, NULL, &probe_callbacks, p);
+	p->relay = relay_create(t->loop, p->cfg, &p->cfg->backend.list[0],
+				NULL, &probe_callbacks, p);
 }
 
 struct probe *probe_start(uv_loop_t *loop, struct config *cfg,

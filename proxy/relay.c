@@ -52,6 +52,7 @@ static_assert(sizeof(relay_state_names) / sizeof(relay_state_names[0]) ==
 struct relay {
 	uv_loop_t *loop;
 	const struct config *cfg;
+	const struct config_backend *backend; /* in cfg */
 	const struct relay_callbacks *cb;
 	void *arg;
 	enum relay_state state;
@@ -312,7 +313,7 @@ static bool relay_wants_xclient(const struct relay *r)
 {
 	if (r->probe || !r->esmtp)
 		return false;
-	switch (r->cfg->backend.xclient) {
+	switch (r->backend->xclient) {
 	case XCLIENT_YES:
 		return true;
 	case XCLIENT_AUTO:
@@ -549,7 +550,7 @@ static void relay_fail(struct relay *r, const char *why)
 	log_event(r->quit_sent ? LOG_LEVEL_DEBUG : LOG_LEVEL_WARN,
 		  relay_log_sid(r),
 		  "event=backend_error backend=%s state=%s error=\"%s\"",
-		  r->cfg->backend.address, relay_state_names[r->state], why);
+		  r->backend->address, relay_state_names[r->state], why);
 	relay_enter_state(r, RELAY_FAILED);
 	uv_timer_stop(&r->timer);
 	if (r->reading) {
@@ -592,6 +593,7 @@ static void relay_on_close(uv_handle_t *h)
 /* Connecting happens on the next loop iteration's callbacks, never inside
  * relay_create(), so the owner has its pointer before any callback. */
 struct relay *relay_create(uv_loop_t *loop, const struct config *cfg,
+			   const struct config_backend *backend,
 			   const struct relay_client *client,
 			   const struct relay_callbacks *cb, void *arg)
 {
@@ -600,6 +602,7 @@ struct relay *relay_create(uv_loop_t *loop, const struct config *cfg,
 
 	r->loop = loop;
 	r->cfg = cfg;
+	r->backend = backend;
 	r->cb = cb;
 	r->arg = arg;
 	r->probe = client == NULL;
@@ -614,7 +617,7 @@ struct relay *relay_create(uv_loop_t *loop, const struct config *cfg,
 	linebuf_init(&r->lines, RELAY_LINE_MAX);
 	uv_timer_init(loop, &r->timer);
 	r->timer.data = r;
-	if (cfg->backend.unix_path != NULL) {
+	if (backend->unix_path != NULL) {
 		uv_pipe_init(loop, &r->h.pipe, 0);
 		r->stream = (uv_stream_t *)&r->h.pipe;
 	} else {
@@ -626,14 +629,14 @@ struct relay *relay_create(uv_loop_t *loop, const struct config *cfg,
 	r->connect_req.data = r;
 	uv_timer_start(&r->timer, relay_on_timer, cfg->backend.connect_timeout_ms,
 		       0);
-	if (cfg->backend.unix_path != NULL) {
+	if (backend->unix_path != NULL) {
 		uv_pipe_connect(&r->connect_req, &r->h.pipe,
-				cfg->backend.unix_path, relay_on_connect);
+				backend->unix_path, relay_on_connect);
 		rc = 0; /* uv_pipe_connect reports errors to the callback */
 	} else {
 		uv_tcp_nodelay(&r->h.tcp, 1);
 		rc = uv_tcp_connect(&r->connect_req, &r->h.tcp,
-				    (const struct sockaddr *)&cfg->backend.tcp.ss,
+				    (const struct sockaddr *)&backend->tcp.ss,
 				    relay_on_connect);
 	}
 	if (rc < 0) {

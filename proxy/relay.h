@@ -38,6 +38,7 @@
 #include "proxy/smtp-relay-parse.h"
 
 struct config;
+struct config_backend;
 struct relay;
 
 #define RELAY_REPLY_MAX 16384
@@ -69,8 +70,10 @@ struct relay_callbacks {
 	void (*drained)(void *arg);
 };
 
-/* client NULL: the capability probe (no XCLIENT). */
+/* A connection to backend, one of cfg's.  client NULL: the capability
+ * probe (no XCLIENT). */
 struct relay *relay_create(uv_loop_t *loop, const struct config *cfg,
+			   const struct config_backend *backend,
 			   const struct relay_client *client,
 			   const struct relay_callbacks *cb, void *arg);
 

@@ -258,7 +258,8 @@ static void session_relay_connect(struct session_relay *sr)
 	    .sid = sr->env.sid,
 	};
 
-	sr->relay = relay_create(sr->env.loop, sr->env.cfg, &client,
+	sr->relay = relay_create(sr->env.loop, sr->env.cfg,
+				 &sr->env.cfg->backend.list[0], &client,
 				 &session_relay_callbacks, sr);
 }
 

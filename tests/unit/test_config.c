@@ -216,12 +216,18 @@ static void test_example_loads(const char *path)
 			       def->auth.helper_workers &&
 			   cfg->auth.timeout_ms == def->auth.timeout_ms,
 		       "example: default [auth] numbers");
-		TAP_EQ_STR(cfg->backend.address, def->backend.address,
-			   "example: default backend address");
+		TAP_OK(cfg->backend.count == 1 &&
+			   strcmp(cfg->backend.list[0].address,
+				  def->backend.list[0].address) == 0,
+		       "example: default backend address");
 		TAP_OK(cfg->backend.xclient == def->backend.xclient &&
 			   cfg->backend.connect_timeout_ms ==
 			       def->backend.connect_timeout_ms &&
-			   cfg->backend.timeout_ms == def->backend.timeout_ms,
+			   cfg->backend.timeout_ms == def->backend.timeout_ms &&
+			   cfg->backend.probe_interval_ms ==
+			       def->backend.probe_interval_ms &&
+			   cfg->backend.retry_interval_ms ==
+			       def->backend.retry_interval_ms,
 		       "example: default [backend] values");
 		TAP_OK(memcmp(&cfg->limits, &def->limits,
 			      sizeof(cfg->limits)) == 0,
@@ -302,13 +308,23 @@ static void test_defaults(void)
 	TAP_EQ_INT(cfg->auth.helper_workers, 4, "defaults: helper_workers");
 	TAP_EQ_INT(cfg->auth.timeout_ms, 30000, "defaults: auth timeout");
 
-	TAP_EQ_STR(cfg->backend.address, "127.0.0.1:25",
+	TAP_EQ_INT(cfg->backend.count, 1, "defaults: one backend");
+	TAP_EQ_STR(cfg->backend.list[0].address, "127.0.0.1:25",
 		   "defaults: backend address");
-	TAP_OK(cfg->backend.unix_path == NULL, "defaults: backend over TCP");
-	TAP_EQ_STR(cfg->backend.tcp.text, "127.0.0.1:25",
+	TAP_OK(cfg->backend.list[0].unix_path == NULL,
+	       "defaults: backend over TCP");
+	TAP_EQ_STR(cfg->backend.list[0].tcp.text, "127.0.0.1:25",
 		   "defaults: backend tcp address");
-	TAP_EQ_INT(cfg->backend.tcp.ss.ss_family, AF_INET,
+	TAP_EQ_INT(cfg->backend.list[0].tcp.ss.ss_family, AF_INET,
 		   "defaults: backend is IPv4");
+	TAP_EQ_INT(cfg->backend.list[0].xclient, XCLIENT_AUTO,
+		   "defaults: the backend's xclient");
+	TAP_EQ_INT(cfg->backend.probe_interval_ms, 600000,
+		   "defaults: probe_interval");
+	TAP_EQ_INT(cfg->backend.retry_interval_ms, 30000,
+		   "defaults: retry_interval");
+	TAP_EQ_INT(cfg->relay.nul_bytes, NUL_BYTES_REJECT,
+		   "defaults: nul_bytes");
 	TAP_EQ_STR(cfg->backend.helo_name, cfg->server.hostname,
 		   "defaults: helo_name is the hostname");
 	TAP_EQ_INT(cfg->backend.xclient, XCLIENT_AUTO, "defaults: xclient");
@@ -469,10 +485,12 @@ static void test_values_set(void)
 		   "values: address_failure_window");
 	TAP_EQ_INT(cfg->auth.helper_workers, 64, "values: helper_workers");
 	TAP_EQ_INT(cfg->auth.timeout_ms, 60000, "values: auth timeout");
-	TAP_EQ_STR(cfg->backend.address, "unix:/run/mta/smtp.sock",
+	TAP_EQ_STR(cfg->backend.list[0].address, "unix:/run/mta/smtp.sock",
 		   "values: backend address as written");
-	TAP_EQ_STR(cfg->backend.unix_path, "/run/mta/smtp.sock",
+	TAP_EQ_STR(cfg->backend.list[0].unix_path, "/run/mta/smtp.sock",
 		   "values: backend unix path");
+	TAP_EQ_INT(cfg->backend.list[0].xclient, XCLIENT_NO,
+		   "values: the backend takes [backend] xclient");
 	TAP_EQ_STR(cfg->backend.helo_name, "[192.0.2.7]",
 		   "values: helo_name address literal");
 	TAP_EQ_INT(cfg->backend.xclient, XCLIENT_NO, "values: xclient");
@@ -551,11 +569,74 @@ static void test_backend_tcp(void)
 	TAP_EQ_INT(ret, 0, "backend over IPv6 loads");
 	if (ret != 0)
 		return;
-	TAP_OK(cfg->backend.unix_path == NULL, "backend: not a unix socket");
-	TAP_EQ_STR(cfg->backend.tcp.text, "[::1]:10025", "backend: tcp text");
-	TAP_EQ_INT(cfg->backend.tcp.ss.ss_family, AF_INET6,
+	TAP_OK(cfg->backend.list[0].unix_path == NULL,
+	       "backend: not a unix socket");
+	TAP_EQ_STR(cfg->backend.list[0].tcp.text, "[::1]:10025",
+		   "backend: tcp text");
+	TAP_EQ_INT(cfg->backend.list[0].tcp.ss.ss_family, AF_INET6,
 		   "backend: IPv6 family");
 	config_free(cfg);
+}
+
+static void test_backend_list(void)
+{
+	struct config *cfg = NULL;
+	char path[4096], err[4096];
+	int ret;
+
+	ret = load_text("[listener a]\naddress = 127.0.0.1:2525\nmode = plain\n"
+			"[backend]\naddress = 127.0.0.1:25 , [::1]:10025 "
+			"xclient=no,unix:/run/exim.sock xclient=yes\n"
+			"xclient = no\nprobe_interval = 5m\n"
+			"retry_interval = 10s\n"
+			"[relay]\nnul_bytes = strip\n",
+			&cfg, path, sizeof(path), err, sizeof(err));
+	TAP_EQ_INT(ret, 0, "backend list loads");
+	if (ret != 0)
+		return;
+	TAP_EQ_INT(cfg->backend.count, 3, "backend list: three");
+	TAP_EQ_STR(cfg->backend.list[0].address, "127.0.0.1:25",
+		   "backend list: first, blanks trimmed");
+	TAP_EQ_INT(cfg->backend.list[0].xclient, XCLIENT_NO,
+		   "backend list: [backend] xclient after the list applies");
+	TAP_EQ_STR(cfg->backend.list[1].address, "[::1]:10025",
+		   "backend list: second");
+	TAP_EQ_INT(cfg->backend.list[1].xclient, XCLIENT_NO,
+		   "backend list: its own xclient=no");
+	TAP_EQ_STR(cfg->backend.list[2].unix_path, "/run/exim.sock",
+		   "backend list: a unix socket third");
+	TAP_EQ_INT(cfg->backend.list[2].xclient, XCLIENT_YES,
+		   "backend list: its own xclient=yes wins");
+	TAP_EQ_INT(cfg->backend.probe_interval_ms, 300000,
+		   "backend: probe_interval");
+	TAP_EQ_INT(cfg->backend.retry_interval_ms, 10000,
+		   "backend: retry_interval");
+	TAP_EQ_INT(cfg->relay.nul_bytes, NUL_BYTES_STRIP, "relay: nul_bytes");
+	config_free(cfg);
+
+	static const char *const bad[] = {
+	    "address = 127.0.0.1:25, 127.0.0.1:25\n",
+	    "address = 127.0.0.1:25,\n",
+	    "address = 127.0.0.1:25 pipelining=no\n",
+	    "address = 127.0.0.1:25 xclient=maybe\n",
+	    "address = unix:relative\n",
+	    "address = 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17\n",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char text[512];
+
+		snprintf(text, sizeof(text),
+			 "[listener a]\naddress = 127.0.0.1:2525\n"
+			 "mode = plain\n[backend]\n%s",
+			 bad[i]);
+		cfg = NULL;
+		ret = load_text(text, &cfg, path, sizeof(path), err,
+				sizeof(err));
+		TAP_OK(ret != 0 && strstr(err, ":5:") != NULL,
+		       "backend list refused at its line: %.40s", bad[i]);
+		if (ret == 0)
+			config_free(cfg);
+	}
 }
 
 struct error_case {
@@ -963,6 +1044,7 @@ int main(int argc, char **argv)
 	test_values_set();
 	test_max_junk_commands();
 	test_backend_tcp();
+	test_backend_list();
 	for (size_t i = 0; i < ARRAY_SIZE(error_cases); i++)
 		test_error_case(&error_cases[i]);
 	test_nul_byte();
