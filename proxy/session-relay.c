@@ -18,12 +18,6 @@
 #include "proxy/shared.h"
 #include "proxy/smtp-relay-parse.h"
 
-/* What an EHLO may announce to clients: the pass-through list. */
-#define SESSION_EHLO_PASS                                                      \
-	(EHLO_CAP_SIZE | EHLO_CAP_8BITMIME | EHLO_CAP_PIPELINING |             \
-	 EHLO_CAP_ENHANCEDSTATUSCODES | EHLO_CAP_SMTPUTF8 | EHLO_CAP_DSN |     \
-	 EHLO_CAP_DELIVERBY)
-
 /* Before any probe has succeeded: what the proxy itself guarantees. */
 #define SESSION_EHLO_CONSERVATIVE                                              \
 	(EHLO_CAP_SIZE | EHLO_CAP_PIPELINING | EHLO_CAP_ENHANCEDSTATUSCODES)
@@ -170,17 +164,12 @@ static void session_relay_log_transaction(struct session_relay *sr,
 
 /* ---- capabilities ---- */
 
-/* PIPELINING and SIZE are the proxy's own: it takes pipelined commands
- * whatever the backend does, and enforces max_message_size itself. */
 static size_t session_caps_render(const struct config *cfg,
 				  const struct ehlo_caps *from,
 				  char lines[][64], size_t max)
 {
-	struct ehlo_caps caps = *from;
-
-	caps.caps |= EHLO_CAP_PIPELINING | EHLO_CAP_SIZE;
-	return ehlo_caps_render(&caps, SESSION_EHLO_PASS,
-				cfg->limits.max_message_size, lines, max);
+	return ehlo_caps_client(from, cfg->limits.max_message_size, lines,
+				max);
 }
 
 size_t session_relay_ehlo_caps(const struct config *cfg, struct shared *shared,

@@ -224,6 +224,16 @@ size_t ehlo_caps_render(const struct ehlo_caps *caps, unsigned allowed,
 	return n;
 }
 
+size_t ehlo_caps_client(const struct ehlo_caps *caps, uint64_t max_size,
+			char lines[][64], size_t max_lines)
+{
+	struct ehlo_caps shown = *caps;
+
+	shown.caps |= EHLO_CAP_PIPELINING | EHLO_CAP_SIZE;
+	return ehlo_caps_render(&shown, EHLO_CAPS_PASS, max_size, lines,
+				max_lines);
+}
+
 /* ---- MAIL FROM / RCPT TO ---- */
 
 struct smtp_path_args {

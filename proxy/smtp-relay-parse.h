@@ -59,6 +59,19 @@ void ehlo_caps_add_line(struct ehlo_caps *caps, const char *text, size_t len);
 size_t ehlo_caps_render(const struct ehlo_caps *caps, unsigned allowed,
 			uint64_t max_size, char lines[][64], size_t max_lines);
 
+/* What an EHLO may announce to clients: the pass-through list. */
+#define EHLO_CAPS_PASS                                                         \
+	(EHLO_CAP_SIZE | EHLO_CAP_8BITMIME | EHLO_CAP_PIPELINING |             \
+	 EHLO_CAP_ENHANCEDSTATUSCODES | EHLO_CAP_SMTPUTF8 | EHLO_CAP_DSN |     \
+	 EHLO_CAP_DELIVERBY)
+
+/* The capability lines a client is shown for a backend with caps: the
+ * pass-through extensions it has, plus PIPELINING and SIZE, which are the
+ * proxy's own (it takes pipelined commands whatever the backend does and
+ * enforces max_size itself).  Same contract as ehlo_caps_render(). */
+size_t ehlo_caps_client(const struct ehlo_caps *caps, uint64_t max_size,
+			char lines[][64], size_t max_lines);
+
 /* MAIL FROM:<path> [params]: checks the shape (RFC 5321 §4.1.1.2, with
  * the common tolerance of a space after the colon), extracts the reverse
  * path (without < >, "" for the null sender) and rewrites the arguments
