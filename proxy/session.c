@@ -486,8 +486,11 @@ static void session_on_relay_unavailable(void *arg, const char *why)
 	/* The client stays and may try again. */
 	log_info(s->sid,
 		 "event=auth_tempfail ip=%s user=\"%s\" "
-		 "reason=backend_unavailable",
-		 s->ip, sanitize(user, sizeof(user), name, strlen(name)));
+		 "reason=backend_unavailable backend=%s tried=%u "
+		 "error=\"%s\"",
+		 s->ip, sanitize(user, sizeof(user), name, strlen(name)),
+		 session_relay_backend(s->relay), session_relay_tried(s->relay),
+		 why);
 	/* The relay's last act was this call: it may go. */
 	session_relay_destroy(s->relay);
 	s->relay = NULL;
@@ -591,6 +594,7 @@ static void session_handover(struct session *s, const char *user)
 	struct session_relay_env env = {
 	    .loop = s->env->loop,
 	    .cfg = s->cfg,
+	    .shared = s->env->shared,
 	    .sendermap = &s->env->sendermap,
 	    .replies = &s->replies,
 	    .data_buf = s->env->data_buf,
