@@ -494,7 +494,14 @@ static void session_on_relay_unavailable(void *arg, const char *why)
 	/* The relay's last act was this call: it may go. */
 	session_relay_destroy(s->relay);
 	s->relay = NULL;
-	session_reply(s, "454 4.7.0 Temporary authentication failure");
+	/* RFC 4954 §6: 454 4.7.0 is the temporary server failure in answer
+	 * to AUTH, and the session stays open for the client to try again
+	 * (a 421 would close it).  The words are for the user: "temporary
+	 * authentication failure" after a right password made people doubt
+	 * it.  Only a right password comes here, and the 235 would have
+	 * told it just the same, so saying "accepted" gives nothing away. */
+	session_reply(s, "454 4.7.0 Login accepted, but the mail service is "
+			 "temporarily unavailable; try again later");
 	session_enter_phase(s, SESSION_PHASE_PREAUTH);
 	session_idle_restart(s);
 	session_resume(s);
