@@ -57,7 +57,9 @@ static struct backend_health *backends_find(const struct backends *t,
 					    const char *address)
 {
 	for (size_t i = 0; i < t->count; i++)
-		if (strcmp(t->items[i].address, address) == 0)
+		/* NULL: moved by backends_configure(), under way. */
+		if (t->items[i].address != NULL &&
+		    strcmp(t->items[i].address, address) == 0)
 			return &t->items[i];
 	return NULL;
 }

@@ -144,6 +144,14 @@ static void test_reload(void)
 		   "an older configuration's list still picks");
 	TAP_EQ_INT(backends_state(t, "127.0.0.1:2525"), BACKEND_UNKNOWN,
 		   "a forgotten address is unknown");
+	/* Kept ones first, then an added one (the usual reload). */
+	backends_configure(t, list3, 1);
+	backends_configure(t, list3, 3);
+	TAP_EQ_INT(backends_count(t), 3, "one kept, two added");
+	TAP_EQ_INT(backends_state(t, "127.0.0.1:25"), BACKEND_UP,
+		   "the kept one keeps its state");
+	TAP_EQ_INT(backends_state(t, "unix:/run/mta.sock"), BACKEND_UNKNOWN,
+		   "the one added after it is unknown");
 	backends_destroy(t);
 }
 
