@@ -15,8 +15,9 @@ with CRLF.CRLF, so "nothing delivered" is "no dump file".
 RecordingBackend is an ESMTP server in a thread that answers from a
 script and records, per connection, every byte received, every command
 line and every transaction (MAIL, RCPTs, the DATA bytes exactly as they
-arrived, and whether they ended with CRLF.CRLF).  The proxy's capability
-probe (EHLO, QUIT every 60 s) connects to it too: BackendConnection.
+arrived, and whether they ended with CRLF.CRLF).  The proxy's probe
+(EHLO, QUIT: at start, while the backend is down, and after
+probe_interval without a session) connects to it too: BackendConnection.
 is_probe() tells such a connection from a session's.
 
 PostfixInstance is a throw-away Postfix (its own config, queue and data

@@ -3,7 +3,8 @@ backends"), as clients, the backends and the log see it:
 
 - failover at AUTH: the first backend down at start, killed between
   sessions, killed during a session (that session gets 421, the next
-  goes to the second); every backend down: the right password gets
+  goes to the second), a failover that skips a backend down, the
+  reconnect after an aborted message; every backend down: the right password gets
   "454 4.7.0 Login accepted, but the mail service is temporarily
   unavailable", nothing is delivered, and the client logs in on the same
   connection once a backend is back; a backend back up is used again
@@ -256,6 +257,56 @@ class Failover(FailoverTestCase):
         self.assertEqual(len(second.messages()), 1)
         self.assertStates(proxy, first, ["down", "up"])
         self.assertStates(proxy, second, ["up"])
+
+    def test_three_backends_failover_skips_the_one_down(self):
+        first, second, third = (SmtpSink(self), self.stopped_sink(),
+                                SmtpSink(self))
+        proxy = self.proxy(first, second, third)
+        self.wait_state(proxy, second, "down")
+        self.wait_state(proxy, third, "up")
+        self.deliver(proxy)
+        self.assertEqual(len(first.wait_messages(1)), 1)
+        first.kill()
+        sid = self.deliver(proxy)
+        self.assertEqual(len(third.wait_messages(1)), 1)
+        fields = harness.parse_log_fields(proxy.wait_log(
+            r"\bevent=backend_failover\b", r"\bsid=%s\b" % sid))
+        self.assertEqual((fields["from"], fields["to"]),
+                         (first.address, third.address))
+        self.assertEqual(
+            proxy.log_lines(r"\bevent=backend_error\b",
+                            r"\bsid=%s\b" % sid,
+                            r"\bbackend=%s\b" % re.escape(second.address)),
+            [], "the backend down was tried while another was left")
+        self.assertStates(proxy, first, ["up", "down"])
+        self.assertStates(proxy, second, ["down"])
+        self.assertStates(proxy, third, ["up"])
+
+    def test_reconnect_after_an_aborted_message_fails_over(self):
+        first, second = SmtpSink(self), SmtpSink(self)
+        proxy = self.proxy(first, second, limits={"max_message_size": "1K"})
+        self.wait_state(proxy, second, "up")
+        client = self.login(proxy)
+        # Over max_message_size: the proxy drops its backend connection
+        # (so the backend discards the message) and connects again for
+        # the next command.
+        self.assertReply(client.command("MAIL FROM:<%s>" % SENDER), 250)
+        self.assertReply(client.command("RCPT TO:<%s>" % RCPT), 250)
+        self.assertReply(client.command("DATA"), 354)
+        client.send(BODY + b"x" * 2000 + b"\r\n.\r\n")
+        self.assertReply(client.read_reply(), 552)
+        first.kill()
+        self.assertReply(self.send_message(client), 250)
+        self.assertEqual(len(second.wait_messages(1)), 1)
+        # smtp-sink, killed, may leave the aborted message's dump file
+        # behind, empty or cut: never a whole one.
+        self.assertEqual([m for m in first.messages()
+                          if m.raw.endswith(b"\n\n")], [])
+        fields = harness.parse_log_fields(proxy.wait_log(
+            r"\bevent=backend_failover\b"))
+        self.assertEqual((fields["from"], fields["to"]),
+                         (first.address, second.address))
+        self.assertStates(proxy, first, ["up", "down"])
 
 
 # ------------------------------------------------------------- xclient
