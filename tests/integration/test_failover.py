@@ -125,6 +125,14 @@ class FailoverTestCase(ProxyTestCase):
         backends.wait_for(seen, "%s %s (change %d)" % (
             backend.address, state, count), timeout=2 * WAIT)
 
+    def failover(self, proxy, sid=None):
+        """(from, to) of the (session's) event=backend_failover line."""
+        patterns = [r"\bevent=backend_failover\b"]
+        if sid:
+            patterns.append(r"\bsid=%s\b" % sid)
+        fields = harness.parse_log_fields(proxy.wait_log(*patterns))
+        return fields["from"], fields["to"]
+
     def assertStates(self, proxy, backend, expected):
         self.assertEqual(self.states(proxy, backend), expected,
                          "changes of state of %s" % backend.address)
@@ -172,10 +180,7 @@ class Failover(FailoverTestCase):
         # only its 235.
         sid = self.deliver(proxy)
         self.assertEqual(len(second.wait_messages(1)), 1)
-        failover = proxy.wait_log(r"\bevent=backend_failover\b",
-                                  r"\bsid=%s\b" % sid)
-        fields = harness.parse_log_fields(failover)
-        self.assertEqual((fields["from"], fields["to"]),
+        self.assertEqual(self.failover(proxy, sid),
                          (first.address, second.address))
         self.assertRegex(
             proxy.wait_log(r"\bevent=backend_error\b", r"\bsid=%s\b" % sid),
@@ -195,15 +200,7 @@ class Failover(FailoverTestCase):
         self.wait_state(proxy, second, "up")
         client = self.login(proxy)
         first.kill()
-        try:
-            client.send(b"MAIL FROM:<%s>\r\n" % SENDER.encode())
-        except OSError:
-            pass    # already closed: the 421 is buffered
-        reply = client.read_reply()
-        self.assertIn(reply[0], (421, 451), reply)
-        self.assertTrue(reply[1][0].startswith("4.4.2"), reply)
-        rest = client.read_until_closed()
-        self.assertNotIn(b"250", rest)
+        backends.assert_backend_lost_reply(self, client, SENDER)
         proxy.wait_log(r"\bevent=backend_lost\b",
                        r"\bbackend=%s\b" % re.escape(first.address))
         # The next session goes to the second.
@@ -269,9 +266,7 @@ class Failover(FailoverTestCase):
         first.kill()
         sid = self.deliver(proxy)
         self.assertEqual(len(third.wait_messages(1)), 1)
-        fields = harness.parse_log_fields(proxy.wait_log(
-            r"\bevent=backend_failover\b", r"\bsid=%s\b" % sid))
-        self.assertEqual((fields["from"], fields["to"]),
+        self.assertEqual(self.failover(proxy, sid),
                          (first.address, third.address))
         self.assertEqual(
             proxy.log_lines(r"\bevent=backend_error\b",
@@ -302,9 +297,7 @@ class Failover(FailoverTestCase):
         # behind, empty or cut: never a whole one.
         self.assertEqual([m for m in first.messages()
                           if m.raw.endswith(b"\n\n")], [])
-        fields = harness.parse_log_fields(proxy.wait_log(
-            r"\bevent=backend_failover\b"))
-        self.assertEqual((fields["from"], fields["to"]),
+        self.assertEqual(self.failover(proxy),
                          (first.address, second.address))
         self.assertStates(proxy, first, ["up", "down"])
 
