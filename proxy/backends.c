@@ -16,6 +16,8 @@ static const char *const backend_state_names[] = {
 static_assert(sizeof(backend_state_names) / sizeof(backend_state_names[0]) ==
 		  BACKEND_STATE_COUNT,
 	      "one name per backend state");
+/* A list's backends are bits of a uint32_t (tried, due). */
+static_assert(CONFIG_BACKENDS_MAX <= 32, "a backend list fits 32 bits");
 
 struct backend_health {
 	char *address;
