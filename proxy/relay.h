@@ -1,12 +1,15 @@
 /*
- * relay.h - one plaintext SMTP connection to the backend MTA (TCP or a
- * Unix socket), for one authenticated session or for the capability
- * probe.
+ * relay.h - one plaintext SMTP connection to one backend MTA of
+ * [backend] address (TCP or a Unix socket), for one authenticated session
+ * or for the probe (proxy/probe.h).  Which backend is the owner's choice
+ * (proxy/session-relay.h fails over to the next one when cb->failed comes
+ * before cb->ready); the relay names it in its logs (backend=).
  *
  * The relay does the hand-over itself: connect (connect_timeout), read the
  * 220 greeting, EHLO <helo_name> (HELO if the backend refuses EHLO), and,
- * for a session when [backend] xclient says so, XCLIENT with the real
- * client's attributes followed by a fresh EHLO.  Then cb->ready.  From
+ * for a session when that backend's xclient says so (its own "xclient="
+ * in the list, or [backend] xclient), XCLIENT with the real client's
+ * attributes followed by a fresh EHLO.  Then cb->ready.  From
  * there on the owner sends commands (relay_send_command: one reply
  * expected each) and message bytes (relay_send_data), and every complete,
  * validated reply comes back through cb->reply in order.  It never
@@ -70,8 +73,8 @@ struct relay_callbacks {
 	void (*drained)(void *arg);
 };
 
-/* A connection to backend, one of cfg's.  client NULL: the capability
- * probe (no XCLIENT). */
+/* A connection to backend, one of cfg's list (cfg must outlive the
+ * relay).  client NULL: the probe (no XCLIENT; QUIT right after ready). */
 struct relay *relay_create(uv_loop_t *loop, const struct config *cfg,
 			   const struct config_backend *backend,
 			   const struct relay_client *client,

@@ -18,7 +18,8 @@
 #include "proxy/shared.h"
 #include "proxy/smtp-relay-parse.h"
 
-/* Before any probe has succeeded: what the proxy itself guarantees. */
+/* Before any backend's capabilities are known: what the proxy itself
+ * guarantees. */
 #define SESSION_EHLO_CONSERVATIVE                                              \
 	(EHLO_CAP_SIZE | EHLO_CAP_PIPELINING | EHLO_CAP_ENHANCEDSTATUSCODES)
 
@@ -73,6 +74,12 @@ struct session_relay {
 	struct session_relay_env env;
 	enum session_relay_state state;
 	struct relay *relay;
+	/* The backend of env.cfg's list connected or being connected to, and
+	 * those this connect has tried (bit i: list[i]; README "Several
+	 * backends"). */
+	const struct config_backend *backend;
+	uint32_t tried;
+	unsigned ntried;
 	char *user;
 	char *helo; /* the client's, for XCLIENT and Received */
 
@@ -175,10 +182,11 @@ static size_t session_caps_render(const struct config *cfg,
 size_t session_relay_ehlo_caps(const struct config *cfg, struct shared *shared,
 			       char lines[][64], size_t max)
 {
-	struct ehlo_caps conservative, probed;
+	struct ehlo_caps conservative, known;
 
-	if (shared_backend_caps(shared, &probed))
-		return session_caps_render(cfg, &probed, lines, max);
+	/* What every backend a session may fail over to offers. */
+	if (shared_backend_caps(shared, cfg, &known))
+		return session_caps_render(cfg, &known, lines, max);
 	memset(&conservative, 0, sizeof(conservative));
 	conservative.caps = SESSION_EHLO_CONSERVATIVE;
 	return session_caps_render(cfg, &conservative, lines, max);
@@ -237,8 +245,13 @@ static void session_relay_pump(struct session_relay *sr)
 
 static const struct relay_callbacks session_relay_callbacks;
 
-static void session_relay_connect(struct session_relay *sr)
+/* Connects to the next backend this connect has not tried: the first
+ * healthy one of the list, or, when every one left is down, the first of
+ * those (shared_backend_pick()).  False once all have been tried.  The
+ * relay reports on a later loop turn, never from in here. */
+static bool session_relay_try_next(struct session_relay *sr)
 {
+	const struct config *cfg = sr->env.cfg;
 	struct relay_client client = {
 	    .addr = sr->env.ip,
 	    .port = sr->env.port,
@@ -246,10 +259,30 @@ static void session_relay_connect(struct session_relay *sr)
 	    .login = sr->user,
 	    .sid = sr->env.sid,
 	};
+	int i = shared_backend_pick(sr->env.shared, cfg, sr->tried);
 
-	sr->relay = relay_create(sr->env.loop, sr->env.cfg,
-				 &sr->env.cfg->backend.list[0], &client,
+	if (i < 0)
+		return false;
+	sr->tried |= UINT32_C(1) << i;
+	sr->ntried++;
+	sr->backend = &cfg->backend.list[i];
+	sr->relay = relay_create(sr->env.loop, cfg, sr->backend, &client,
 				 &session_relay_callbacks, sr);
+	return true;
+}
+
+/* The hand-over, and the reconnect after an aborted message: a fresh
+ * choice each time, so a backend that went down meanwhile is skipped. */
+static void session_relay_connect(struct session_relay *sr)
+{
+	bool started;
+
+	sr->tried = 0;
+	sr->ntried = 0;
+	started = session_relay_try_next(sr);
+	/* Nothing tried yet: the list (at least one) has a candidate. */
+	assert(started);
+	(void)started;
 }
 
 /* Queues a whole command: verb NAME args, or line when given. */
@@ -487,6 +520,11 @@ static void session_relay_on_ready(void *arg)
 	struct session_relay *sr = arg;
 	bool handover = sr->state == SESSION_RELAY_HANDOVER;
 
+	/* The backend is up, and what it just announced is what the
+	 * pre-auth EHLO may promise of it: no probe is needed while
+	 * sessions keep coming (proxy/probe.h). */
+	shared_backend_up(sr->env.shared, sr->backend, relay_caps(sr->relay),
+			  "session", sr->env.sid);
 	session_relay_enter_state(sr, SESSION_RELAY_READY);
 	if (handover) {
 		sr->env.cb->ready(sr->env.arg);
@@ -504,8 +542,10 @@ static void session_relay_lost(struct session_relay *sr, const char *why)
 	static const char lost[] = "451 4.4.2 Backend connection lost\r\n";
 
 	log_info(sr->env.sid,
-		 "event=backend_lost ip=%s state=%s in_data=%s error=\"%s\"",
-		 sr->env.ip, session_relay_state_names[sr->state],
+		 "event=backend_lost ip=%s backend=%s state=%s in_data=%s "
+		 "error=\"%s\"",
+		 sr->env.ip, sr->backend->address,
+		 session_relay_state_names[sr->state],
 		 sr->in_data ? "yes" : "no", why);
 	/* The audit trail has every message that went to the backend, also
 	 * those whose fate is unknown. */
@@ -524,13 +564,34 @@ static void session_relay_lost(struct session_relay *sr, const char *why)
 	sr->env.cb->lost(sr->env.arg);
 }
 
+/* A hand-over failed (connect, greeting, EHLO, XCLIENT, timeout: all that
+ * relay.c reports before ready): that backend is down, and the next one
+ * is tried.  True if one is being tried; false once all have been. */
+static bool session_relay_failover(struct session_relay *sr, const char *why)
+{
+	const char *failed = sr->backend->address;
+
+	shared_backend_down(sr->env.shared, sr->env.cfg, sr->backend, why,
+			    sr->env.sid);
+	relay_destroy(sr->relay);
+	sr->relay = NULL;
+	if (!session_relay_try_next(sr))
+		return false;
+	log_info(sr->env.sid,
+		 "event=backend_failover ip=%s from=%s to=%s error=\"%s\"",
+		 sr->env.ip, failed, sr->backend->address, why);
+	return true;
+}
+
 static void session_relay_on_failed(void *arg, const char *why)
 {
 	struct session_relay *sr = arg;
 
+	if ((sr->state == SESSION_RELAY_HANDOVER ||
+	     sr->state == SESSION_RELAY_CONNECTING) &&
+	    session_relay_failover(sr, why))
+		return;
 	if (sr->state == SESSION_RELAY_HANDOVER) {
-		relay_destroy(sr->relay);
-		sr->relay = NULL;
 		session_relay_cmds_clear(sr);
 		session_relay_enter_state(sr, SESSION_RELAY_DEAD);
 		sr->env.cb->unavailable(sr->env.arg, why);
@@ -602,6 +663,16 @@ void session_relay_destroy(struct session_relay *sr)
 const char *session_relay_user(const struct session_relay *sr)
 {
 	return sr->user;
+}
+
+const char *session_relay_backend(const struct session_relay *sr)
+{
+	return sr->backend->address;
+}
+
+unsigned session_relay_tried(const struct session_relay *sr)
+{
+	return sr->ntried;
 }
 
 bool session_relay_busy(const struct session_relay *sr)

@@ -3,6 +3,16 @@
  * backend connection made at hand-over, the commands queued for it, EHLO
  * rewriting, the mail transaction, and DATA through the scanner.
  *
+ * The backend: the first healthy one of [backend] address, failing over
+ * to the next when a hand-over fails (connect, greeting, EHLO, XCLIENT,
+ * timeout), which marks the failed one down in the shared state
+ * (proxy/shared.h, proxy/backends.h); when every one left is down they
+ * are still tried in order.  A successful hand-over marks its backend up
+ * and refreshes its capabilities there.  The reconnect after an aborted
+ * message chooses the same way.  A backend lost after the hand-over ends
+ * the session (421) without being marked down: the next hand-over finds
+ * out.
+ *
  * Every relayed command takes its place in the session's reply queue
  * (proxy/replyq.h) when it is queued, and is answered there, in order,
  * when the backend's reply arrives.  A command is queued whole: its line,
@@ -44,7 +54,8 @@ struct session_relay_callbacks {
 	/* Last.  The hand-over is complete: PAM and the backend both said
 	 * yes. */
 	void (*ready)(void *arg);
-	/* Last.  The hand-over failed: the client is not logged in. */
+	/* Last.  The hand-over failed on every backend: the client is not
+	 * logged in. */
 	void (*unavailable)(void *arg, const char *why);
 	/* The backend answered DATA: go (354) means message bytes follow. */
 	void (*data_reply)(void *arg, bool go);
@@ -63,6 +74,7 @@ struct session_relay_callbacks {
 struct session_relay_env {
 	uv_loop_t *loop;
 	const struct config *cfg;
+	struct shared *shared;		    /* the backends' health */
 	struct sendermap *const *sendermap; /* the current map (NULL: none) */
 	struct replyq *replies;		    /* the session's */
 	char *data_buf;			    /* scanner output, one chunk */
@@ -88,6 +100,11 @@ void session_relay_destroy(struct session_relay *sr);
 
 /* The user PAM named, for logs. */
 const char *session_relay_user(const struct session_relay *sr);
+
+/* For logs: the address of the backend last tried (connected, or being
+ * connected to), and how many backends the last connect has tried. */
+const char *session_relay_backend(const struct session_relay *sr);
+unsigned session_relay_tried(const struct session_relay *sr);
 
 enum session_relay_verdict {
 	SESSION_RELAY_QUEUED,  /* relayed: its reply place is taken */
@@ -117,8 +134,10 @@ bool session_relay_owes(const struct session_relay *sr);
 /* A message's terminator went to the backend and its reply is not in. */
 bool session_relay_owes_message(const struct session_relay *sr);
 
-/* The capability lines of a pre-auth EHLO (from the probe, or a
- * conservative set): fills up to max lines, returns how many. */
+/* The capability lines of a pre-auth EHLO: what every backend of cfg that
+ * is up offers, as last learnt by the probe or a session's hand-over
+ * (shared_backend_caps()), or a conservative set while none is known.
+ * Fills up to max lines, returns how many. */
 size_t session_relay_ehlo_caps(const struct config *cfg, struct shared *shared,
 			       char lines[][64], size_t max);
 

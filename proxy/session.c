@@ -486,12 +486,22 @@ static void session_on_relay_unavailable(void *arg, const char *why)
 	/* The client stays and may try again. */
 	log_info(s->sid,
 		 "event=auth_tempfail ip=%s user=\"%s\" "
-		 "reason=backend_unavailable",
-		 s->ip, sanitize(user, sizeof(user), name, strlen(name)));
+		 "reason=backend_unavailable backend=%s tried=%u "
+		 "error=\"%s\"",
+		 s->ip, sanitize(user, sizeof(user), name, strlen(name)),
+		 session_relay_backend(s->relay), session_relay_tried(s->relay),
+		 why);
 	/* The relay's last act was this call: it may go. */
 	session_relay_destroy(s->relay);
 	s->relay = NULL;
-	session_reply(s, "454 4.7.0 Temporary authentication failure");
+	/* RFC 4954 §6: 454 4.7.0 is the temporary server failure in answer
+	 * to AUTH, and the session stays open for the client to try again
+	 * (a 421 would close it).  The words are for the user: "temporary
+	 * authentication failure" after a right password made people doubt
+	 * it.  Only a right password comes here, and the 235 would have
+	 * told it just the same, so saying "accepted" gives nothing away. */
+	session_reply(s, "454 4.7.0 Login accepted, but the mail service is "
+			 "temporarily unavailable; try again later");
 	session_enter_phase(s, SESSION_PHASE_PREAUTH);
 	session_idle_restart(s);
 	session_resume(s);
@@ -591,6 +601,7 @@ static void session_handover(struct session *s, const char *user)
 	struct session_relay_env env = {
 	    .loop = s->env->loop,
 	    .cfg = s->cfg,
+	    .shared = s->env->shared,
 	    .sendermap = &s->env->sendermap,
 	    .replies = &s->replies,
 	    .data_buf = s->env->data_buf,

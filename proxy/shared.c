@@ -2,12 +2,19 @@
 #include "proxy/shared.h"
 
 #include <string.h>
+#include <uv.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "config/config.h"
+#include "proxy/backends.h"
 
 void shared_init(struct shared *sh, uint64_t sid_seed, uint64_t hash_seed)
 {
 	memset(sh, 0, sizeof(*sh));
 	pthread_mutex_init(&sh->lock, NULL);
 	sh->addrs = addrtable_create(hash_seed);
+	sh->backends = backends_create();
 	atomic_init(&sh->sessions, 0);
 	sh->sid_base = sid_seed;
 	atomic_init(&sh->sid_next, 0);
@@ -17,6 +24,8 @@ void shared_finish(struct shared *sh)
 {
 	addrtable_destroy(sh->addrs);
 	sh->addrs = NULL;
+	backends_destroy(sh->backends);
+	sh->backends = NULL;
 	pthread_mutex_destroy(&sh->lock);
 }
 
@@ -96,22 +105,94 @@ size_t shared_addr_count(struct shared *sh)
 	return n;
 }
 
-void shared_set_backend_caps(struct shared *sh, const struct ehlo_caps *caps)
+static uint64_t shared_clock_ms(void)
+{
+	return uv_hrtime() / 1000000;
+}
+
+void shared_backends_configure(struct shared *sh, const struct config *cfg)
 {
 	pthread_mutex_lock(&sh->lock);
-	sh->backend_caps = *caps;
-	sh->backend_caps_known = true;
+	backends_configure(sh->backends, cfg->backend.list, cfg->backend.count);
 	pthread_mutex_unlock(&sh->lock);
 }
 
-bool shared_backend_caps(struct shared *sh, struct ehlo_caps *caps)
+int shared_backend_pick(struct shared *sh, const struct config *cfg,
+			uint32_t tried)
+{
+	int i;
+
+	pthread_mutex_lock(&sh->lock);
+	i = backends_pick(sh->backends, cfg->backend.list, cfg->backend.count,
+			  tried);
+	pthread_mutex_unlock(&sh->lock);
+	return i;
+}
+
+void shared_backend_up(struct shared *sh, const struct config_backend *b,
+		       const struct ehlo_caps *caps, const char *how,
+		       const char *sid)
+{
+	uint64_t now = shared_clock_ms();
+
+	pthread_mutex_lock(&sh->lock);
+	if (backends_up(sh->backends, b->address, caps, now))
+		log_info(sid,
+			 "event=backend_state backend=%s state=up "
+			 "reason=\"%s hand-over succeeded\"",
+			 b->address, how);
+	pthread_mutex_unlock(&sh->lock);
+}
+
+void shared_backend_down(struct shared *sh, const struct config *cfg,
+			 const struct config_backend *b, const char *why,
+			 const char *sid)
+{
+	uint64_t now = shared_clock_ms();
+	char reason[SANITIZE_BUFSIZE];
+
+	pthread_mutex_lock(&sh->lock);
+	if (backends_down(sh->backends, b->address, now,
+			  cfg->backend.retry_interval_ms))
+		log_warn(sid,
+			 "event=backend_state backend=%s state=down "
+			 "reason=\"%s\"",
+			 b->address,
+			 sanitize(reason, sizeof(reason), why, strlen(why)));
+	pthread_mutex_unlock(&sh->lock);
+}
+
+uint32_t shared_backends_due(struct shared *sh, const struct config *cfg)
+{
+	uint64_t now = shared_clock_ms();
+	uint32_t due;
+
+	pthread_mutex_lock(&sh->lock);
+	due = backends_due(sh->backends, cfg->backend.list, cfg->backend.count,
+			   now, cfg->backend.probe_interval_ms);
+	pthread_mutex_unlock(&sh->lock);
+	return due;
+}
+
+void shared_backend_probe_done(struct shared *sh, const struct config *cfg,
+			       const struct config_backend *b)
+{
+	uint64_t now = shared_clock_ms();
+
+	pthread_mutex_lock(&sh->lock);
+	backends_probe_done(sh->backends, b->address, now,
+			    cfg->backend.retry_interval_ms);
+	pthread_mutex_unlock(&sh->lock);
+}
+
+bool shared_backend_caps(struct shared *sh, const struct config *cfg,
+			 struct ehlo_caps *caps)
 {
 	bool known;
 
 	pthread_mutex_lock(&sh->lock);
-	known = sh->backend_caps_known;
-	if (known)
-		*caps = sh->backend_caps;
+	known = backends_caps(sh->backends, cfg->backend.list,
+			      cfg->backend.count, caps);
 	pthread_mutex_unlock(&sh->lock);
 	return known;
 }

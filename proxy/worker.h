@@ -4,7 +4,7 @@
  * its sessions share.  [server] workers = N runs N of these; the control
  * loop (proxy/main.c) accepts connections (proxy/listener.h) and hands
  * each to the least-loaded worker.  What the workers must agree on (the
- * per-address counts, the session total, the backend's capabilities) is
+ * per-address counts, the session total, the backends' health) is
  * in proxy/shared.h; the TLS contexts (tls/tls-server.h), the configuration and
  * the sender map are shared read-only, each worker holding a reference.
  *

@@ -15,8 +15,9 @@ with CRLF.CRLF, so "nothing delivered" is "no dump file".
 RecordingBackend is an ESMTP server in a thread that answers from a
 script and records, per connection, every byte received, every command
 line and every transaction (MAIL, RCPTs, the DATA bytes exactly as they
-arrived, and whether they ended with CRLF.CRLF).  The proxy's capability
-probe (EHLO, QUIT every 60 s) connects to it too: BackendConnection.
+arrived, and whether they ended with CRLF.CRLF).  The proxy's probe
+(EHLO, QUIT: at start, while the backend is down, and after
+probe_interval without a session) connects to it too: BackendConnection.
 is_probe() tells such a connection from a session's.
 
 PostfixInstance is a throw-away Postfix (its own config, queue and data
@@ -993,3 +994,20 @@ class RelayProxy(tlsutil.TlsProxy):
     def wait_probe(self):
         """Waits for the first successful backend capability probe."""
         return self.wait_log(r"\bevent=backend_probe\b", r"\bstatus=ok\b")
+
+
+# ------------------------------------------------------------- assertions
+
+def assert_backend_lost_reply(test, client, sender):
+    """A logged-in client whose backend died: its next command (a MAIL)
+    gets 421 or 451 4.4.2, then the connection closes with no 250."""
+    try:
+        client.send(b"MAIL FROM:<%s>\r\n" % sender.encode())
+    except OSError:
+        pass    # already closed: the 421 is buffered
+    reply = client.read_reply()
+    test.assertIn(reply[0], (421, 451), reply)
+    test.assertEnhancedClass(reply, 4)
+    test.assertTrue(reply[1][0].startswith("4.4.2"), reply)
+    rest = client.read_until_closed()
+    test.assertNotIn(b"250", rest)

@@ -207,21 +207,53 @@ static void test_shared_throttle(void)
 	shared_finish(&sh);
 }
 
-static void test_shared_caps(void)
+/* Two loops' view of two backends: what one marks, the other reads. */
+static void test_shared_backends(void)
 {
+	struct config_backend list[2];
+	struct config cfg;
 	struct shared sh;
-	struct ehlo_caps in, out;
+	struct ehlo_caps a, b, out;
+
+	memset(list, 0, sizeof(list));
+	list[0].address = "127.0.0.1:2525";
+	list[1].address = "127.0.0.1:2526";
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.backend.list = list;
+	cfg.backend.count = 2;
+	cfg.backend.retry_interval_ms = 30000;
+	cfg.backend.probe_interval_ms = 600000;
 
 	shared_init(&sh, 0, 1);
-	TAP_OK(!shared_backend_caps(&sh, &out),
-	       "no backend capabilities before a probe");
-	memset(&in, 0, sizeof(in));
-	in.caps = EHLO_CAP_PIPELINING | EHLO_CAP_8BITMIME;
-	in.size = 1234;
-	shared_set_backend_caps(&sh, &in);
-	TAP_OK(shared_backend_caps(&sh, &out) && out.caps == in.caps &&
+	shared_backends_configure(&sh, &cfg);
+	TAP_OK(!shared_backend_caps(&sh, &cfg, &out),
+	       "no backend capabilities before a probe or a session");
+	TAP_EQ_INT(shared_backends_due(&sh, &cfg), 3,
+		   "at start every backend is probed");
+	TAP_EQ_INT(shared_backends_due(&sh, &cfg), 0,
+		   "a probe under way is not started twice");
+	memset(&a, 0, sizeof(a));
+	a.caps = EHLO_CAP_PIPELINING | EHLO_CAP_8BITMIME | EHLO_CAP_SIZE;
+	a.size = 1234;
+	b = a;
+	b.caps &= ~(unsigned)EHLO_CAP_8BITMIME;
+	shared_backend_up(&sh, &list[0], &a, "probe", NULL);
+	shared_backend_probe_done(&sh, &cfg, &list[0]);
+	TAP_OK(shared_backend_caps(&sh, &cfg, &out) && out.caps == a.caps &&
 		   out.size == 1234,
 	       "every loop reads what the probe stored");
+	shared_backend_up(&sh, &list[1], &b, "session", "0123456789abcdef");
+	TAP_OK(shared_backend_caps(&sh, &cfg, &out) && out.caps == b.caps,
+	       "with two up, the intersection");
+	TAP_EQ_INT(shared_backend_pick(&sh, &cfg, 0), 0,
+		   "a session takes the first");
+	shared_backend_down(&sh, &cfg, &list[0], "connection refused",
+			    "0123456789abcdef");
+	TAP_EQ_INT(shared_backend_pick(&sh, &cfg, 0), 1,
+		   "the first is down: the second");
+	TAP_EQ_INT(shared_backend_pick(&sh, &cfg, 2), 0,
+		   "the second tried: the first, down or not");
+	TAP_EQ_INT(shared_backend_pick(&sh, &cfg, 3), -1, "all tried: none");
 	shared_finish(&sh);
 }
 
@@ -281,7 +313,7 @@ int main(int argc, char **argv)
 	test_pick();
 	test_shared_counts();
 	test_shared_throttle();
-	test_shared_caps();
+	test_shared_backends();
 	if (argc > 1)
 		test_refs(argv[1]);
 	return tap_done();
