@@ -151,22 +151,6 @@ void smtp_args_reply(enum smtp_args_cmd cmd, enum smtp_args_verdict v,
 /* A verdict's name for the logs' reason= ("param_not_offered"). */
 const char *smtp_args_verdict_name(enum smtp_args_verdict v);
 
-/* MAIL FROM:<path> [params]: checks the shape (RFC 5321 §4.1.1.2, with
- * the common tolerance of a space after the colon), extracts the reverse
- * path (without < >, "" for the null sender) and rewrites the arguments
- * into out without any AUTH= parameter (RFC 4954 §5: the proxy does not
- * vouch for a submitter's AUTH= claim).  Returns 0, or -1 for a syntax
- * error (501).  out gets "FROM:<path> PARAMS..." NUL-terminated. */
-int mail_from_rewrite(const char *args, size_t len, char *path,
-		      size_t path_size, char *out, size_t out_size);
-
-/* RCPT TO:<path> [params]: shape check only; returns 0 or -1. */
-int rcpt_to_check(const char *args, size_t len);
-
-/* The SIZE= parameter of MAIL FROM (RFC 1870), 0 if absent; -1 if
- * malformed. */
-int mail_from_size(const char *args, size_t len, uint64_t *size_r);
-
 /* xtext (RFC 3461 §4, used by XCLIENT): '+' and characters outside
  * 33..126 and '=' become "+XX".  Returns the length or -1 if out is too
  * small. */
