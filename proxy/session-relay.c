@@ -55,15 +55,21 @@ struct session_tx {
 	uint32_t rcpts_ok;   /* RCPTs the backend accepted */
 	char *first_rcpt;    /* first accepted forward path */
 	uint64_t size;	     /* set at end of data */
+	bool smtputf8;	     /* the MAIL said SMTPUTF8 (RFC 6531 §3.4) */
 };
 
 /* A command for the backend, complete before it is queued: its line and
- * what its reply needs. */
+ * what its reply needs.  Some take a place in the queue without going to
+ * the backend: the proxy answers them itself (local) when their turn
+ * comes, so that replies stay in command order (RFC 2920 §3.1). */
 struct relay_cmd {
 	struct relay_cmd *next;
-	enum smtp_verb verb; /* as the client's reply is shaped */
-	bool sent;
+	enum smtp_verb verb;   /* as the client's reply is shaped */
+	bool sent;	       /* went to the backend: its reply is owed */
+	bool local;	       /* answered by the proxy with reply, in turn */
+	bool swallow;	       /* its reply is the proxy's, not the client's */
 	bool data_end;	       /* the "." ending a message */
+	char *reply;	       /* local: the answer (CR LF), once decided */
 	char *path;	       /* RCPT: its forward path */
 	struct session_tx *tx; /* RCPT, end of data: a reference */
 	size_t len;
@@ -83,9 +89,11 @@ struct session_relay {
 	char *user;
 	char *helo; /* the client's, for XCLIENT and Received */
 
-	struct relay_cmd *head, *tail; /* sent ones first, then unsent */
+	/* Dispatched ones first (sent, or local with their answer), then
+	 * the unsent. */
+	struct relay_cmd *head, *tail;
 	struct relay_cmd *unsent;
-	uint32_t nsent;
+	uint32_t nsent; /* sent, reply owed */
 
 	struct session_tx *tx; /* the transaction in progress, or NULL */
 	bool in_data;	       /* after the 354, until the end of data */
@@ -196,6 +204,7 @@ size_t session_relay_ehlo_caps(const struct config *cfg, struct shared *shared,
 
 static void relay_cmd_free(struct relay_cmd *c)
 {
+	free(c->reply);
 	free(c->path);
 	session_tx_unref(c->tx);
 	free(c);
@@ -213,9 +222,135 @@ static void session_relay_cmds_clear(struct session_relay *sr)
 	sr->nsent = 0;
 }
 
+static struct relay_cmd *session_relay_pop(struct session_relay *sr)
+{
+	struct relay_cmd *c = sr->head;
+
+	sr->head = c->next;
+	if (sr->head == NULL)
+		sr->tail = NULL;
+	return c;
+}
+
+static void session_relay_answer(struct session_relay *sr, const char *text,
+				 size_t len)
+{
+	bool owed = replyq_answer(sr->env.replies, text, len);
+
+	/* Every command but a swallowed one took its place when queued. */
+	assert(owed);
+	(void)owed;
+}
+
+/* The commands the proxy answers itself leave the queue when they reach
+ * its head: behind every reply owed before them. */
+static void session_relay_answer_local(struct session_relay *sr)
+{
+	while (sr->head != NULL && sr->head->local && sr->head->reply != NULL) {
+		struct relay_cmd *c = session_relay_pop(sr);
+
+		session_relay_answer(sr, c->reply, strlen(c->reply));
+		relay_cmd_free(c);
+	}
+}
+
+/* EHLO/HELO after AUTH, answered from the capabilities of the connection
+ * in use: our name first, then what a client is shown for them
+ * (ehlo_caps_client(): pass-through extensions, SIZE capped). */
+static char *session_relay_ehlo_reply(const struct session_relay *sr,
+				      enum smtp_verb verb,
+				      const struct ehlo_caps *caps)
+{
+	const char *host = sr->env.cfg->server.hostname;
+	char lines[16][64];
+	size_t n = 0, size, off;
+	char *buf;
+
+	if (verb == SMTP_VERB_EHLO)
+		n = session_caps_render(sr->env.cfg, caps, lines, 16);
+	size = strlen(host) + 8 + n * (sizeof(lines[0]) + 8);
+	buf = xmalloc(size);
+	off =
+	    (size_t)snprintf(buf, size, "250%c%s\r\n", n > 0 ? '-' : ' ', host);
+	for (size_t i = 0; i < n; i++)
+		off += (size_t)snprintf(buf + off, size - off, "250%c%s\r\n",
+					i + 1 < n ? '-' : ' ', lines[i]);
+	return buf;
+}
+
+/* The log line of a MAIL or RCPT refused as it was to go (the ones
+ * refused when queued are logged by the session, as every refusal). */
+static void session_relay_log_refusal(const struct session_relay *sr,
+				      enum smtp_verb verb, const char *reason,
+				      const char *reply)
+{
+	char text[SANITIZE_BUFSIZE];
+
+	log_info(sr->env.sid,
+		 "event=reject ip=%s cmd=%s reason=%s reply=\"%s\"", sr->env.ip,
+		 smtp_verb_name(verb), reason,
+		 sanitize(text, sizeof(text), reply, strlen(reply)));
+}
+
+/* A MAIL or RCPT line, filtered again for the connection it goes to (see
+ * session_relay_dispatch()).  Returns false when it may not go: c is
+ * then answered here, with the refusal it would have had when queued. */
+static bool session_relay_refilter(struct session_relay *sr,
+				   struct relay_cmd *c, unsigned caps)
+{
+	enum smtp_args_cmd kind =
+	    c->verb == SMTP_VERB_MAIL ? SMTP_ARGS_MAIL : SMTP_ARGS_RCPT;
+	/* "MAIL " or "RCPT " and the arguments, without CR LF. */
+	size_t args_len = c->len - 7, size = c->len + 1;
+	char *out = xmalloc(size), reply[600];
+	struct smtp_args a;
+	enum smtp_args_verdict v;
+
+	v = smtp_args_filter(kind, c->line + 5, args_len, caps,
+			     c->tx != NULL && c->tx->smtputf8, out, size, &a);
+	if (v == SMTP_ARGS_OK) {
+		/* Never longer than the line it came from. */
+		memcpy(c->line, out, a.out_len);
+		memcpy(c->line + a.out_len, "\r\n", 2);
+		c->len = a.out_len + 2;
+		free(out);
+		return true;
+	}
+	free(out);
+	smtp_args_reply(kind, v, &a, reply, sizeof(reply));
+	session_relay_log_refusal(sr, c->verb, smtp_args_verdict_name(v),
+				  reply);
+	c->local = true;
+	c->reply = xasprintf("%s\r\n", reply);
+	return false;
+}
+
+/* What a command becomes is decided when it goes, not when it was
+ * queued: only then are the capabilities of the connection it goes to
+ * known.  After an aborted message the session queues commands while it
+ * connects again (SESSION_RELAY_CONNECTING), perhaps to a backend with
+ * fewer extensions than the last; relay_caps() is valid only once that
+ * connection is ready, which is when the pump runs.  Commands checked
+ * when queued against a ready connection pass again unchanged.  Returns
+ * false when the proxy answers c itself. */
+static bool session_relay_dispatch(struct session_relay *sr,
+				   struct relay_cmd *c)
+{
+	const struct ehlo_caps *caps = relay_caps(sr->relay);
+
+	if (c->local) {
+		c->reply = session_relay_ehlo_reply(sr, c->verb, caps);
+		return false;
+	}
+	if (c->verb == SMTP_VERB_MAIL || c->verb == SMTP_VERB_RCPT)
+		return session_relay_refilter(sr, c, caps->caps);
+	return true;
+}
+
 /* Sends what the backend may take now: everything with PIPELINING, one
  * command at a time without it (RFC 2920 is a promise the backend made,
- * or did not). */
+ * or did not); then answers what the proxy answers itself and whose turn
+ * it is. */
 static void session_relay_pump(struct session_relay *sr)
 {
 	bool pipelining;
@@ -227,20 +362,15 @@ static void session_relay_pump(struct session_relay *sr)
 		struct relay_cmd *c = sr->unsent;
 
 		sr->unsent = c->next;
+		if (!session_relay_dispatch(sr, c))
+			continue;
 		c->sent = true;
 		sr->nsent++;
-		if (c->verb == SMTP_VERB_EHLO && !relay_esmtp(sr->relay)) {
-			/* A backend that speaks no ESMTP gets HELO; the
-			 * client still gets an EHLO answer, with what the
-			 * proxy itself offers.  Decided now, not when the
-			 * command was queued: the backend may have been
-			 * connecting again then. */
-			memcpy(c->line, "HELO", 4);
-		}
 		/* A failed write is reported later, from the relay's
 		 * callbacks: c stays valid here. */
 		relay_send_command(sr->relay, c->line, c->len);
 	}
+	session_relay_answer_local(sr);
 }
 
 static const struct relay_callbacks session_relay_callbacks;
@@ -299,8 +429,9 @@ static struct relay_cmd *session_relay_queue(struct session_relay *sr,
 	return c;
 }
 
-/* Takes the command's reply place and sends it when the backend may take
- * it: the command is complete by now. */
+/* Takes the command's reply place (unless its reply is swallowed) and
+ * sends it when the backend may take it: the command is complete by
+ * now. */
 static void session_relay_push(struct session_relay *sr, struct relay_cmd *c)
 {
 	if (sr->tail != NULL)
@@ -310,7 +441,8 @@ static void session_relay_push(struct session_relay *sr, struct relay_cmd *c)
 	sr->tail = c;
 	if (sr->unsent == NULL)
 		sr->unsent = c;
-	replyq_expect(sr->env.replies);
+	if (!c->swallow)
+		replyq_expect(sr->env.replies);
 	if (sr->state == SESSION_RELAY_NONE) {
 		/* Dropped after an aborted message: connect again (EHLO and
 		 * XCLIENT included) before this command goes. */
@@ -344,52 +476,6 @@ static struct relay_cmd *session_relay_verb(struct session_relay *sr,
 }
 
 /* ---- replies ---- */
-
-static void session_relay_answer(struct session_relay *sr, const char *text,
-				 size_t len)
-{
-	bool owed = replyq_answer(sr->env.replies, text, len);
-
-	/* Every relayed command took its place when it was queued. */
-	assert(owed);
-	(void)owed;
-}
-
-/* The backend's EHLO reply, as the client sees it: our name first, then
- * only the pass-through extensions (no STARTTLS, AUTH, XCLIENT, XFORWARD,
- * CHUNKING, BINARYMIME, ETRN or anything unknown), SIZE capped. */
-static void session_relay_answer_ehlo(struct session_relay *sr,
-				      const struct relay_reply *reply)
-{
-	char lines[16][64], buf[16 * 72 + 256];
-	struct ehlo_caps caps;
-	size_t n, off = 0, pos = 0, i;
-
-	if (reply->code != 250) {
-		session_relay_answer(sr, reply->text, reply->len);
-		return;
-	}
-	memset(&caps, 0, sizeof(caps));
-	/* Skip the first line (the backend's name), read the others. */
-	for (i = 0; pos < reply->len; i++) {
-		const char *line = reply->text + pos;
-		const char *end = memchr(line, '\r', reply->len - pos);
-		size_t len = end ? (size_t)(end - line) : reply->len - pos;
-
-		if (i > 0 && len > 4)
-			ehlo_caps_add_line(&caps, line + 4, len - 4);
-		pos += len + 2;
-	}
-	n = session_caps_render(sr->env.cfg, &caps, lines, 16);
-	off +=
-	    (size_t)snprintf(buf + off, sizeof(buf) - off, "250%c%s\r\n",
-			     n > 0 ? '-' : ' ', sr->env.cfg->server.hostname);
-	for (i = 0; i < n && off < sizeof(buf); i++)
-		off += (size_t)snprintf(buf + off, sizeof(buf) - off,
-					"250%c%s\r\n", i + 1 < n ? '-' : ' ',
-					lines[i]);
-	session_relay_answer(sr, buf, off < sizeof(buf) ? off : sizeof(buf));
-}
 
 static void
 session_relay_received_header(struct session_relay *sr,
@@ -432,6 +518,8 @@ session_relay_received_header(struct session_relay *sr,
 	}
 }
 
+static void session_relay_lost(struct session_relay *sr, const char *why);
+
 static void session_relay_on_reply(void *arg, const struct relay_reply *reply)
 {
 	struct session_relay *sr = arg;
@@ -439,29 +527,27 @@ static void session_relay_on_reply(void *arg, const struct relay_reply *reply)
 	bool ok = reply->code >= 200 && reply->code < 300;
 
 	if (c == NULL || !c->sent) {
-		/* The relay counts the replies it is owed: cannot happen. */
+		/* The relay counts the replies it is owed, and local
+		 * commands at the head are answered at once: cannot
+		 * happen. */
 		assert(!"reply to no command");
 		return;
 	}
-	sr->head = c->next;
-	if (sr->head == NULL)
-		sr->tail = NULL;
+	session_relay_pop(sr);
 	sr->nsent--;
-	switch (c->verb) {
-	case SMTP_VERB_EHLO:
-		session_relay_answer_ehlo(sr, reply);
-		break;
-	case SMTP_VERB_HELO:
-		if (reply->code == 250) {
-			char line[300];
-			int n = snprintf(line, sizeof(line), "250 %s\r\n",
-					 sr->env.cfg->server.hostname);
-
-			session_relay_answer(sr, line, (size_t)n);
-		} else {
-			session_relay_answer(sr, reply->text, reply->len);
+	if (c->swallow) {
+		relay_cmd_free(c);
+		if (!ok) {
+			/* The proxy's own RSET (behind an EHLO) failed: the
+			 * backend's state is not what the client was told. */
+			session_relay_lost(sr, "backend refused RSET");
+			return;
 		}
-		break;
+		session_relay_pump(sr);
+		sr->env.cb->progress(sr->env.arg);
+		return;
+	}
+	switch (c->verb) {
 	case SMTP_VERB_RCPT:
 		if (ok && c->tx != NULL) {
 			c->tx->rcpts_ok++;
@@ -708,37 +794,62 @@ static void refusal_set(char *refusal, size_t size, const char *fmt, ...)
 	va_end(ap);
 }
 
-static enum session_relay_verdict session_relay_mail(struct session_relay *sr,
-						     const struct smtp_cmd *cmd,
-						     char *refusal,
-						     size_t refusal_size)
+/* The extensions a MAIL or RCPT is checked against when queued: those of
+ * the connection once it is ready; while it connects again, all the
+ * proxy could offer, so that only what no backend could take is refused
+ * now and the rest when the command goes (session_relay_dispatch()). */
+static unsigned session_relay_caps_now(const struct session_relay *sr)
+{
+	if (sr->state == SESSION_RELAY_READY)
+		return relay_caps(sr->relay)->caps;
+	return EHLO_CAPS_PASS;
+}
+
+/* MAIL and RCPT through smtp_args_filter(): a refusal is answered now,
+ * with its reason for the log line; otherwise out holds the line. */
+static bool session_relay_args(struct session_relay *sr,
+			       enum smtp_args_cmd kind,
+			       const struct smtp_cmd *cmd, bool tx_smtputf8,
+			       char *out, size_t out_size, struct smtp_args *a,
+			       char *refusal, size_t refusal_size,
+			       const char **reason_r)
+{
+	enum smtp_args_verdict v;
+
+	v = smtp_args_filter(kind, cmd->args, cmd->args_len,
+			     session_relay_caps_now(sr), tx_smtputf8, out,
+			     out_size, a);
+	if (v == SMTP_ARGS_OK)
+		return true;
+	smtp_args_reply(kind, v, a, refusal, refusal_size);
+	*reason_r = smtp_args_verdict_name(v);
+	return false;
+}
+
+static enum session_relay_verdict
+session_relay_mail(struct session_relay *sr, const struct smtp_cmd *cmd,
+		   char *refusal, size_t refusal_size, const char **reason_r)
 {
 	char text[SANITIZE_BUFSIZE];
-	/* Sized from the command: the rewrite only removes parameters, and
-	 * a path is part of the line (max_line_length, not a fixed cap). */
+	/* Sized from the command: the filter only removes parameters, and a
+	 * path is part of the line (max_line_length, not a fixed cap). */
 	size_t size = cmd->args_len + 16;
-	char *path = xmalloc(size), *rewritten = xmalloc(size + 8);
+	char *line = xmalloc(size), *path = NULL;
 	enum session_relay_verdict verdict = SESSION_RELAY_REFUSED;
-	uint64_t msg_size = 0;
-	struct relay_cmd *c;
+	struct smtp_args a;
 
-	if (mail_from_rewrite(cmd->args, cmd->args_len, path, size,
-			      rewritten + 5, size + 3) < 0) {
-		refusal_set(refusal, refusal_size,
-			    "501 5.5.4 Syntax: MAIL FROM:<address>");
+	if (!session_relay_args(sr, SMTP_ARGS_MAIL, cmd, false, line, size, &a,
+				refusal, refusal_size, reason_r))
 		goto out;
-	}
-	if (mail_from_size(cmd->args, cmd->args_len, &msg_size) < 0) {
-		refusal_set(refusal, refusal_size,
-			    "501 5.5.4 Bad SIZE parameter");
-		goto out;
-	}
-	if (msg_size > sr->env.cfg->limits.max_message_size) {
+	if (a.size > sr->env.cfg->limits.max_message_size) {
+		/* RFC 1870 §6.1: refused at MAIL, before any byte. */
 		refusal_set(refusal, refusal_size,
 			    "552 5.3.4 Message size exceeds fixed maximum "
 			    "message size");
+		*reason_r = "message_size";
 		goto out;
 	}
+	path = xmemdup(a.path, a.path_len);
 	if (*sr->env.sendermap != NULL &&
 	    !sendermap_allows(*sr->env.sendermap, sr->user, path)) {
 		/* As Postfix's reject_sender_login_mismatch. */
@@ -755,66 +866,94 @@ static enum session_relay_verdict session_relay_mail(struct session_relay *sr,
 	}
 	session_relay_tx_end(sr);
 	sr->tx = session_tx_create(path);
-	memcpy(rewritten, "MAIL ", 5);
-	c = session_relay_queue(sr, SMTP_VERB_MAIL, rewritten,
-				strlen(rewritten));
-	session_relay_push(sr, c);
+	sr->tx->smtputf8 = a.smtputf8;
+	session_relay_push(
+	    sr, session_relay_queue(sr, SMTP_VERB_MAIL, line, a.out_len));
 	verdict = SESSION_RELAY_QUEUED;
 out:
 	free(path);
-	free(rewritten);
+	free(line);
 	return verdict;
 }
 
-static enum session_relay_verdict session_relay_rcpt(struct session_relay *sr,
-						     const struct smtp_cmd *cmd,
-						     char *refusal,
-						     size_t refusal_size)
+static enum session_relay_verdict
+session_relay_rcpt(struct session_relay *sr, const struct smtp_cmd *cmd,
+		   char *refusal, size_t refusal_size, const char **reason_r)
 {
+	size_t size = cmd->args_len + 16;
+	char *line = xmalloc(size);
+	struct smtp_args a;
 	struct relay_cmd *c;
-	const char *lt, *gt;
 
-	if (rcpt_to_check(cmd->args, cmd->args_len) < 0) {
-		refusal_set(refusal, refusal_size,
-			    "501 5.5.4 Syntax: RCPT TO:<address>");
+	/* RFC 6531 §3.7.4: a non-ASCII forward-path needs a MAIL that said
+	 * SMTPUTF8. */
+	if (!session_relay_args(sr, SMTP_ARGS_RCPT, cmd,
+				sr->tx != NULL && sr->tx->smtputf8, line, size,
+				&a, refusal, refusal_size, reason_r)) {
+		free(line);
 		return SESSION_RELAY_REFUSED;
 	}
 	if (sr->tx != NULL) {
 		if (sr->tx->rcpts_sent >= sr->env.cfg->limits.max_recipients) {
 			refusal_set(refusal, refusal_size,
 				    "452 4.5.3 Too many recipients");
+			*reason_r = "max_recipients";
+			free(line);
 			return SESSION_RELAY_REFUSED;
 		}
 		sr->tx->rcpts_sent++;
 	}
-	c = session_relay_verb(sr, cmd);
-	lt = memchr(cmd->args, '<', cmd->args_len);
-	gt = lt ? memchr(lt, '>', cmd->args_len - (size_t)(lt - cmd->args))
-		: NULL;
-	if (lt != NULL && gt != NULL)
-		c->path = xmemdup(lt + 1, (size_t)(gt - lt - 1));
+	c = session_relay_queue(sr, SMTP_VERB_RCPT, line, a.out_len);
+	c->path = xmemdup(a.path, a.path_len);
 	c->tx = session_tx_ref(sr->tx);
+	free(line);
 	session_relay_push(sr, c);
 	return SESSION_RELAY_QUEUED;
+}
+
+/* EHLO/HELO after AUTH.  The backend had the proxy's EHLO at the
+ * hand-over and may refuse a second one (OpenSMTPD: "503 5.5.1 Invalid
+ * command: Already identified"), so the proxy answers it itself, in its
+ * turn, from the capabilities of the connection in use (decided when its
+ * turn comes: session_relay_dispatch()).  RFC 5321 §4.1.4: it also
+ * resets the transaction; one open at the backend (MAIL sent) gets an
+ * RSET whose reply is the proxy's, not the client's. */
+static void session_relay_ehlo(struct session_relay *sr,
+			       const struct smtp_cmd *cmd)
+{
+	struct relay_cmd *c;
+
+	/* For the Received header and a later XCLIENT HELO=. */
+	free(sr->helo);
+	sr->helo = xmemdup(cmd->args, cmd->args_len);
+	if (sr->tx != NULL) {
+		c = session_relay_queue(sr, SMTP_VERB_RSET, "RSET", 4);
+		c->swallow = true;
+		session_relay_push(sr, c);
+	}
+	session_relay_tx_end(sr);
+	c = session_relay_verb(sr, cmd);
+	c->local = true;
+	session_relay_push(sr, c);
 }
 
 enum session_relay_verdict
 session_relay_command(struct session_relay *sr, const struct smtp_cmd *cmd,
 		      const struct session_relay_client *client, char *refusal,
-		      size_t refusal_size)
+		      size_t refusal_size, const char **reason_r)
 {
+	*reason_r = NULL;
 	switch (cmd->verb) {
 	case SMTP_VERB_EHLO:
 	case SMTP_VERB_HELO:
-		/* RFC 5321 §4.1.4: EHLO/HELO also resets any transaction. */
-		free(sr->helo);
-		sr->helo = xmemdup(cmd->args, cmd->args_len);
-		session_relay_tx_end(sr);
-		break;
+		session_relay_ehlo(sr, cmd);
+		return SESSION_RELAY_QUEUED;
 	case SMTP_VERB_MAIL:
-		return session_relay_mail(sr, cmd, refusal, refusal_size);
+		return session_relay_mail(sr, cmd, refusal, refusal_size,
+					  reason_r);
 	case SMTP_VERB_RCPT:
-		return session_relay_rcpt(sr, cmd, refusal, refusal_size);
+		return session_relay_rcpt(sr, cmd, refusal, refusal_size,
+					  reason_r);
 	case SMTP_VERB_DATA:
 		/* The Received header, if the 354 comes, describes this. */
 		sr->data_client = *client;

@@ -1,7 +1,7 @@
 /*
  * session-relay.h - a session after AUTH (DESIGN.md, "Relay"): the
  * backend connection made at hand-over, the commands queued for it, EHLO
- * rewriting, the mail transaction, and DATA through the scanner.
+ * answers, the mail transaction, and DATA through the scanner.
  *
  * The backend: the first healthy one of [backend] address, failing over
  * to the next when a hand-over fails (connect, greeting, EHLO, XCLIENT,
@@ -15,8 +15,9 @@
  *
  * Every relayed command takes its place in the session's reply queue
  * (proxy/replyq.h) when it is queued, and is answered there, in order,
- * when the backend's reply arrives.  A command is queued whole: its line,
- * and what its reply will need (the RCPT's path, the transaction an end
+ * when the backend's reply arrives (or, for what the proxy answers
+ * itself after AUTH, when its turn comes).  A command is queued whole: its
+ * line, and what its reply will need (the RCPT's path, the transaction an end
  * of data ends), before anything is sent.  A backend without PIPELINING
  * is fed one command at a time.
  *
@@ -111,11 +112,17 @@ enum session_relay_verdict {
 	SESSION_RELAY_REFUSED, /* refusal holds the local reply */
 };
 
-/* A command the table said to relay. */
+/* A command the table said to relay.  MAIL and RCPT go with only the
+ * parameters the backend connection in use offers (see smtp_args_filter()
+ * in proxy/smtp-relay-parse.h); EHLO and HELO are answered by the proxy,
+ * in their turn, from that connection's capabilities, and reset the
+ * transaction (an open one with an RSET whose reply the client never
+ * sees).  REFUSED: refusal holds the reply (without CR LF) and *reason_r
+ * the reason= for its log line, or NULL. */
 enum session_relay_verdict
 session_relay_command(struct session_relay *sr, const struct smtp_cmd *cmd,
 		      const struct session_relay_client *client, char *refusal,
-		      size_t refusal_size);
+		      size_t refusal_size, const char **reason_r);
 
 /* Message bytes after the 354; returns how many it took (everything, or
  * up to and including the end of data, or less when the backend is

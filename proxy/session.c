@@ -119,7 +119,7 @@ struct session {
 
 	char *helo; /* EHLO/HELO argument (this TLS state) */
 	bool esmtp;
-	bool helo_after_auth; /* EHLO/HELO relayed (junk if again) */
+	bool helo_after_auth; /* EHLO/HELO after AUTH (junk if again) */
 	uint32_t errors;      /* max_errors */
 	uint32_t junk;	      /* max_junk_commands */
 
@@ -215,17 +215,18 @@ static void session_reply(struct session *s, const char *fmt, ...)
 	replyq_local(&s->replies, line, (size_t)n);
 }
 
-/* A negative reply to a client command: logged, counted against
- * max_errors (Postfix's smtpd_hard_error_limit), and past the limit the
- * session ends with 421. */
-static void session_refuse(struct session *s, enum smtp_verb verb,
-			   const char *reply)
+/* A negative reply to a client command: logged (with reason= when one is
+ * given), counted against max_errors (Postfix's smtpd_hard_error_limit),
+ * and past the limit the session ends with 421. */
+static void session_refuse_why(struct session *s, enum smtp_verb verb,
+			       const char *reason, const char *reply)
 {
 	char text[SANITIZE_BUFSIZE];
 
 	session_reply(s, "%s", reply);
-	log_info(s->sid, "event=reject ip=%s cmd=%s reply=\"%s\"", s->ip,
-		 smtp_verb_name(verb),
+	log_info(s->sid, "event=reject ip=%s cmd=%s%s%s reply=\"%s\"", s->ip,
+		 smtp_verb_name(verb), reason != NULL ? " reason=" : "",
+		 reason != NULL ? reason : "",
 		 sanitize(text, sizeof(text), reply, strlen(reply)));
 	if (++s->errors >= s->cfg->limits.max_errors) {
 		session_reply(s, "421 4.7.0 %s Error: too many errors",
@@ -234,6 +235,12 @@ static void session_refuse(struct session *s, enum smtp_verb verb,
 			 s->ip);
 		session_close(s, "too many errors");
 	}
+}
+
+static void session_refuse(struct session *s, enum smtp_verb verb,
+			   const char *reply)
+{
+	session_refuse_why(s, verb, NULL, reply);
 }
 
 /* Whether input must wait: too much owed to the client or the backend. */
@@ -621,12 +628,14 @@ static void session_handover(struct session *s, const char *user)
 static void session_relay_cmd(struct session *s, const struct smtp_cmd *cmd)
 {
 	struct session_relay_client client;
+	const char *reason;
 	char refusal[600];
 
 	session_relay_client_of(s, &client);
 	if (session_relay_command(s->relay, cmd, &client, refusal,
-				  sizeof(refusal)) == SESSION_RELAY_REFUSED) {
-		session_refuse(s, cmd->verb, refusal);
+				  sizeof(refusal),
+				  &reason) == SESSION_RELAY_REFUSED) {
+		session_refuse_why(s, cmd->verb, reason, refusal);
 		return;
 	}
 	switch (cmd->verb) {

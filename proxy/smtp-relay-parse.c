@@ -1,6 +1,7 @@
 /* smtp-relay-parse.c - see smtp-relay-parse.h */
 #include "proxy/smtp-relay-parse.h"
 
+#include <assert.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -334,84 +335,417 @@ static bool out_append(char *out, size_t out_size, size_t *o, const char *p,
 	return true;
 }
 
-int mail_from_rewrite(const char *args, size_t len, char *path,
-		      size_t path_size, char *out, size_t out_size)
+/* ---- parameter values ----
+ *
+ * Each known parameter's value is checked against its RFC, so that what
+ * the backend gets is what that RFC lets it expect (esmtp_param_split()
+ * already refused blanks, controls and '=').  Lengths are left to the
+ * backend: the line is bounded by max_line_length. */
+
+static bool is_ascii(const char *p, size_t n)
 {
-	struct smtp_path_args pa;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)p[i] >= 0x80)
+			return false;
+	return true;
+}
+
+/* RFC 1870 §6: SIZE=1*20DIGIT. */
+static enum smtp_args_verdict param_size(const char *v, size_t n, bool utf8)
+{
+	uint64_t size;
+
+	(void)utf8;
+	return v != NULL && parse_u64(v, n, &size) ? SMTP_ARGS_OK
+						   : SMTP_ARGS_BAD_VALUE;
+}
+
+/* RFC 6152 §2: BODY=7BIT / 8BITMIME.  RFC 3030 §3: BINARYMIME needs
+ * CHUNKING, which the proxy never offers (BDAT would bypass the DATA
+ * scanner): not offered, whatever the backend has. */
+static enum smtp_args_verdict param_body(const char *v, size_t n, bool utf8)
+{
+	(void)utf8;
+	if (v == NULL)
+		return SMTP_ARGS_BAD_VALUE;
+	if (word_is(v, n, "7BIT") || word_is(v, n, "8BITMIME"))
+		return SMTP_ARGS_OK;
+	if (word_is(v, n, "BINARYMIME"))
+		return SMTP_ARGS_NOT_OFFERED;
+	return SMTP_ARGS_BAD_VALUE;
+}
+
+/* RFC 6531 §3.4: SMTPUTF8 takes no value. */
+static enum smtp_args_verdict param_no_value(const char *v, size_t n, bool utf8)
+{
+	(void)n;
+	(void)utf8;
+	return v == NULL ? SMTP_ARGS_OK : SMTP_ARGS_BAD_VALUE;
+}
+
+/* RFC 3461 §4.3: RET=FULL / HDRS. */
+static enum smtp_args_verdict param_ret(const char *v, size_t n, bool utf8)
+{
+	(void)utf8;
+	return v != NULL && (word_is(v, n, "FULL") || word_is(v, n, "HDRS"))
+		   ? SMTP_ARGS_OK
+		   : SMTP_ARGS_BAD_VALUE;
+}
+
+/* RFC 3461 §4: xtext is "!" to "~" except "=" (and "+" starting a hex
+ * pair, which is the backend's to decode); RFC 6533 §3 lets UTF-8 in
+ * only when the transaction and the backend are SMTPUTF8. */
+static enum smtp_args_verdict param_xtext(const char *v, size_t n, bool utf8)
+{
+	if (v == NULL || n == 0)
+		return SMTP_ARGS_BAD_VALUE;
+	if (!utf8 && !is_ascii(v, n))
+		return SMTP_ARGS_BAD_VALUE;
+	return SMTP_ARGS_OK;
+}
+
+/* RFC 3461 §4.2: ORCPT=addr-type ";" xtext, addr-type an atom
+ * ("rfc822", "utf-8"). */
+static enum smtp_args_verdict param_orcpt(const char *v, size_t n, bool utf8)
+{
+	const char *semi = v != NULL ? memchr(v, ';', n) : NULL;
+	size_t type_len;
+
+	if (semi == NULL)
+		return SMTP_ARGS_BAD_VALUE;
+	type_len = (size_t)(semi - v);
+	if (type_len == 0)
+		return SMTP_ARGS_BAD_VALUE;
+	for (size_t i = 0; i < type_len; i++)
+		if (!is_alnum(v[i]) && v[i] != '-')
+			return SMTP_ARGS_BAD_VALUE;
+	return param_xtext(semi + 1, n - type_len - 1, utf8);
+}
+
+/* RFC 3461 §4.1: NOTIFY=NEVER, or a comma list of SUCCESS, FAILURE and
+ * DELAY. */
+static enum smtp_args_verdict param_notify(const char *v, size_t n, bool utf8)
+{
+	size_t i = 0;
+
+	(void)utf8;
+	if (v == NULL)
+		return SMTP_ARGS_BAD_VALUE;
+	if (word_is(v, n, "NEVER"))
+		return SMTP_ARGS_OK;
+	while (i <= n) {
+		const char *comma = memchr(v + i, ',', n - i);
+		size_t end = comma != NULL ? (size_t)(comma - v) : n;
+
+		if (!word_is(v + i, end - i, "SUCCESS") &&
+		    !word_is(v + i, end - i, "FAILURE") &&
+		    !word_is(v + i, end - i, "DELAY"))
+			return SMTP_ARGS_BAD_VALUE;
+		i = end + 1;
+	}
+	return SMTP_ARGS_OK;
+}
+
+/* RFC 2852 §4: BY=["+"/"-"]1*9DIGIT ";" ("R" / "N") ["T"]. */
+static enum smtp_args_verdict param_by(const char *v, size_t n, bool utf8)
+{
+	size_t i = 0, digits;
+
+	(void)utf8;
+	if (v == NULL)
+		return SMTP_ARGS_BAD_VALUE;
+	if (i < n && (v[i] == '+' || v[i] == '-'))
+		i++;
+	for (digits = 0; i < n && is_digit(v[i]); i++)
+		digits++;
+	if (digits == 0 || digits > 9 || i == n || v[i++] != ';')
+		return SMTP_ARGS_BAD_VALUE;
+	if (i == n || strchr("RrNn", v[i]) == NULL)
+		return SMTP_ARGS_BAD_VALUE;
+	i++;
+	if (i < n && (v[i] == 'T' || v[i] == 't'))
+		i++;
+	return i == n ? SMTP_ARGS_OK : SMTP_ARGS_BAD_VALUE;
+}
+
+/* ---- MAIL FROM / RCPT TO parameters ---- */
+
+enum smtp_param_use {
+	PARAM_NEEDS_EXT, /* relayed when the backend has ext, else 555 */
+	PARAM_OWN,	 /* the proxy's (SIZE): relayed or dropped */
+	PARAM_REMOVED,	 /* never relayed (AUTH) */
+};
+
+struct smtp_param {
+	const char *name;
+	enum smtp_args_cmd cmd;
+	enum smtp_param_use use;
+	unsigned cap;	      /* the extension it belongs to */
+	const char *ext_name; /* for the 555 text */
+	enum smtp_args_verdict (*check)(const char *value, size_t len,
+					bool utf8);
+};
+
+/* The parameters the proxy can ever offer; a bit each for "seen". */
+static const struct smtp_param smtp_params[] = {
+    {"SIZE", SMTP_ARGS_MAIL, PARAM_OWN, EHLO_CAP_SIZE, "SIZE", param_size},
+    {"BODY", SMTP_ARGS_MAIL, PARAM_NEEDS_EXT, EHLO_CAP_8BITMIME, "8BITMIME",
+     param_body},
+    {"SMTPUTF8", SMTP_ARGS_MAIL, PARAM_NEEDS_EXT, EHLO_CAP_SMTPUTF8, "SMTPUTF8",
+     param_no_value},
+    {"RET", SMTP_ARGS_MAIL, PARAM_NEEDS_EXT, EHLO_CAP_DSN, "DSN", param_ret},
+    {"ENVID", SMTP_ARGS_MAIL, PARAM_NEEDS_EXT, EHLO_CAP_DSN, "DSN",
+     param_xtext},
+    {"BY", SMTP_ARGS_MAIL, PARAM_NEEDS_EXT, EHLO_CAP_DELIVERBY, "DELIVERBY",
+     param_by},
+    /* RFC 4954 §5: the proxy does not vouch for the client's AUTH=
+     * claim, so the backend never sees one, whatever its value. */
+    {"AUTH", SMTP_ARGS_MAIL, PARAM_REMOVED, 0, NULL, NULL},
+    {"NOTIFY", SMTP_ARGS_RCPT, PARAM_NEEDS_EXT, EHLO_CAP_DSN, "DSN",
+     param_notify},
+    {"ORCPT", SMTP_ARGS_RCPT, PARAM_NEEDS_EXT, EHLO_CAP_DSN, "DSN",
+     param_orcpt},
+};
+#define SMTP_PARAMS_COUNT (sizeof(smtp_params) / sizeof(smtp_params[0]))
+static_assert(SMTP_PARAMS_COUNT <= sizeof(unsigned) * 8,
+	      "one bit per parameter in smtp_params_check()'s seen");
+
+static const char *const smtp_args_verdict_names[] = {
+    [SMTP_ARGS_OK] = "ok",
+    [SMTP_ARGS_SYNTAX] = "syntax",
+    [SMTP_ARGS_BAD_VALUE] = "bad_param",
+    [SMTP_ARGS_DUPLICATE] = "duplicate_param",
+    [SMTP_ARGS_UNKNOWN] = "unknown_param",
+    [SMTP_ARGS_NOT_OFFERED] = "param_not_offered",
+    [SMTP_ARGS_UTF8_REQUIRED] = "utf8_required",
+    [SMTP_ARGS_UTF8_UNSUPPORTED] = "utf8_unsupported",
+    [SMTP_ARGS_TOO_LONG] = "too_long",
+};
+static_assert(sizeof(smtp_args_verdict_names) /
+		      sizeof(smtp_args_verdict_names[0]) ==
+		  SMTP_ARGS_VERDICT_COUNT,
+	      "one name per verdict");
+
+static const struct smtp_param *smtp_param_find(enum smtp_args_cmd cmd,
+						const char *kw, size_t kw_len)
+{
+	for (size_t i = 0; i < SMTP_PARAMS_COUNT; i++)
+		if (smtp_params[i].cmd == cmd &&
+		    word_is(kw, kw_len, smtp_params[i].name))
+			return &smtp_params[i];
+	return NULL;
+}
+
+/* Whether the parameters hold the keyword kw. */
+static bool smtp_params_have(const struct smtp_path_args *pa, const char *kw)
+{
+	const char *word, *value;
+	size_t word_len, kw_len, value_len, pos = 0;
+
+	while (next_word(pa->params, pa->params_len, &pos, &word, &word_len)) {
+		esmtp_param_split(word, word_len, &kw_len, &value, &value_len);
+		if (word_is(word, kw_len, kw))
+			return true;
+	}
+	return false;
+}
+
+/* Whether a parameter (one smtp_params_check() let through) goes into
+ * the backend's line. */
+static bool smtp_param_relayed(const struct smtp_param *p, unsigned caps)
+{
+	if (p == NULL)
+		return false;
+	switch (p->use) {
+	case PARAM_OWN:
+		return (caps & p->cap) != 0;
+	case PARAM_REMOVED:
+		return false;
+	case PARAM_NEEDS_EXT:
+	default:
+		return true;
+	}
+}
+
+/* Each parameter in turn: the first that may not go decides. */
+static enum smtp_args_verdict smtp_params_check(enum smtp_args_cmd cmd,
+						const struct smtp_path_args *pa,
+						unsigned caps, bool utf8,
+						struct smtp_args *a)
+{
+	const char *word, *value;
+	size_t word_len, kw_len, value_len, pos = 0;
+	unsigned seen = 0;
+
+	while (next_word(pa->params, pa->params_len, &pos, &word, &word_len)) {
+		const struct smtp_param *p;
+		enum smtp_args_verdict v;
+		unsigned bit;
+
+		esmtp_param_split(word, word_len, &kw_len, &value, &value_len);
+		a->param = word;
+		a->param_len = kw_len;
+		p = smtp_param_find(cmd, word, kw_len);
+		if (p == NULL)
+			return SMTP_ARGS_UNKNOWN;
+		a->param = p->name;
+		a->param_len = strlen(p->name);
+		bit = 1u << (unsigned)(p - smtp_params);
+		/* The proxy and the backend must not read different ones. */
+		if (seen & bit)
+			return SMTP_ARGS_DUPLICATE;
+		seen |= bit;
+		v = p->check != NULL ? p->check(value, value_len, utf8)
+				     : SMTP_ARGS_OK;
+		if (v == SMTP_ARGS_NOT_OFFERED)
+			a->ext = "BINARYMIME"; /* the only value that needs
+						* more than its keyword */
+		if (v != SMTP_ARGS_OK)
+			return v;
+		if (p->use == PARAM_NEEDS_EXT && !(caps & p->cap)) {
+			a->ext = p->ext_name;
+			return SMTP_ARGS_NOT_OFFERED;
+		}
+		if (p->use == PARAM_OWN) {
+			a->has_size = true;
+			parse_u64(value, value_len, &a->size);
+		}
+	}
+	a->param = NULL;
+	a->param_len = 0;
+	return SMTP_ARGS_OK;
+}
+
+/* "MAIL FROM:<path>" or "RCPT TO:<path>", then the parameters that go. */
+static enum smtp_args_verdict
+smtp_args_write(enum smtp_args_cmd cmd, const struct smtp_path_args *pa,
+		unsigned caps, char *out, size_t out_size, struct smtp_args *a)
+{
+	const char *prefix =
+	    cmd == SMTP_ARGS_MAIL ? "MAIL FROM:<" : "RCPT TO:<";
 	const char *word, *value;
 	size_t word_len, kw_len, value_len, pos = 0, o = 0;
 
-	if (out_size > 0)
-		out[0] = '\0';
-	if (path_size > 0)
-		path[0] = '\0';
-	if (out_size == 0 || path_size == 0)
-		return -1;
-	if (smtp_path_args_parse(args, len, "FROM:", &pa) < 0)
-		return -1;
-	if (pa.path_len >= path_size)
-		return -1;
-	if (!out_append(out, out_size, &o, "FROM:<", 6) ||
-	    !out_append(out, out_size, &o, pa.path, pa.path_len) ||
+	if (!out_append(out, out_size, &o, prefix, strlen(prefix)) ||
+	    !out_append(out, out_size, &o, pa->path, pa->path_len) ||
 	    !out_append(out, out_size, &o, ">", 1))
 		goto too_long;
-	while (next_word(pa.params, pa.params_len, &pos, &word, &word_len)) {
+	while (next_word(pa->params, pa->params_len, &pos, &word, &word_len)) {
 		esmtp_param_split(word, word_len, &kw_len, &value, &value_len);
-		/* RFC 4954 §5: the proxy does not vouch for the client's
-		 * AUTH= claim, so the backend never sees one. */
-		if (word_is(word, kw_len, "AUTH"))
+		if (!smtp_param_relayed(smtp_param_find(cmd, word, kw_len),
+					caps))
 			continue;
 		if (!out_append(out, out_size, &o, " ", 1) ||
 		    !out_append(out, out_size, &o, word, word_len))
 			goto too_long;
 	}
-	memcpy(path, pa.path, pa.path_len);
-	path[pa.path_len] = '\0';
-	return 0;
+	a->out_len = o;
+	return SMTP_ARGS_OK;
 
 too_long:
 	out[0] = '\0';
-	return -1;
+	return SMTP_ARGS_TOO_LONG;
 }
 
-int rcpt_to_check(const char *args, size_t len)
+enum smtp_args_verdict smtp_args_filter(enum smtp_args_cmd cmd,
+					const char *args, size_t len,
+					unsigned caps, bool tx_smtputf8,
+					char *out, size_t out_size,
+					struct smtp_args *a)
 {
 	struct smtp_path_args pa;
+	enum smtp_args_verdict v;
+	bool utf8;
 
-	if (smtp_path_args_parse(args, len, "TO:", &pa) < 0)
-		return -1;
+	memset(a, 0, sizeof(*a));
+	if (out_size == 0)
+		return SMTP_ARGS_TOO_LONG;
+	out[0] = '\0';
+	if (smtp_path_args_parse(
+		args, len, cmd == SMTP_ARGS_MAIL ? "FROM:" : "TO:", &pa) < 0)
+		return SMTP_ARGS_SYNTAX;
 	/* RFC 5321 §4.1.1.3: a forward-path is never empty ("<Postmaster>"
 	 * without a domain is fine). */
-	return pa.path_len > 0 ? 0 : -1;
+	if (cmd == SMTP_ARGS_RCPT && pa.path_len == 0)
+		return SMTP_ARGS_SYNTAX;
+	a->path = pa.path;
+	a->path_len = pa.path_len;
+	a->smtputf8 = cmd == SMTP_ARGS_MAIL ? smtp_params_have(&pa, "SMTPUTF8")
+					    : tx_smtputf8;
+	/* RFC 6531 §3.2, §3.7.4: an address beyond ASCII only in an
+	 * SMTPUTF8 transaction, and only to a server that offers it; this
+	 * comes before the parameters, SMTPUTF8's own 555 among them. */
+	if (!is_ascii(pa.path, pa.path_len)) {
+		if (!a->smtputf8)
+			return SMTP_ARGS_UTF8_REQUIRED;
+		if (!(caps & EHLO_CAP_SMTPUTF8))
+			return SMTP_ARGS_UTF8_UNSUPPORTED;
+	}
+	utf8 = a->smtputf8 && (caps & EHLO_CAP_SMTPUTF8);
+	v = smtp_params_check(cmd, &pa, caps, utf8, a);
+	if (v != SMTP_ARGS_OK)
+		return v;
+	return smtp_args_write(cmd, &pa, caps, out, out_size, a);
 }
 
-int mail_from_size(const char *args, size_t len, uint64_t *size_r)
+void smtp_args_reply(enum smtp_args_cmd cmd, enum smtp_args_verdict v,
+		     const struct smtp_args *a, char *buf, size_t size)
 {
-	struct smtp_path_args pa;
-	const char *word, *value;
-	size_t word_len, kw_len, value_len, pos = 0;
-	bool seen = false;
+	const char *verb = cmd == SMTP_ARGS_MAIL ? "MAIL" : "RCPT";
+	/* Known keywords are ours; an unknown one is the client's letters,
+	 * digits and '-' (esmtp_param_split()), cut short here. */
+	int n = a->param_len > 64 ? 64 : (int)a->param_len;
+	const char *param = a->param != NULL ? a->param : "";
 
-	*size_r = 0;
-	if (smtp_path_args_parse(args, len, "FROM:", &pa) < 0)
-		return -1;
-	while (next_word(pa.params, pa.params_len, &pos, &word, &word_len)) {
-		uint64_t size;
-
-		esmtp_param_split(word, word_len, &kw_len, &value, &value_len);
-		if (!word_is(word, kw_len, "SIZE"))
-			continue;
-		/* RFC 1870 §6: SIZE=1*20DIGIT.  A second SIZE= is refused:
-		 * the proxy and the backend must not read different ones. */
-		if (seen || value == NULL ||
-		    !parse_u64(value, value_len, &size)) {
-			*size_r = 0;
-			return -1;
-		}
-		seen = true;
-		*size_r = size;
+	if (size == 0)
+		return;
+	switch (v) {
+	case SMTP_ARGS_OK:
+		buf[0] = '\0';
+		return;
+	case SMTP_ARGS_SYNTAX:
+		snprintf(buf, size, "501 5.5.4 Syntax: %s",
+			 cmd == SMTP_ARGS_MAIL ? "MAIL FROM:<address>"
+					       : "RCPT TO:<address>");
+		return;
+	case SMTP_ARGS_BAD_VALUE:
+		snprintf(buf, size, "501 5.5.4 Bad %.*s parameter", n, param);
+		return;
+	case SMTP_ARGS_DUPLICATE:
+		snprintf(buf, size, "501 5.5.4 Duplicate %.*s parameter", n,
+			 param);
+		return;
+	case SMTP_ARGS_UNKNOWN:
+		/* RFC 5321 §4.1.1.11: 555, parameter not recognized. */
+		snprintf(buf, size, "555 5.5.4 Unsupported %s parameter %.*s",
+			 verb, n, param);
+		return;
+	case SMTP_ARGS_NOT_OFFERED:
+		snprintf(buf, size,
+			 "555 5.5.4 %s parameter %.*s not supported: %s is "
+			 "not offered",
+			 verb, n, param, a->ext != NULL ? a->ext : "it");
+		return;
+	case SMTP_ARGS_UTF8_REQUIRED:
+		snprintf(buf, size,
+			 "553 5.6.7 Non-ASCII address requires SMTPUTF8");
+		return;
+	case SMTP_ARGS_UTF8_UNSUPPORTED:
+		snprintf(buf, size,
+			 "553 5.6.7 Non-ASCII address not supported");
+		return;
+	case SMTP_ARGS_TOO_LONG:
+	case SMTP_ARGS_VERDICT_COUNT:
+	default:
+		snprintf(buf, size, "500 5.5.6 Line too long");
+		return;
 	}
-	return 0;
+}
+
+const char *smtp_args_verdict_name(enum smtp_args_verdict v)
+{
+	return v < SMTP_ARGS_VERDICT_COUNT ? smtp_args_verdict_names[v]
+					   : "unknown";
 }
 
 long xtext_encode(const char *in, size_t len, char *out, size_t out_size)

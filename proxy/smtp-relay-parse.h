@@ -72,21 +72,84 @@ size_t ehlo_caps_render(const struct ehlo_caps *caps, unsigned allowed,
 size_t ehlo_caps_client(const struct ehlo_caps *caps, uint64_t max_size,
 			char lines[][64], size_t max_lines);
 
-/* MAIL FROM:<path> [params]: checks the shape (RFC 5321 §4.1.1.2, with
- * the common tolerance of a space after the colon), extracts the reverse
- * path (without < >, "" for the null sender) and rewrites the arguments
- * into out without any AUTH= parameter (RFC 4954 §5: the proxy does not
- * vouch for a submitter's AUTH= claim).  Returns 0, or -1 for a syntax
- * error (501).  out gets "FROM:<path> PARAMS..." NUL-terminated. */
-int mail_from_rewrite(const char *args, size_t len, char *path,
-		      size_t path_size, char *out, size_t out_size);
+/* ---- MAIL FROM / RCPT TO ----
+ *
+ * RFC 5321 §4.1.1.11: a client may send a MAIL or RCPT parameter only for
+ * an extension the server announced, and the backend trusts us to have
+ * made sure of it (Exim answers "MAIL FROM:<a@b> SIZE=100" after HELO
+ * with 501).  smtp_args_filter() checks the arguments of one command
+ * against the extensions of the backend connection the line goes to and
+ * writes the line that may go there:
+ *
+ *   parameter         needs      on MAIL/RCPT  otherwise
+ *   SIZE=n            SIZE       MAIL          dropped (the proxy's own:
+ *                                              it is always announced and
+ *                                              enforced here)
+ *   BODY=7BIT|8BITMIME 8BITMIME  MAIL          555
+ *   BODY=BINARYMIME   (never)    MAIL          555 (needs CHUNKING)
+ *   SMTPUTF8          SMTPUTF8   MAIL          555
+ *   RET= ENVID=       DSN        MAIL          555
+ *   BY=               DELIVERBY  MAIL          555
+ *   AUTH=             -          MAIL          removed (RFC 4954 §5)
+ *   NOTIFY= ORCPT=    DSN        RCPT          555
+ *   anything else     -          -             555
+ *
+ * Keywords are case-insensitive; a parameter given twice, or a value its
+ * RFC does not allow, is 501.  A non-ASCII path needs SMTPUTF8 (RFC 6531
+ * §3.2, §3.7.4): on the MAIL, for a RCPT on its transaction's MAIL, and
+ * in caps; else 553 5.6.7.  Pure: no I/O, no allocation. */
 
-/* RCPT TO:<path> [params]: shape check only; returns 0 or -1. */
-int rcpt_to_check(const char *args, size_t len);
+enum smtp_args_cmd {
+	SMTP_ARGS_MAIL, /* "FROM:<reverse-path> [params]" */
+	SMTP_ARGS_RCPT, /* "TO:<forward-path> [params]" */
+};
 
-/* The SIZE= parameter of MAIL FROM (RFC 1870), 0 if absent; -1 if
- * malformed. */
-int mail_from_size(const char *args, size_t len, uint64_t *size_r);
+enum smtp_args_verdict {
+	SMTP_ARGS_OK,
+	SMTP_ARGS_SYNTAX,	 /* 501 5.5.4: the path or the list's shape */
+	SMTP_ARGS_BAD_VALUE,	 /* 501 5.5.4: a known parameter's value */
+	SMTP_ARGS_DUPLICATE,	 /* 501 5.5.4: a parameter given twice */
+	SMTP_ARGS_UNKNOWN,	 /* 555 5.5.4: the proxy never offers it */
+	SMTP_ARGS_NOT_OFFERED,	 /* 555 5.5.4: its extension is not in caps */
+	SMTP_ARGS_UTF8_REQUIRED, /* 553 5.6.7: non-ASCII, no SMTPUTF8 */
+	SMTP_ARGS_UTF8_UNSUPPORTED, /* 553 5.6.7: non-ASCII, caps lack it */
+	SMTP_ARGS_TOO_LONG,	    /* out is too small */
+	SMTP_ARGS_VERDICT_COUNT
+};
+
+/* What smtp_args_filter() found; pointers are into args, or static. */
+struct smtp_args {
+	const char *path; /* inside < > ("" for the null sender) */
+	size_t path_len;
+	bool smtputf8; /* the transaction is SMTPUTF8 (MAIL: it says so) */
+	bool has_size; /* MAIL: SIZE= given, its value in size */
+	uint64_t size;
+	const char *param; /* the parameter a refusal is about, or NULL */
+	size_t param_len;
+	const char *ext; /* NOT_OFFERED: the extension it needs */
+	size_t out_len;	 /* OK: strlen(out) */
+};
+
+/* Checks args (the command's arguments, after "MAIL "/"RCPT ") against
+ * caps (EHLO_CAP_* bits of the backend connection in use) and, when OK,
+ * writes the line for the backend to out: "MAIL FROM:<path> PARAMS" or
+ * "RCPT TO:<path> PARAMS", NUL-terminated, parameters as the client
+ * wrote them, single-spaced.  tx_smtputf8: for RCPT, whether its MAIL
+ * carried SMTPUTF8.  The line is never longer than "MAIL " plus args;
+ * feeding it back gives itself (with the same or more caps). */
+enum smtp_args_verdict smtp_args_filter(enum smtp_args_cmd cmd,
+					const char *args, size_t len,
+					unsigned caps, bool tx_smtputf8,
+					char *out, size_t out_size,
+					struct smtp_args *a);
+
+/* The reply for a verdict other than OK, naming the parameter, without
+ * CR LF, NUL-terminated in buf. */
+void smtp_args_reply(enum smtp_args_cmd cmd, enum smtp_args_verdict v,
+		     const struct smtp_args *a, char *buf, size_t size);
+
+/* A verdict's name for the logs' reason= ("param_not_offered"). */
+const char *smtp_args_verdict_name(enum smtp_args_verdict v);
 
 /* xtext (RFC 3461 §4, used by XCLIENT): '+' and characters outside
  * 33..126 and '=' become "+XX".  Returns the length or -1 if out is too
