@@ -609,13 +609,15 @@ int main(void)
 		   "state name table");
 	TAP_EQ_STR(datascan_state_name(DATASCAN_STATE_COUNT), "unknown",
 		   "state name out of range");
+	/* Reject scans as strip (the relay is what aborts): a shorter
+	 * exhaustive run there keeps the suite quick under the sanitizers. */
 	for (int mode = 0; mode < DATASCAN_NUL_MODE_COUNT; mode++) {
 		enum datascan_nul_mode m = (enum datascan_nul_mode)mode;
 
-		test_property_exhaustive(8, m);
-		test_property_random(alphabet, ALPHABET_SIZE, 9, 12, 300000, m);
+		test_property_exhaustive(m == DATASCAN_NUL_REJECT ? 6 : 8, m);
+		test_property_random(alphabet, ALPHABET_SIZE, 9, 12, 100000, m);
 		test_property_random(nul_heavy, sizeof(nul_heavy), 16,
-				     PROPERTY_MAX_LEN, 100000, m);
+				     PROPERTY_MAX_LEN, 30000, m);
 	}
 	return tap_done();
 }
