@@ -2,50 +2,57 @@
  * datascan.c - see datascan.h
  *
  * The machine, byte by byte ("emit" appends to out; "line break" emits
- * CR LF):
+ * CR LF; "as X" handles the byte again in state X; "pass" and "strip"
+ * are the NUL modes, reject scanning as strip):
  *
- *   BOL          "."  -> DOT (the dot is held back: it may start the
- *                        terminator, and is the client's stuffing if not)
- *                else -> as TEXT
- *   BOL_SOFT     "."  -> BOL_CONTENT (stuffing removed; at a soft line
- *                        start ".\r\n" is never an end of data)
- *                else -> as TEXT
- *   BOL_CONTENT  "."  -> emit ".." (re-stuffed), TEXT
- *                else -> as TEXT
- *   DOT          "\r" -> DOT_CR
- *                "\n" -> bare LF: line break (the line "." is empty),
- *                        BOL_SOFT
- *                "."  -> emit "..", TEXT
- *                else -> as TEXT (stuffing removed)
- *   DOT_CR       "\n" -> END: CR LF "." CR LF, the only end of data
- *                else -> bare CR: line break (empty line), then the byte
- *                        again in BOL_SOFT
- *   TEXT         "\r" -> CR
- *                "\n" -> bare LF: line break, BOL_SOFT
- *                else -> emit (NUL counted)
- *   CR           "\n" -> line break, BOL
- *                else -> bare CR: line break, then the byte again in
- *                        BOL_SOFT
+ *   BOL           "."  -> DOT (held back: it may start the terminator,
+ *                         and is the client's stuffing if not)
+ *                 else -> as BOL_CONTENT
+ *   DOT           "\r" -> DOT_CR
+ *                 else -> as BOL_CONTENT (RFC 5321 §4.5.2: the dot was
+ *                         stuffing and is removed; "." then a bare LF is
+ *                         an empty line, never an end)
+ *   DOT_CR        "\n" -> END: CR LF "." CR LF, the only end of data
+ *                 else -> bare CR: line break (the line was stuffing
+ *                         only), then as BOL_CONTENT
+ *   BOL_CONTENT   "."  -> emit "..", TEXT (content: re-stuffed)
+ *                 NUL  -> pass: hold it, BOL_NUL; strip: drop it
+ *                 else -> as TEXT
+ *   BOL_NUL       NUL  -> hold it; past DATASCAN_NUL_HOLD, emit all held,
+ *                         BOL_NUL_SENT
+ *                 "."  -> emit "." + the held NULs + ".", TEXT
+ *                 else -> emit the held NULs, as TEXT
+ *   BOL_NUL_SENT  NUL  -> emit
+ *                 "."  -> emit "..", TEXT
+ *                 else -> as TEXT
+ *   TEXT          "\r" -> CR
+ *                 "\n" -> bare LF: line break, BOL_CONTENT
+ *                 NUL  -> pass: emit; strip: drop
+ *                 else -> emit
+ *   CR            "\n" -> line break, BOL
+ *                 else -> bare CR: line break, then as BOL_CONTENT
  *
- * So every line reaches the backend ended by CR LF and, when it starts
- * with ".", stuffed; the only "." CR LF the backend sees is the one the
- * caller sends (CVE-2023-51764/51765/51766: SMTP smuggling).  The bytes
- * held back in DOT, DOT_CR and CR are never emitted as such (a removed dot,
- * or a CR that becomes part of a CR LF), so nothing needs flushing.
+ * So every line reaches the backend ended by CR LF and, when its content
+ * (without NULs) starts with ".", stuffed; the only "." CR LF the backend
+ * sees is the one the caller sends (CVE-2023-51764/51765/51766: SMTP
+ * smuggling), with NULs or without.  The bytes held back in DOT, DOT_CR
+ * and CR are never emitted as such (a removed dot, or a CR that becomes
+ * part of a CR LF); the NULs held in BOL_NUL are, once the next byte
+ * comes.  BOL_NUL is the only state with bytes still to send, and END is
+ * reached only from BOL (after a CR LF), so nothing is pending at the end
+ * of data.  NULs are counted wherever they are seen.
  */
 #include "proxy/datascan.h"
 
 #include <assert.h>
+#include <stdbool.h>
 #include <string.h>
 
 static const char *const datascan_state_names[] = {
-    [DATASCAN_BOL] = "bol",
-    [DATASCAN_BOL_SOFT] = "bol-soft",
-    [DATASCAN_BOL_CONTENT] = "bol-content",
-    [DATASCAN_DOT] = "dot",
-    [DATASCAN_DOT_CR] = "dot-cr",
-    [DATASCAN_TEXT] = "text",
-    [DATASCAN_CR] = "cr",
+    [DATASCAN_BOL] = "bol",	    [DATASCAN_DOT] = "dot",
+    [DATASCAN_DOT_CR] = "dot-cr",   [DATASCAN_BOL_CONTENT] = "bol-content",
+    [DATASCAN_BOL_NUL] = "bol-nul", [DATASCAN_BOL_NUL_SENT] = "bol-nul-sent",
+    [DATASCAN_TEXT] = "text",	    [DATASCAN_CR] = "cr",
     [DATASCAN_END] = "end",
 };
 static_assert(sizeof(datascan_state_names) / sizeof(datascan_state_names[0]) ==
@@ -59,10 +66,11 @@ const char *datascan_state_name(enum datascan_state state)
 	return datascan_state_names[state];
 }
 
-void datascan_init(struct datascan *ds)
+void datascan_init(struct datascan *ds, enum datascan_nul_mode nul_mode)
 {
 	memset(ds, 0, sizeof(*ds));
 	ds->state = DATASCAN_BOL;
+	ds->nul_mode = nul_mode;
 }
 
 static void datascan_line_break(char *out, size_t *o)
@@ -71,11 +79,35 @@ static void datascan_line_break(char *out, size_t *o)
 	out[(*o)++] = '\n';
 }
 
+/* SMTP smuggling: a bare CR or LF becomes a line break, and the line it
+ * starts is content only, so no backend can read "\r.\r\n" or "\n.\n"
+ * as an end of data.  Returns the state for that line. */
+static enum datascan_state datascan_bare_newline(struct datascan *ds, char *out,
+						 size_t *o)
+{
+	ds->bare_newlines++;
+	datascan_line_break(out, o);
+	return DATASCAN_BOL_CONTENT;
+}
+
+static void datascan_stuffed_dot(char *out, size_t *o)
+{
+	out[(*o)++] = '.';
+	out[(*o)++] = '.';
+}
+
+static void datascan_nuls(char *out, size_t *o, size_t n)
+{
+	memset(out + *o, '\0', n);
+	*o += n;
+}
+
 enum datascan_result datascan_feed(struct datascan *ds, const char *in,
 				   size_t len, char *out, size_t *out_len_r,
 				   size_t *consumed_r)
 {
 	enum datascan_state state = ds->state;
+	bool pass_nul = ds->nul_mode == DATASCAN_NUL_PASS;
 	size_t i = 0, o = 0;
 
 	while (i < len && state != DATASCAN_END) {
@@ -88,39 +120,19 @@ enum datascan_result datascan_feed(struct datascan *ds, const char *in,
 				i++;
 				continue;
 			}
-			break;
-		case DATASCAN_BOL_SOFT:
-			if (c == '.') {
-				state = DATASCAN_BOL_CONTENT;
-				i++;
-				continue;
-			}
-			break;
-		case DATASCAN_BOL_CONTENT:
-			if (c == '.') {
-				out[o++] = '.';
-				out[o++] = '.';
-				state = DATASCAN_TEXT;
-				i++;
-				continue;
-			}
-			break;
+			state = DATASCAN_BOL_CONTENT;
+			continue;
 		case DATASCAN_DOT:
 			if (c == '\r') {
 				state = DATASCAN_DOT_CR;
 				i++;
 				continue;
 			}
-			if (c == '.') {
-				out[o++] = '.';
-				out[o++] = '.';
-				state = DATASCAN_TEXT;
-				i++;
-				continue;
-			}
-			/* A bare LF falls to TEXT's handling below: "." then
-			 * a bare LF is an empty line, never an end. */
-			break;
+			/* RFC 5321 §4.5.2: a line that starts with "." and is
+			 * not the end loses that dot.  Whatever c is (".",
+			 * NUL, a bare LF), it starts the content. */
+			state = DATASCAN_BOL_CONTENT;
+			continue;
 		case DATASCAN_DOT_CR:
 			if (c == '\n') {
 				state = DATASCAN_END;
@@ -128,11 +140,75 @@ enum datascan_result datascan_feed(struct datascan *ds, const char *in,
 				continue;
 			}
 			/* ".\r" + anything else: the CR was bare, the line
-			 * "." is empty; c starts the next, soft, line. */
-			ds->bare_newlines++;
-			datascan_line_break(out, &o);
-			state = DATASCAN_BOL_SOFT;
+			 * "." was its stuffing only; c starts the next one. */
+			state = datascan_bare_newline(ds, out, &o);
 			continue;
+		case DATASCAN_BOL_CONTENT:
+			if (c == '.') {
+				/* Content, also after a bare CR or LF (no
+				 * SMTP line starts there): sent stuffed. */
+				datascan_stuffed_dot(out, &o);
+				state = DATASCAN_TEXT;
+				i++;
+				continue;
+			}
+			if (c == '\0') {
+				/* Whether this line needs a stuffing dot
+				 * depends on the first byte after its NULs
+				 * (pass); stripped NULs change nothing. */
+				ds->nul_bytes++;
+				i++;
+				if (pass_nul) {
+					ds->nul_held = 1;
+					state = DATASCAN_BOL_NUL;
+				}
+				continue;
+			}
+			break;
+		case DATASCAN_BOL_NUL:
+			if (c == '\0') {
+				ds->nul_bytes++;
+				i++;
+				if (ds->nul_held < DATASCAN_NUL_HOLD) {
+					ds->nul_held++;
+					continue;
+				}
+				datascan_nuls(out, &o, ds->nul_held + 1u);
+				ds->nul_held = 0;
+				state = DATASCAN_BOL_NUL_SENT;
+				continue;
+			}
+			if (c == '.') {
+				/* A backend that drops NULs reads "..", one
+				 * that keeps them "\0." once un-stuffed. */
+				out[o++] = '.';
+				datascan_nuls(out, &o, ds->nul_held);
+				out[o++] = '.';
+				ds->nul_held = 0;
+				state = DATASCAN_TEXT;
+				i++;
+				continue;
+			}
+			datascan_nuls(out, &o, ds->nul_held);
+			ds->nul_held = 0;
+			break;
+		case DATASCAN_BOL_NUL_SENT:
+			if (c == '\0') {
+				ds->nul_bytes++;
+				out[o++] = '\0';
+				i++;
+				continue;
+			}
+			if (c == '.') {
+				/* Too late to stuff in front of the NULs:
+				 * stuffed after them, so that a backend that
+				 * drops them still reads "..". */
+				datascan_stuffed_dot(out, &o);
+				state = DATASCAN_TEXT;
+				i++;
+				continue;
+			}
+			break;
 		case DATASCAN_CR:
 			if (c == '\n') {
 				datascan_line_break(out, &o);
@@ -140,11 +216,8 @@ enum datascan_result datascan_feed(struct datascan *ds, const char *in,
 				i++;
 				continue;
 			}
-			/* SMTP smuggling: a bare CR becomes a line break here,
-			 * so no backend can read "\r.\r\n" as an end. */
-			ds->bare_newlines++;
-			datascan_line_break(out, &o);
-			state = DATASCAN_BOL_SOFT;
+			/* A bare CR; c starts the next line. */
+			state = datascan_bare_newline(ds, out, &o);
 			continue;
 		case DATASCAN_TEXT:
 		case DATASCAN_END:	   /* not reached: the loop stops */
@@ -152,27 +225,31 @@ enum datascan_result datascan_feed(struct datascan *ds, const char *in,
 			break;
 		}
 
-		/* Line content (TEXT, or a line start whose first byte is
-		 * not a stuffing dot).  Copy the run up to the next CR/LF. */
+		/* Line content (TEXT, or a line start whose first byte needs
+		 * nothing more).  Copy the run up to the next CR/LF. */
 		if (c == '\r') {
 			state = DATASCAN_CR;
 			i++;
 			continue;
 		}
 		if (c == '\n') {
-			/* SMTP smuggling: a bare LF becomes CR LF, and the
-			 * next line is soft: "\n.\r\n" ends nothing. */
-			ds->bare_newlines++;
-			datascan_line_break(out, &o);
-			state = DATASCAN_BOL_SOFT;
+			/* "\n.\r\n" ends nothing: it is the line "." and is
+			 * sent stuffed. */
+			state = datascan_bare_newline(ds, out, &o);
 			i++;
 			continue;
 		}
 		state = DATASCAN_TEXT;
+		if (c == '\0' && !pass_nul) {
+			ds->nul_bytes++;
+			i++;
+			continue;
+		}
 		{
-			/* The run up to the next CR or LF is copied as it is:
-			 * memchr and memcpy instead of a byte loop (this is
-			 * the hot path of every message). */
+			/* The run up to the next CR or LF (or NUL, when NULs
+			 * are stripped) is copied as it is: memchr and memcpy
+			 * instead of a byte loop (this is the hot path of
+			 * every message). */
 			const char *run = in + i, *end = in + len, *lf, *cr;
 			const char *nul = run;
 			size_t n;
@@ -180,12 +257,19 @@ enum datascan_result datascan_feed(struct datascan *ds, const char *in,
 			lf = memchr(run, '\n', (size_t)(end - run));
 			cr = memchr(run, '\r', (size_t)((lf ? lf : end) - run));
 			n = (size_t)((cr ? cr : lf ? lf : end) - run);
-			memcpy(out + o, run, n);
-			while ((nul = memchr(nul, '\0', n - (size_t)(nul - run))) !=
-			       NULL) {
-				ds->nul_bytes++;
-				nul++;
+			if (!pass_nul) {
+				nul = memchr(run, '\0', n);
+				if (nul != NULL)
+					n = (size_t)(nul - run);
+			} else {
+				while ((nul = memchr(
+					    nul, '\0',
+					    n - (size_t)(nul - run))) != NULL) {
+					ds->nul_bytes++;
+					nul++;
+				}
 			}
+			memcpy(out + o, run, n);
 			o += n;
 			i += n;
 		}

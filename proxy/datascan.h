@@ -3,15 +3,58 @@
  * client's message bytes after 354 (DESIGN.md "Relay", SMTP smuggling,
  * CVE-2023-51764/51765/51766).
  *
- * End of data is CR LF "." CR LF and nothing else.  Every line goes to
- * the backend re-encoded: ended by CR LF, the client's dot-stuffing
- * removed and fresh dot-stuffing added, so the backend never sees a bare
- * CR or LF and sees exactly one end of data: the one the scanner found.
- * A bare LF or bare CR counts in bare_newlines and is turned into a line
- * break (the caller aborts the transaction when the policy is "reject").
+ * End of data is CR LF "." CR LF and nothing else: those five bytes in a
+ * row, as the client sent them (or "." CR LF at the very start).  A NUL,
+ * a bare CR or a bare LF anywhere inside them makes them message text,
+ * whatever the NUL policy.
  *
- * No buffering: the state carries at most the two bytes of a pending
- * "." or ".\r" or "\r"; memory is constant whatever the line lengths.
+ * Every line goes to the backend re-encoded: ended by CR LF, the client's
+ * dot-stuffing removed and fresh dot-stuffing added, so the backend never
+ * sees a bare CR or LF and sees exactly one end of data: the one the
+ * scanner found (the caller sends it).  What the proxy takes a line's
+ * content to be, and sends stuffed:
+ *
+ * - The client's lines are RFC 5321 lines, ended by CR LF.  Only at the
+ *   start of such a line is a "." the client's stuffing (RFC 5321 §4.5.2
+ *   transparency) and removed: ".x" is "x", ".." is ".", and ".\n" or
+ *   ".\r" followed by more is an empty line (the dot was stuffing, since
+ *   the RFC line goes on past the bare LF or CR).
+ * - A bare LF or bare CR is a character inside an RFC 5321 line that the
+ *   proxy turns into a line break (counted in bare_newlines; with
+ *   bare_newline = reject the caller aborts the transaction).  The line
+ *   it starts is not an SMTP line: no transparency applies to it, so its
+ *   bytes are all content.  "line\n.\nnext" is the three lines "line",
+ *   "." and "next", sent as "line\r\n..\r\nnext"; "\n.." is the content
+ *   "..", sent as "..." .  Nothing the client sent vanishes: a client
+ *   that stuffed the lines it ended with bare LFs keeps a dot more,
+ *   which is better than guessing which of its dots to drop.
+ * - A NUL byte is a character like any other when lines are cut and the
+ *   client's stuffing is removed: "\0." at a line start is content that
+ *   starts with NUL, not stuffing (and "\r\n\0.\r\n" is no end of data).
+ *   Then the policy:
+ *   - strip (and reject): NULs are removed from the content before it is
+ *     re-stuffed, so "\r\n\0.\r\n" is the content line "." and is sent
+ *     as "..\r\n".  The message size counts what is sent.  With reject
+ *     the caller aborts the transaction at the first NUL (nul_bytes);
+ *     the scanner still reads to the end of data.
+ *   - pass: NULs are sent, and the line is stuffed when its content
+ *     without NULs starts with ".", with the stuffing dot in front of
+ *     the NULs: "\0." is sent as ".\0.".  A backend that keeps NULs
+ *     removes that first dot and reads "\0."; one that drops NULs before
+ *     it looks at lines (an old MTA may) reads "..", which it un-stuffs
+ *     to ".": neither can take the line for an end of data, and neither
+ *     reads another content.  Sent as "\0.." instead, the first backend
+ *     would read a dot the client never sent; as "\0." unchanged, the
+ *     second would read the end of data.
+ *
+ * Constant memory, no line buffering: the state carries at most a
+ * pending "." or ".\r" or "\r", and in pass mode a count of up to
+ * DATASCAN_NUL_HOLD NULs held back at the start of a line's content until
+ * the first other byte says whether the line needs a stuffing dot in
+ * front of them.  A line whose content starts with more NULs than that
+ * (no text anyone writes) has them sent as they come; if a "." follows,
+ * a stuffing dot is sent just before it ("\0...\0.."), which keeps both
+ * kinds of backend safe and gives the NUL-keeping one a dot more.
  */
 #ifndef SUBMITPROXY_DATASCAN_H
 #define SUBMITPROXY_DATASCAN_H
@@ -20,34 +63,52 @@
 #include <stdint.h>
 
 enum datascan_state {
-	DATASCAN_BOL,         /* line start after CR LF (or the start) */
-	DATASCAN_BOL_SOFT,    /* line start after a bare CR or LF */
-	DATASCAN_BOL_CONTENT, /* line start after a removed stuffing dot */
-	DATASCAN_DOT,         /* "." at a real line start */
-	DATASCAN_DOT_CR,      /* ".\r" at a real line start */
-	DATASCAN_TEXT,        /* inside a line */
-	DATASCAN_CR,          /* "\r" seen, waiting for "\n" */
-	DATASCAN_END,         /* end of data consumed */
+	DATASCAN_BOL,	       /* line start after CR LF (or the start) */
+	DATASCAN_DOT,	       /* "." at a line start */
+	DATASCAN_DOT_CR,       /* ".\r" at a line start */
+	DATASCAN_BOL_CONTENT,  /* a line's content starts: after a bare CR
+				* or LF, or after a removed stuffing dot */
+	DATASCAN_BOL_NUL,      /* pass: content starts with nul_held NULs */
+	DATASCAN_BOL_NUL_SENT, /* pass: more than DATASCAN_NUL_HOLD NULs
+				* started the content and were sent */
+	DATASCAN_TEXT,	       /* inside a line */
+	DATASCAN_CR,	       /* "\r" seen, waiting for "\n" */
+	DATASCAN_END,	       /* end of data consumed */
 	DATASCAN_STATE_COUNT
 };
 
+/* [relay] nul_bytes, as the scanner applies it (see above). */
+enum datascan_nul_mode {
+	DATASCAN_NUL_PASS,   /* sent, lines stuffed as if they were not */
+	DATASCAN_NUL_STRIP,  /* removed from each line's content */
+	DATASCAN_NUL_REJECT, /* removed as strip; the caller aborts */
+	DATASCAN_NUL_MODE_COUNT
+};
+
+/* NULs held back at most at the start of a line's content (pass). */
+#define DATASCAN_NUL_HOLD 16
+
 struct datascan {
 	enum datascan_state state;
-	uint64_t size;           /* bytes emitted so far (message size) */
-	uint64_t bare_newlines;  /* bare CR or LF seen */
-	uint64_t nul_bytes;      /* NUL bytes seen (passed through) */
+	enum datascan_nul_mode nul_mode;
+	uint32_t nul_held;	/* DATASCAN_BOL_NUL: NULs not yet sent */
+	uint64_t size;		/* bytes emitted so far (message size) */
+	uint64_t bare_newlines; /* bare CR or LF seen */
+	uint64_t nul_bytes;	/* NUL bytes seen (sent or not) */
 };
 
 enum datascan_result {
-	DATASCAN_MORE,     /* all input consumed; end not reached */
-	DATASCAN_DONE,     /* end of data: *consumed_r includes it */
+	DATASCAN_MORE, /* all input consumed; end not reached */
+	DATASCAN_DONE, /* end of data: *consumed_r includes it */
 };
 
 /* The output needed for len input bytes, at most: every byte may become
- * a CR LF, and a pending "." or "\r" may be flushed. */
-#define DATASCAN_OUT_MAX(len) (2 * (len) + 4)
+ * two ("." to "..", a bare CR or LF to CR LF), and what the state holds
+ * from earlier feeds may be flushed (a line break after a pending bare
+ * CR, held NULs and their stuffing dot). */
+#define DATASCAN_OUT_MAX(len) (2 * (len) + DATASCAN_NUL_HOLD + 4)
 
-void datascan_init(struct datascan *ds);
+void datascan_init(struct datascan *ds, enum datascan_nul_mode nul_mode);
 
 /* Scans in[0..len) and appends the re-encoded bytes to out (room for
  * DATASCAN_OUT_MAX(len) bytes), setting *out_len_r.  Returns DATASCAN_DONE

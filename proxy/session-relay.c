@@ -520,6 +520,27 @@ session_relay_received_header(struct session_relay *sr,
 
 static void session_relay_lost(struct session_relay *sr, const char *why);
 
+/* [relay] nul_bytes for the scanner.  RFC 5322 §3.5 (body text is
+ * %d1-127) and RFC 2045 §2.7, §2.8 (7bit and 8bit data have no NULs)
+ * allow none in a message, sendmail refuses such a message (554 5.6.1),
+ * and a backend that drops NULs before it looks for the end of data could
+ * read "\r\n\0.\r\n" as one.  So reject (the default) aborts the
+ * message, strip removes them, and pass sends them stuffed so that
+ * neither kind of backend reads an end there (datascan.h). */
+static enum datascan_nul_mode
+session_relay_nul_mode(enum nul_bytes_policy policy)
+{
+	switch (policy) {
+	case NUL_BYTES_PASS:
+		return DATASCAN_NUL_PASS;
+	case NUL_BYTES_STRIP:
+		return DATASCAN_NUL_STRIP;
+	case NUL_BYTES_REJECT:
+		break;
+	}
+	return DATASCAN_NUL_REJECT;
+}
+
 static void session_relay_on_reply(void *arg, const struct relay_reply *reply)
 {
 	struct session_relay *sr = arg;
@@ -576,7 +597,9 @@ static void session_relay_on_reply(void *arg, const struct relay_reply *reply)
 		session_relay_answer(sr, reply->text, reply->len);
 		relay_cmd_free(c);
 		if (reply->code == 354) {
-			datascan_init(&sr->scan);
+			datascan_init(&sr->scan,
+				      session_relay_nul_mode(
+					  sr->env.cfg->relay.nul_bytes));
 			sr->in_data = true;
 			sr->discard = false;
 			sr->abort_reply = NULL;
@@ -1020,6 +1043,13 @@ size_t session_relay_data(struct session_relay *sr, const char *data,
 				    "550 5.6.0 Message contains bare CR or "
 				    "LF\r\n",
 				    "bare_newline");
+			} else if (sr->scan.nul_bytes > 0 &&
+				   sr->scan.nul_mode == DATASCAN_NUL_REJECT) {
+				session_relay_data_abort(
+				    sr,
+				    "554 5.6.0 Message contains NUL "
+				    "characters\r\n",
+				    "nul_bytes");
 			} else {
 				/* A failed write is reported later. */
 				relay_send_data(sr->relay, out, out_len);
