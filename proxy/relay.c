@@ -546,8 +546,11 @@ static void relay_fail(struct relay *r, const char *why)
 {
 	if (r->state >= RELAY_FAILED)
 		return;
-	/* The probe's QUIT ends in the backend closing: not an error. */
-	log_event(r->quit_sent ? LOG_LEVEL_DEBUG : LOG_LEVEL_WARN,
+	/* The probe's QUIT ends in the backend closing: not an error.  A
+	 * probe's failure is the backend_state line the probe writes once
+	 * per change: a backend down for hours is re-probed every
+	 * retry_interval and must not warn each time. */
+	log_event(r->quit_sent || r->probe ? LOG_LEVEL_DEBUG : LOG_LEVEL_WARN,
 		  relay_log_sid(r),
 		  "event=backend_error backend=%s state=%s error=\"%s\"",
 		  r->backend->address, relay_state_names[r->state], why);

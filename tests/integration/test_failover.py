@@ -244,6 +244,15 @@ class Failover(FailoverTestCase):
         self.wait_state(proxy, first, "down")
         self.deliver(proxy)
         self.assertEqual(len(second.wait_messages(1)), 1)
+        # While it stays down it is re-probed every retry_interval, and
+        # that is no warning each time: its one backend_state line says
+        # it is down.
+        first_re = r"\bbackend=%s\b" % re.escape(first.address)
+        proxy.wait_log_count(3, r"\bevent=backend_probe\b",
+                             r"\bstatus=failed\b", first_re)
+        self.assertEqual(proxy.log_lines(r"\blevel=warn\b",
+                                         r"\bevent=backend_error\b",
+                                         first_re), [])
         first.start()
         # The probe retries it every retry_interval and calls it up.
         self.wait_state(proxy, first, "up", count=2)
