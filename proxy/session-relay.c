@@ -15,12 +15,7 @@
 #include "proxy/relay.h"
 #include "proxy/replyq.h"
 #include "proxy/sendermap.h"
-#include "proxy/shared.h"
 #include "proxy/smtp-relay-parse.h"
-
-/* Before any probe has succeeded: what the proxy itself guarantees. */
-#define SESSION_EHLO_CONSERVATIVE                                              \
-	(EHLO_CAP_SIZE | EHLO_CAP_PIPELINING | EHLO_CAP_ENHANCEDSTATUSCODES)
 
 enum session_relay_state {
 	SESSION_RELAY_HANDOVER,	  /* first connect, before the 235 */
@@ -170,18 +165,6 @@ static size_t session_caps_render(const struct config *cfg,
 {
 	return ehlo_caps_client(from, cfg->limits.max_message_size, lines,
 				max);
-}
-
-size_t session_relay_ehlo_caps(const struct config *cfg, struct shared *shared,
-			       char lines[][64], size_t max)
-{
-	struct ehlo_caps conservative, probed;
-
-	if (shared_backend_caps(shared, &probed))
-		return session_caps_render(cfg, &probed, lines, max);
-	memset(&conservative, 0, sizeof(conservative));
-	conservative.caps = SESSION_EHLO_CONSERVATIVE;
-	return session_caps_render(cfg, &conservative, lines, max);
 }
 
 /* ---- the command queue ---- */

@@ -36,7 +36,6 @@ struct config;
 struct replyq;
 struct sendermap;
 struct session_relay;
-struct shared;
 
 /* Only the callbacks marked "last" may destroy the session relay: the
  * others are followed by more of its own work (progress comes last). */
@@ -116,10 +115,5 @@ bool session_relay_owes(const struct session_relay *sr);
 
 /* A message's terminator went to the backend and its reply is not in. */
 bool session_relay_owes_message(const struct session_relay *sr);
-
-/* The capability lines of a pre-auth EHLO (from the probe, or a
- * conservative set): fills up to max lines, returns how many. */
-size_t session_relay_ehlo_caps(const struct config *cfg, struct shared *shared,
-			       char lines[][64], size_t max);
 
 #endif
