@@ -267,19 +267,25 @@ static void relay_send_xclient(struct relay *r)
 	relay_command(r, "%s", line);
 }
 
-static bool relay_wants_xclient(const struct relay *r)
+bool relay_xclient_wanted(const struct config_backend *backend,
+			  const struct ehlo_caps *caps)
 {
-	if (r->probe || !r->esmtp)
-		return false;
-	switch (r->backend->xclient) {
+	switch (backend->xclient) {
 	case XCLIENT_YES:
 		return true;
 	case XCLIENT_AUTO:
-		return (r->caps.caps & EHLO_CAP_XCLIENT) != 0;
+		return (caps->caps & EHLO_CAP_XCLIENT) != 0;
 	case XCLIENT_NO:
 	default:
 		return false;
 	}
+}
+
+static bool relay_wants_xclient(const struct relay *r)
+{
+	if (r->probe || !r->esmtp)
+		return false;
+	return relay_xclient_wanted(r->backend, &r->caps);
 }
 
 static void relay_ready(struct relay *r)
