@@ -312,16 +312,16 @@ static bool check_command(struct check_conn *c, struct check_backend *r,
 			  const char *line, struct check_reply *reply)
 {
 	uint64_t timeout = cfg->backend.timeout_ms;
-	char buf[CHECK_COMMAND_MAX + 2], what[64];
-	size_t len = strlen(line), verb = strcspn(line, " :");
+	char buf[CHECK_COMMAND_MAX + 3], what[64];
+	size_t verb = strcspn(line, " :");
+	int len = snprintf(buf, sizeof(buf), "%s\r\n", line);
 	enum check_io io;
 
-	if (len > CHECK_COMMAND_MAX)
+	/* Our own commands: the XCLIENT line is built to fit. */
+	if (len < 0 || (size_t)len >= sizeof(buf))
 		fatal("check: command too long");
-	memcpy(buf, line, len);
-	memcpy(buf + len, "\r\n", 2);
 	r->sent |= 1u << step;
-	io = check_send(c, buf, len + 2, timeout);
+	io = check_send(c, buf, (size_t)len, timeout);
 	if (io == CHECK_IO_OK)
 		io = check_read_reply(c, timeout, reply);
 	if (io == CHECK_IO_OK)

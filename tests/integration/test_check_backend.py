@@ -112,6 +112,7 @@ class CheckBackend(unittest.TestCase):
         err = result.stderr.decode("utf-8", "replace")
         self.last = "exit %d\nstdout:\n%s\nstderr:\n%s" % (
             result.returncode, out, err)
+        self.assertNotRegex(err, harness.SANITIZER_REPORT, self.last)
         return result.returncode, out, err
 
     def check_json(self, addresses, **kwargs):
