@@ -471,6 +471,10 @@ class Exposure(unittest.TestCase):
         unshare = backends.find_command("unshare")
         if not unshare or not backends.find_command("ip"):
             raise unittest.SkipTest("unshare or ip is not installed")
+        probe = subprocess.run([unshare, "--net", "true"],
+                               capture_output=True, timeout=WAIT)
+        if probe.returncode != 0:
+            raise unittest.SkipTest("unshare --net: %r" % probe.stderr[-200:])
         sink = backends.require_sbin_command("smtp-sink", "postfix")
         directory = tempfile.mkdtemp(prefix="submitproxy-check-")
         self.addCleanup(shutil.rmtree, directory, True)
