@@ -3,6 +3,8 @@
  *
  *   submitproxy [-c FILE]       run in the foreground
  *   submitproxy -t [-c FILE]    check the configuration and exit
+ *   submitproxy --check-backend [-c FILE] [--json]
+ *                               talk to each backend, report, exit
  *   submitproxy -V | -h
  *
  * The process started becomes the auth helper (auth/helper.h), which keeps
@@ -10,7 +12,9 @@
  * loop (proxy/control.h) and drops to [server] user once its listeners are
  * open (server_drop_privileges(), called back by the control loop).
  *
- * Exit codes: 0 success, 1 configuration or start-up error, 2 usage.
+ * Exit codes: 0 success, 1 configuration or start-up error, 2 usage;
+ * --check-backend has its own (proxy/checkbackend.h; a configuration
+ * error is 2 there).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -29,6 +33,7 @@
 #include "common/signals.h"
 #include "common/util.h"
 #include "config/config.h"
+#include "proxy/checkbackend.h"
 #include "proxy/control.h"
 #include "proxy/sdnotify.h"
 #include "proxy/sendermap.h"
@@ -38,11 +43,15 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: submitproxy [-t] [-c FILE]\n"
+		"       submitproxy --check-backend [-c FILE] [--json]\n"
 		"       submitproxy -V | -h\n"
-		"  -c FILE  configuration file (default %s)\n"
-		"  -t       check the configuration and exit\n"
-		"  -V       print the version and exit\n"
-		"  -h       print this help and exit\n",
+		"  -c FILE          configuration file (default %s)\n"
+		"  -t               check the configuration and exit\n"
+		"  --check-backend  talk to each backend and report what "
+		"clients will see\n"
+		"  --json           with --check-backend: the report as JSON\n"
+		"  -V               print the version and exit\n"
+		"  -h               print this help and exit\n",
 		CONFIG_DEFAULT_PATH);
 }
 
@@ -185,21 +194,55 @@ static int run(struct config **cfgp, const struct control_activation *act)
 	return rc;
 }
 
+/* Long options without a short form. */
+enum {
+	OPT_CHECK_BACKEND = 256,
+	OPT_JSON,
+};
+
+static const struct option long_options[] = {
+    {"check-backend", no_argument, NULL, OPT_CHECK_BACKEND},
+    {"json", no_argument, NULL, OPT_JSON},
+    {NULL, 0, NULL, 0},
+};
+
+/* --check-backend: the configuration loaded as for -t (its errors
+ * printed the same way, exit 2 here), then each backend; no listener, no
+ * auth helper, no privilege. */
+static int check_backends(const char *path, bool json)
+{
+	struct config *cfg = NULL;
+	int rc;
+
+	if (config_load(path, &cfg) < 0)
+		return 2;
+	rc = check_backends_run(cfg, json, stdout);
+	config_free(cfg);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	const char *path = CONFIG_DEFAULT_PATH;
 	struct control_activation act;
 	struct config *cfg = NULL;
-	bool test_only = false;
+	bool test_only = false, check_backend = false, json = false;
 	int c, rc;
 
-	while ((c = getopt(argc, argv, "c:thV")) != -1) {
+	while ((c = getopt_long(argc, argv, "c:thV", long_options, NULL)) !=
+	       -1) {
 		switch (c) {
 		case 'c':
 			path = optarg;
 			break;
 		case 't':
 			test_only = true;
+			break;
+		case OPT_CHECK_BACKEND:
+			check_backend = true;
+			break;
+		case OPT_JSON:
+			json = true;
 			break;
 		case 'V':
 			printf("submitproxy %s\n", SUBMITPROXY_VERSION);
@@ -212,10 +255,13 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (optind != argc) {
+	if (optind != argc || (check_backend && test_only) ||
+	    (json && !check_backend)) {
 		usage(stderr);
 		return 2;
 	}
+	if (check_backend)
+		return check_backends(path, json);
 	if (config_load(path, &cfg) < 0)
 		return 1;
 	log_set_level(cfg->server.log_level);

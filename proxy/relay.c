@@ -247,61 +247,19 @@ static void relay_timer_restart(struct relay *r)
 
 /* ---- the hand-over ---- */
 
-/* Appends to an XCLIENT line; false once it would not fit. */
-static bool xclient_append(char *line, size_t size, size_t *off,
-			   const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static bool xclient_append(char *line, size_t size, size_t *off,
-			   const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	if (*off >= size)
-		return false;
-	va_start(ap, fmt);
-	n = vsnprintf(line + *off, size - *off, fmt, ap);
-	va_end(ap);
-	if (n < 0 || (size_t)n >= size - *off)
-		return false;
-	*off += (size_t)n;
-	return true;
-}
-
 static void relay_send_xclient(struct relay *r)
 {
-	unsigned attrs = r->caps.xclient_attrs;
-	char line[RELAY_XCLIENT_MAX], enc[800];
-	size_t off = 0;
-	bool ok;
+	struct xclient_client client = {
+	    .addr = r->client_addr,
+	    .port = r->client_port,
+	    .helo = r->client_helo,
+	    .login = r->client_login,
+	};
+	char line[RELAY_XCLIENT_MAX];
 
-	/* Only the attributes the backend listed (Postfix XCLIENT_README);
-	 * values are xtext; an IPv6 address is written "IPV6:...". */
-	ok = xclient_append(line, sizeof(line), &off, "XCLIENT");
-	if (ok && (attrs & XCLIENT_ATTR_NAME))
-		ok = xclient_append(line, sizeof(line), &off,
-				    " NAME=[UNAVAILABLE]");
-	if (ok && (attrs & XCLIENT_ATTR_ADDR))
-		ok = xclient_append(line, sizeof(line), &off, " ADDR=%s%s",
-				    strchr(r->client_addr, ':') ? "IPV6:" : "",
-				    r->client_addr);
-	if (ok && (attrs & XCLIENT_ATTR_PORT))
-		ok = xclient_append(line, sizeof(line), &off, " PORT=%u",
-				    r->client_port);
-	if (ok && (attrs & XCLIENT_ATTR_HELO) && r->client_helo != NULL) {
-		ok = xtext_encode(r->client_helo, strlen(r->client_helo), enc,
-				  sizeof(enc)) >= 0 &&
-		     xclient_append(line, sizeof(line), &off, " HELO=%s", enc);
-	}
-	if (ok && (attrs & XCLIENT_ATTR_LOGIN) && r->client_login != NULL) {
-		ok = xtext_encode(r->client_login, strlen(r->client_login),
-				  enc, sizeof(enc)) >= 0 &&
-		     xclient_append(line, sizeof(line), &off, " LOGIN=%s", enc);
-	}
-	if (ok && (attrs & XCLIENT_ATTR_PROTO))
-		ok = xclient_append(line, sizeof(line), &off, " PROTO=ESMTP");
-	if (!ok) {
+	/* Only the attributes the backend listed (Postfix XCLIENT_README). */
+	if (xclient_build(&client, r->caps.xclient_attrs, line, sizeof(line)) <
+	    0) {
 		relay_fail(r, "XCLIENT line too long");
 		return;
 	}
@@ -309,19 +267,25 @@ static void relay_send_xclient(struct relay *r)
 	relay_command(r, "%s", line);
 }
 
-static bool relay_wants_xclient(const struct relay *r)
+bool relay_xclient_wanted(const struct config_backend *backend,
+			  const struct ehlo_caps *caps)
 {
-	if (r->probe || !r->esmtp)
-		return false;
-	switch (r->backend->xclient) {
+	switch (backend->xclient) {
 	case XCLIENT_YES:
 		return true;
 	case XCLIENT_AUTO:
-		return (r->caps.caps & EHLO_CAP_XCLIENT) != 0;
+		return (caps->caps & EHLO_CAP_XCLIENT) != 0;
 	case XCLIENT_NO:
 	default:
 		return false;
 	}
+}
+
+static bool relay_wants_xclient(const struct relay *r)
+{
+	if (r->probe || !r->esmtp)
+		return false;
+	return relay_xclient_wanted(r->backend, &r->caps);
 }
 
 static void relay_ready(struct relay *r)

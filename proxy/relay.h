@@ -85,6 +85,13 @@ struct relay *relay_create(uv_loop_t *loop, const struct config *cfg,
 const struct ehlo_caps *relay_caps(const struct relay *r);
 bool relay_esmtp(const struct relay *r);
 
+/* Whether the hand-over sends XCLIENT to an ESMTP backend that announced
+ * caps: with xclient = yes always (and fails if caps lack it), with auto
+ * when caps offer it, with no never.  Pure: --check-backend asks it too
+ * (proxy/checkreport.c). */
+bool relay_xclient_wanted(const struct config_backend *backend,
+			  const struct ehlo_caps *caps);
+
 /* A command line including CR LF; one reply will come back for it. */
 void relay_send_command(struct relay *r, const char *line, size_t len);
 

@@ -18,11 +18,6 @@
 #include "proxy/shared.h"
 #include "proxy/smtp-relay-parse.h"
 
-/* Before any backend's capabilities are known: what the proxy itself
- * guarantees. */
-#define SESSION_EHLO_CONSERVATIVE                                              \
-	(EHLO_CAP_SIZE | EHLO_CAP_PIPELINING | EHLO_CAP_ENHANCEDSTATUSCODES)
-
 enum session_relay_state {
 	SESSION_RELAY_HANDOVER,	  /* first connect, before the 235 */
 	SESSION_RELAY_CONNECTING, /* again, after an aborted message */
@@ -185,19 +180,6 @@ static size_t session_caps_render(const struct config *cfg,
 {
 	return ehlo_caps_client(from, cfg->limits.max_message_size, lines,
 				max);
-}
-
-size_t session_relay_ehlo_caps(const struct config *cfg, struct shared *shared,
-			       char lines[][64], size_t max)
-{
-	struct ehlo_caps conservative, known;
-
-	/* What every backend a session may fail over to offers. */
-	if (shared_backend_caps(shared, cfg, &known))
-		return session_caps_render(cfg, &known, lines, max);
-	memset(&conservative, 0, sizeof(conservative));
-	conservative.caps = SESSION_EHLO_CONSERVATIVE;
-	return session_caps_render(cfg, &conservative, lines, max);
 }
 
 /* ---- the command queue ---- */

@@ -47,7 +47,6 @@ struct config;
 struct replyq;
 struct sendermap;
 struct session_relay;
-struct shared;
 
 /* Only the callbacks marked "last" may destroy the session relay: the
  * others are followed by more of its own work (progress comes last). */
@@ -140,12 +139,5 @@ bool session_relay_owes(const struct session_relay *sr);
 
 /* A message's terminator went to the backend and its reply is not in. */
 bool session_relay_owes_message(const struct session_relay *sr);
-
-/* The capability lines of a pre-auth EHLO: what every backend of cfg that
- * is up offers, as last learnt by the probe or a session's hand-over
- * (shared_backend_caps()), or a conservative set while none is known.
- * Fills up to max lines, returns how many. */
-size_t session_relay_ehlo_caps(const struct config *cfg, struct shared *shared,
-			       char lines[][64], size_t max);
 
 #endif

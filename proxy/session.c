@@ -38,10 +38,12 @@
 #include "proxy/sendermap.h"
 #include "proxy/session-auth.h"
 #include "proxy/session-cmd.h"
+#include "proxy/session-ehlo.h"
 #include "proxy/session-io.h"
 #include "proxy/session-relay.h"
 #include "proxy/shared.h"
 #include "proxy/smtp-parse.h"
+#include "proxy/smtp-relay-parse.h"
 #include "tls/tls-conn.h"
 
 /* Replies owed at once (local and relayed): past this the session stops
@@ -282,8 +284,10 @@ static void cmd_ehlo(struct session *s, const struct smtp_cmd *cmd)
 {
 	const struct config *cfg = s->cfg;
 	bool ehlo = cmd->verb == SMTP_VERB_EHLO;
+	struct ehlo_caps probed;
+	bool known;
 	char lines[16][64];
-	size_t n = 0;
+	size_t n;
 
 	/* RFC 5321 §4.1.4: EHLO/HELO also resets any transaction. */
 	session_reset_helo(s);
@@ -293,15 +297,11 @@ static void cmd_ehlo(struct session *s, const struct smtp_cmd *cmd)
 		session_reply(s, "250 %s", cfg->server.hostname);
 		return;
 	}
-	if (s->listener->mode == LISTENER_STARTTLS &&
-	    session_io_tls(s->io) == NULL)
-		snprintf(lines[n++], sizeof(lines[0]), "STARTTLS");
-	n += session_relay_ehlo_caps(cfg, s->env->shared, lines + n, 12);
-	if (session_auth_offered(s))
-		snprintf(lines[n++], sizeof(lines[0]), "AUTH%s%s",
-			 cfg->auth.mechanisms & AUTH_MECH_PLAIN ? " PLAIN" : "",
-			 cfg->auth.mechanisms & AUTH_MECH_LOGIN ? " LOGIN"
-								: "");
+	known = shared_backend_caps(s->env->shared, cfg, &probed);
+	n = session_ehlo_lines(cfg, known ? &probed : NULL,
+			       s->listener->mode == LISTENER_STARTTLS &&
+				   session_io_tls(s->io) == NULL,
+			       session_auth_offered(s), lines, 16);
 	session_reply(s, "250%c%s", n > 0 ? '-' : ' ', cfg->server.hostname);
 	for (size_t i = 0; i < n; i++)
 		session_reply(s, "250%c%s", i + 1 < n ? '-' : ' ', lines[i]);

@@ -3,6 +3,7 @@
 
 #include <assert.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -778,4 +779,64 @@ long xtext_encode(const char *in, size_t len, char *out, size_t out_size)
 too_small:
 	out[0] = '\0';
 	return -1;
+}
+
+/* ---- XCLIENT ---- */
+
+/* Appends to an XCLIENT line; false once it would not fit. */
+static bool xclient_append(char *line, size_t size, size_t *off,
+			   const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static bool xclient_append(char *line, size_t size, size_t *off,
+			   const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (*off >= size)
+		return false;
+	va_start(ap, fmt);
+	n = vsnprintf(line + *off, size - *off, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= size - *off)
+		return false;
+	*off += (size_t)n;
+	return true;
+}
+
+long xclient_build(const struct xclient_client *client, unsigned attrs,
+		   char *out, size_t size)
+{
+	/* A 255-byte HELO name or a 256-byte login, xtext tripled. */
+	char enc[800];
+	size_t off = 0;
+	bool ok;
+
+	/* Values are xtext; an IPv6 address is written "IPV6:...". */
+	ok = xclient_append(out, size, &off, "XCLIENT");
+	if (ok && (attrs & XCLIENT_ATTR_NAME))
+		ok = xclient_append(out, size, &off, " NAME=[UNAVAILABLE]");
+	if (ok && (attrs & XCLIENT_ATTR_ADDR))
+		ok = xclient_append(out, size, &off, " ADDR=%s%s",
+				    strchr(client->addr, ':') ? "IPV6:" : "",
+				    client->addr);
+	if (ok && (attrs & XCLIENT_ATTR_PORT))
+		ok = xclient_append(out, size, &off, " PORT=%u", client->port);
+	if (ok && (attrs & XCLIENT_ATTR_HELO) && client->helo != NULL)
+		ok = xtext_encode(client->helo, strlen(client->helo), enc,
+				  sizeof(enc)) >= 0 &&
+		     xclient_append(out, size, &off, " HELO=%s", enc);
+	if (ok && (attrs & XCLIENT_ATTR_LOGIN) && client->login != NULL)
+		ok = xtext_encode(client->login, strlen(client->login), enc,
+				  sizeof(enc)) >= 0 &&
+		     xclient_append(out, size, &off, " LOGIN=%s", enc);
+	if (ok && (attrs & XCLIENT_ATTR_PROTO))
+		ok = xclient_append(out, size, &off, " PROTO=ESMTP");
+	if (!ok) {
+		if (size > 0)
+			out[0] = '\0';
+		return -1;
+	}
+	return (long)off;
 }

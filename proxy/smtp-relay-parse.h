@@ -156,4 +156,20 @@ const char *smtp_args_verdict_name(enum smtp_args_verdict v);
  * small. */
 long xtext_encode(const char *in, size_t len, char *out, size_t out_size);
 
+/* The client as an XCLIENT command describes it. */
+struct xclient_client {
+	const char *addr; /* numeric; with a ':' it is written "IPV6:..." */
+	unsigned port;
+	const char *helo;  /* NULL: not sent */
+	const char *login; /* NULL: not sent */
+};
+
+/* Builds the XCLIENT command line (without CR LF) the relay sends: only
+ * the attributes in attrs, the backend's list (Postfix XCLIENT_README),
+ * in the order NAME=[UNAVAILABLE] ADDR PORT HELO LOGIN PROTO=ESMTP, HELO
+ * and LOGIN as xtext.  Returns its length, or -1 if it does not fit in
+ * out (size bytes, NUL included). */
+long xclient_build(const struct xclient_client *client, unsigned attrs,
+		   char *out, size_t size);
+
 #endif

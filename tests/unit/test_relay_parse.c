@@ -936,6 +936,70 @@ static const struct xtext_case xtext_cases[] = {
     {"ipv6_address", "IPV6:2001:db8::1", 16, 64, 16, "IPV6:2001:db8::1"},
 };
 
+/* ---- XCLIENT ---- */
+
+struct xclient_case {
+	const char *name;
+	struct xclient_client client;
+	unsigned attrs;
+	size_t size;
+	const char *line; /* NULL: does not fit */
+};
+
+#define XCLIENT_RELAY_ATTRS                                                    \
+	(XCLIENT_ATTR_NAME | XCLIENT_ATTR_ADDR | XCLIENT_ATTR_PORT |           \
+	 XCLIENT_ATTR_HELO | XCLIENT_ATTR_LOGIN | XCLIENT_ATTR_PROTO)
+
+static const struct xclient_case xclient_cases[] = {
+    {"every_attribute_in_order",
+     {"192.0.2.7", 51234, "client.example", "alice"},
+     0xff,
+     256,
+     "XCLIENT NAME=[UNAVAILABLE] ADDR=192.0.2.7 PORT=51234 "
+     "HELO=client.example LOGIN=alice PROTO=ESMTP"},
+    {"only_the_listed_attributes",
+     {"192.0.2.7", 51234, "client.example", "alice"},
+     XCLIENT_ATTR_NAME | XCLIENT_ATTR_HELO,
+     256,
+     "XCLIENT NAME=[UNAVAILABLE] HELO=client.example"},
+    {"ipv6_address_prefixed",
+     {"2001:db8::1", 25, NULL, NULL},
+     XCLIENT_RELAY_ATTRS,
+     256,
+     "XCLIENT NAME=[UNAVAILABLE] ADDR=IPV6:2001:db8::1 PORT=25 "
+     "PROTO=ESMTP"},
+    {"values_are_xtext",
+     {"192.0.2.7", 1, "a=b", "al+ice bob"},
+     XCLIENT_ATTR_HELO | XCLIENT_ATTR_LOGIN,
+     256,
+     "XCLIENT HELO=a+3Db LOGIN=al+2Bice+20bob"},
+    {"too_long_refused",
+     {"192.0.2.7", 51234, "client.example", "alice"},
+     XCLIENT_RELAY_ATTRS,
+     40,
+     NULL},
+};
+
+static void test_xclient_build(void)
+{
+	for (size_t i = 0; i < sizeof(xclient_cases) / sizeof(xclient_cases[0]);
+	     i++) {
+		const struct xclient_case *c = &xclient_cases[i];
+		char out[256];
+		long r;
+
+		r = xclient_build(&c->client, c->attrs, out, c->size);
+		if (c->line == NULL) {
+			TAP_OK(r < 0 && out[0] == '\0', "xclient %s: refused",
+			       c->name);
+			continue;
+		}
+		TAP_EQ_INT(r, (long)strlen(c->line), "xclient %s: length",
+			   c->name);
+		TAP_EQ_STR(out, c->line, "xclient %s: line", c->name);
+	}
+}
+
 int main(void)
 {
 	for (size_t i = 0; i < sizeof(ehlo_cases) / sizeof(ehlo_cases[0]); i++)
@@ -962,5 +1026,6 @@ int main(void)
 		if (r >= 0 && c->result >= 0)
 			TAP_EQ_STR(out, c->out, "xtext %s: text", c->name);
 	}
+	test_xclient_build();
 	return tap_done();
 }

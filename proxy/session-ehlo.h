@@ -1,0 +1,28 @@
+/*
+ * session-ehlo.h - the capability lines of the EHLO reply the proxy
+ * gives before AUTH (DESIGN.md "Pre-auth dialogue"): STARTTLS, the
+ * backend's pass-through extensions, AUTH.  Pure, no I/O: the session's
+ * EHLO (proxy/session.c) and --check-backend (proxy/checkbackend.c)
+ * compose it here, so the check shows what a client is really told.
+ */
+#ifndef SUBMITPROXY_SESSION_EHLO_H
+#define SUBMITPROXY_SESSION_EHLO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct config;
+struct ehlo_caps;
+
+/* Fills lines (each up to 64 bytes, NUL-terminated) with what follows
+ * the hostname line: STARTTLS when offer_starttls (a STARTTLS listener
+ * before TLS), the extensions ehlo_caps_client() shows for backend (the
+ * probe's capabilities; NULL before any probe succeeded: SIZE,
+ * PIPELINING and ENHANCEDSTATUSCODES, what the proxy guarantees itself),
+ * and AUTH with [auth] mechanisms when offer_auth.  Returns the number of
+ * lines, at most max. */
+size_t session_ehlo_lines(const struct config *cfg,
+			  const struct ehlo_caps *backend, bool offer_starttls,
+			  bool offer_auth, char lines[][64], size_t max);
+
+#endif
