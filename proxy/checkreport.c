@@ -470,11 +470,10 @@ static void assess_xclient(struct check_backend *r)
 
 	if (!r->esmtp) {
 		if (mode == XCLIENT_YES)
-			finding(r, CHECK_WARNING,
+			finding(r, CHECK_ERROR,
 				"xclient = yes, but the backend speaks no "
-				"ESMTP: the proxy hands sessions over without "
-				"XCLIENT, and the backend sees every client as "
-				"this host");
+				"ESMTP, so no XCLIENT: every hand-over fails "
+				"(AUTH is answered 454)");
 		return;
 	}
 	reply = reply_first_line(x);

@@ -50,13 +50,15 @@ static void probe_ready(void *arg)
 	bool esmtp = relay_esmtp(round->relay);
 
 	round->done = true;
-	if (esmtp && round->backend->xclient == XCLIENT_YES &&
-	    !(caps->caps & EHLO_CAP_XCLIENT)) {
+	if (round->backend->xclient == XCLIENT_YES &&
+	    (!esmtp || !(caps->caps & EHLO_CAP_XCLIENT))) {
 		/* Every session would fail its hand-over there (relay.c):
 		 * the probe must not call it up. */
 		shared_backend_down(shared, round->cfg, round->backend,
-				    "xclient = yes but the backend does not "
-				    "offer XCLIENT",
+				    esmtp ? "xclient = yes but the backend "
+					    "does not offer XCLIENT"
+					  : "xclient = yes but the backend "
+					    "speaks no ESMTP",
 				    NULL);
 	} else {
 		shared_backend_up(shared, round->backend, caps, "probe", NULL);

@@ -347,6 +347,13 @@ static void relay_handover_reply(struct relay *r)
 		}
 		r->esmtp = false;
 		memset(&r->caps, 0, sizeof(r->caps));
+		if (!r->probe && r->backend->xclient == XCLIENT_YES) {
+			/* xclient = yes is a promise that the backend sees
+			 * the real client; without ESMTP it cannot. */
+			relay_fail(r, "xclient = yes but the backend speaks no "
+				      "ESMTP");
+			return;
+		}
 		relay_ready(r);
 		return;
 	case RELAY_XCLIENT:

@@ -307,6 +307,14 @@ class CheckBackend(unittest.TestCase):
                       "XCLIENT", out, self.last)
         self.assertIn("every hand-over fails", out, self.last)
 
+    def test_xclient_yes_with_a_helo_only_backend_is_an_error(self):
+        sink = backends.SmtpSink(self, options=["-e"])
+        rc, out, _ = self.check([sink.address],
+                                backend_keys={"xclient": "yes"})
+        self.assertEqual(rc, 2, self.last)
+        self.assertIn("error: xclient = yes, but the backend speaks no "
+                      "ESMTP", out, self.last)
+
     # -- unreachable backends
 
     def test_backend_down_is_unreachable_exit_2(self):

@@ -627,6 +627,18 @@ class Xclient(RelayTestCase):
         backend.wait_line(r"^NOOP")
         self.assertNotIn("XCLIENT", backend.all_verbs())
 
+    def test_xclient_yes_with_a_helo_only_backend_is_454(self):
+        # xclient = yes promises that the backend sees the real client:
+        # an MTA without ESMTP cannot, so no session is handed over.
+        backend = self.recorder(esmtp=False)
+        proxy = self.proxy(backend, backend_keys={"xclient": "yes"})
+        client = self.tls_client(proxy)
+        self.assertReply(self.auth(proxy, client), 454, "4.7.0")
+        proxy.wait_log(r"\bevent=auth_tempfail\b",
+                       r"\breason=backend_unavailable\b",
+                       r"speaks no ESMTP")
+        self.assertNotIn("MAIL", backend.all_verbs())
+
     def test_xclient_auto_without_xclient_offered_sends_none(self):
         backend = self.recorder()
         proxy = self.proxy(backend)
