@@ -689,7 +689,7 @@ int check_backends_run(const struct config *cfg, bool json, FILE *out)
 	if (json)
 		check_report_json(out, cfg, rs, n);
 	else
-		check_report_text_summary(out, rs, n);
+		check_report_text_summary(out, cfg, rs, n);
 	rc = check_exit_status(rs, n);
 	for (size_t i = 0; i < n; i++)
 		check_backend_finish(&rs[i]);

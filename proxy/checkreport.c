@@ -10,6 +10,7 @@
 
 #include "common/util.h"
 #include "config/config.h"
+#include "proxy/backends.h"
 #include "proxy/relay.h"
 #include "proxy/session-ehlo.h"
 
@@ -682,6 +683,36 @@ static size_t view_before_auth(const struct config *cfg,
 				  lines, CHECK_EHLO_LINES);
 }
 
+/* With several backends the pre-auth EHLO shows what every backend that
+ * is up offers (proxy/backends.h), so that no client is promised an
+ * extension a failover lacks: here, what those the check handed over to
+ * have in common.  0 when it handed over to none. */
+static size_t view_before_auth_all(const struct config *cfg,
+				   const struct check_backend *rs, size_t n,
+				   char lines[][64])
+{
+	struct ehlo_caps common, none;
+	bool any = false;
+
+	memset(&none, 0, sizeof(none));
+	for (size_t i = 0; i < n; i++) {
+		const struct check_backend *r = &rs[i];
+
+		if (r->stopped <= CHECK_STEP_HELO)
+			continue;
+		if (!any)
+			common = r->esmtp ? r->caps : none;
+		else
+			backends_caps_intersect(&common,
+						r->esmtp ? &r->caps : &none);
+		any = true;
+	}
+	if (!any)
+		return 0;
+	return session_ehlo_lines(cfg, &common, false, true, lines,
+				  CHECK_EHLO_LINES);
+}
+
 static size_t view_after_auth(const struct config *cfg,
 			      const struct check_backend *r, char lines[][64])
 {
@@ -941,12 +972,24 @@ void check_report_text(FILE *f, const struct config *cfg,
 	fprintf(f, "  result: %s\n", check_backend_status(r));
 }
 
-void check_report_text_summary(FILE *f, const struct check_backend *rs,
-			       size_t n)
+void check_report_text_summary(FILE *f, const struct config *cfg,
+			       const struct check_backend *rs, size_t n)
 {
 	static const char *const statuses[] = {"ok", "warning", "error",
 					       "unreachable"};
+	char lines[CHECK_EHLO_LINES][64];
 	bool first = true;
+	size_t nlines;
+
+	nlines = n > 1 ? view_before_auth_all(cfg, rs, n, lines) : 0;
+	if (nlines > 0) {
+		fprintf(f, "\na client sees before AUTH while the backends "
+			   "that answered are up (what they all offer):\n");
+		fprintf(f, "    250-%s\n", cfg->server.hostname);
+		for (size_t i = 0; i < nlines; i++)
+			fprintf(f, "    250%c%s\n", i + 1 < nlines ? '-' : ' ',
+				lines[i]);
+	}
 
 	fprintf(f, "\n%zu backend%s:", n, n == 1 ? "" : "s");
 	for (size_t s = 0; s < sizeof(statuses) / sizeof(statuses[0]); s++) {
@@ -1231,6 +1274,16 @@ void check_report_json(FILE *f, const struct config *cfg,
 	json_int(&j, "max_message_size",
 		 (long long)cfg->limits.max_message_size);
 	json_int(&j, "exit_status", check_exit_status(rs, n));
+	{
+		char lines[CHECK_EHLO_LINES][64];
+		size_t nlines = view_before_auth_all(cfg, rs, n, lines);
+
+		if (nlines > 0)
+			json_lines(&j, "client_ehlo_before_auth_all_up", lines,
+				   nlines, cfg->server.hostname);
+		else
+			json_null(&j, "client_ehlo_before_auth_all_up");
+	}
 	json_open(&j, "backends", '[');
 	for (size_t i = 0; i < n; i++)
 		json_backend(&j, cfg, &rs[i]);

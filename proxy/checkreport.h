@@ -162,12 +162,13 @@ char *check_text_escape(const char *s, size_t len);
 void check_json_string(FILE *f, const char *s, size_t len);
 
 /* The report for a person: a header, one section per backend (printed
- * as each is done), a summary line. */
+ * as each is done), a summary: with several backends the pre-auth EHLO
+ * of them all, then the count of each result. */
 void check_report_text_header(FILE *f, const struct config *cfg);
 void check_report_text(FILE *f, const struct config *cfg,
 		       const struct check_backend *r, size_t index);
-void check_report_text_summary(FILE *f, const struct check_backend *rs,
-			       size_t n);
+void check_report_text_summary(FILE *f, const struct config *cfg,
+			       const struct check_backend *rs, size_t n);
 
 /* The same facts as one JSON object, one line. */
 void check_report_json(FILE *f, const struct config *cfg,

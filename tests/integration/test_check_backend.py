@@ -340,6 +340,21 @@ class CheckBackend(unittest.TestCase):
         self.assertRegex(second, r"(?m)^  result: unreachable$")
         self.assertIn("2 backends: 1 ok, 1 unreachable; exit status 2", out)
 
+    def test_two_backends_the_pre_auth_ehlo_is_what_both_offer(self):
+        full = backends.SmtpSink(self)
+        helo_only = backends.SmtpSink(self, options=["-e"])
+        rc, out, _ = self.check([full.address, helo_only.address])
+        self.assertEqual(rc, 0, self.last)
+        self.assertIn("250-8BITMIME", backend_part(out, 1), self.last)
+        summary = out[out.index("a client sees before AUTH while the "
+                                "backends that answered are up"):]
+        self.assertNotIn("8BITMIME", summary, self.last)
+        self.assertIn("250-PIPELINING", summary, self.last)
+        rc, report = self.check_json([full.address, helo_only.address])
+        common = report["client_ehlo_before_auth_all_up"]
+        self.assertTrue(any("PIPELINING" in line for line in common), common)
+        self.assertFalse(any("8BITMIME" in line for line in common), common)
+
     # -- JSON
 
     def test_json_report_has_the_same_facts(self):
