@@ -911,6 +911,8 @@ static const struct config_key backend_keys[] = {
     {"xclient", set_xclient, CFG(backend.xclient), 0, 0},
     {"connect_timeout", set_duration, CFG(backend.connect_timeout_ms),
      DURATION_POSITIVE},
+    {"handover_timeout", set_duration, CFG(backend.handover_timeout_ms),
+     DURATION_POSITIVE},
     {"timeout", set_duration, CFG(backend.timeout_ms), DURATION_POSITIVE},
     {"probe_interval", set_duration, CFG(backend.probe_interval_ms),
      DURATION_POSITIVE},
@@ -1044,6 +1046,7 @@ static void config_set_defaults(struct config *cfg)
 		abort();
 	cfg->backend.xclient = XCLIENT_AUTO;
 	cfg->backend.connect_timeout_ms = SECONDS(10);
+	cfg->backend.handover_timeout_ms = SECONDS(30);
 	cfg->backend.timeout_ms = SECONDS(300);
 	cfg->backend.probe_interval_ms = MINUTES(10);
 	cfg->backend.retry_interval_ms = SECONDS(30);

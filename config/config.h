@@ -156,6 +156,7 @@ struct config {
 		char *helo_name;            /* default: server.hostname */
 		enum xclient_mode xclient;  /* auto; a backend may override */
 		uint64_t connect_timeout_ms;/* 10s */
+		uint64_t handover_timeout_ms;/* 30s: greeting, EHLO, XCLIENT */
 		uint64_t timeout_ms;        /* 300s */
 		uint64_t probe_interval_ms; /* 10m */
 		uint64_t retry_interval_ms; /* 30s: a down backend's back-off */

@@ -81,6 +81,7 @@ struct relay {
 	size_t write_queued;
 	bool want_drained;
 	bool quit_sent;
+	bool client_refused;        /* the EHLO in the client's name refused */
 	const char *connect_error;  /* reported from the timer */
 	const char *write_error;    /* likewise: a send's failure */
 
@@ -226,16 +227,23 @@ static void relay_on_timer(uv_timer_t *t)
 		relay_fail(r, r->write_error);
 	else if (r->connect_error != NULL)
 		relay_fail(r, r->connect_error);
+	else if (r->state == RELAY_CONNECTING)
+		relay_fail(r, "connect timeout");
+	else if (r->state < RELAY_READY)
+		relay_fail(r, "hand-over timeout");
 	else
-		relay_fail(r, r->state == RELAY_CONNECTING ? "connect timeout"
-							   : "backend timeout");
+		relay_fail(r, "backend timeout");
 }
 
 /* [backend] timeout runs while we wait for the backend: a reply owed, or
  * bytes it has not taken yet; any progress restarts it. */
 static void relay_timer_restart(struct relay *r)
 {
-	if (r->state >= RELAY_FAILED || r->state == RELAY_CONNECTING ||
+	/* Until ready, one deadline for the whole hand-over runs from the
+	 * connect (handover_timeout): a backend that accepts and then says
+	 * nothing must not hold a client's AUTH for [backend] timeout
+	 * before the next backend is tried. */
+	if (r->state >= RELAY_FAILED || r->state < RELAY_READY ||
 	    r->write_error != NULL)
 		return;
 	if (r->awaiting > 0 || r->write_queued > 0)
@@ -291,6 +299,8 @@ static bool relay_wants_xclient(const struct relay *r)
 static void relay_ready(struct relay *r)
 {
 	relay_enter_state(r, RELAY_READY);
+	/* From here on [backend] timeout, while something is owed. */
+	relay_timer_restart(r);
 	if (r->probe) {
 		/* A polite end: the owner (proxy/probe.c) destroys us at the
 		 * QUIT's reply, or when the backend closes or times out. */
@@ -299,6 +309,19 @@ static void relay_ready(struct relay *r)
 		relay_write(r, "QUIT\r\n", 6);
 	}
 	r->cb->ready(r->arg);
+}
+
+/* A name that may go on a command line to any backend as it is: visible
+ * ASCII only (no SP, no control, no 8-bit byte a backend without
+ * SMTPUTF8 never agreed to). */
+static bool relay_helo_plain(const char *helo)
+{
+	if (helo == NULL || *helo == '\0')
+		return false;
+	for (const char *p = helo; *p != '\0'; p++)
+		if ((unsigned char)*p <= ' ' || (unsigned char)*p >= 0x7f)
+			return false;
+	return true;
 }
 
 /* A whole reply during the hand-over. */
@@ -338,6 +361,15 @@ static void relay_handover_reply(struct relay *r)
 			relay_command(r, "HELO %s", r->cfg->backend.helo_name);
 			return;
 		}
+		if (r->state == RELAY_XCLIENT_EHLO) {
+			/* After XCLIENT the backend judges the client (its
+			 * address, its HELO name): a refusal there is about
+			 * this client, not the backend's health. */
+			r->client_refused = true;
+			relay_fail(r, "backend refused the client's EHLO after "
+				      "XCLIENT");
+			return;
+		}
 		relay_fail(r, "backend refused EHLO");
 		return;
 	case RELAY_HELO:
@@ -360,16 +392,22 @@ static void relay_handover_reply(struct relay *r)
 		/* Postfix answers XCLIENT with a new greeting (220);
 		 * others, smtp-sink among them, with 250. */
 		if (code != 220 && code != 250) {
+			/* Postfix: 550 5.7.0 for a host it does not trust
+			 * (the backend's setting), 501 for an attribute value
+			 * it does not take (this client's). */
+			r->client_refused = code == 501;
 			relay_fail(r, "backend refused XCLIENT");
 			return;
 		}
 		/* The backend now stands in the client's shoes: Postfix
 		 * takes the HELO name of this EHLO for its Received header,
-		 * so it is the client's own. */
+		 * so it is the client's own, when it is a plain ASCII word
+		 * (XCLIENT HELO= carried it xtext-encoded either way). */
 		relay_enter_state(r, RELAY_XCLIENT_EHLO);
 		relay_command(r, "EHLO %s",
-			      r->client_helo ? r->client_helo
-					     : r->cfg->backend.helo_name);
+			      relay_helo_plain(r->client_helo)
+				  ? r->client_helo
+				  : r->cfg->backend.helo_name);
 		return;
 	default:
 		relay_fail(r, "unexpected reply");
@@ -508,9 +546,9 @@ static void relay_on_connect(uv_connect_t *req, int status)
 		return;
 	}
 	r->reading = true;
-	/* The greeting is owed to us without a command. */
-	uv_timer_start(&r->timer, relay_on_timer, r->cfg->backend.timeout_ms,
-		       0);
+	/* The greeting, the EHLO and XCLIENT, together. */
+	uv_timer_start(&r->timer, relay_on_timer,
+		       r->cfg->backend.handover_timeout_ms, 0);
 }
 
 static void relay_fail(struct relay *r, const char *why)
@@ -629,6 +667,11 @@ const struct ehlo_caps *relay_caps(const struct relay *r)
 bool relay_esmtp(const struct relay *r)
 {
 	return r->esmtp;
+}
+
+bool relay_client_refused(const struct relay *r)
+{
+	return r->client_refused;
 }
 
 void relay_destroy(struct relay *r)

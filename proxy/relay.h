@@ -9,7 +9,8 @@
  * 220 greeting, EHLO <helo_name> (HELO if the backend refuses EHLO), and,
  * for a session when that backend's xclient says so (its own "xclient="
  * in the list, or [backend] xclient), XCLIENT with the real client's
- * attributes followed by a fresh EHLO.  Then cb->ready.  From
+ * attributes followed by a fresh EHLO, all of it after the connect
+ * within handover_timeout.  Then cb->ready.  From
  * there on the owner sends commands (relay_send_command: one reply
  * expected each) and message bytes (relay_send_data), and every complete,
  * validated reply comes back through cb->reply in order.  It never
@@ -84,6 +85,11 @@ struct relay *relay_create(uv_loop_t *loop, const struct config *cfg,
  * second one).  Valid from cb->ready on. */
 const struct ehlo_caps *relay_caps(const struct relay *r);
 bool relay_esmtp(const struct relay *r);
+
+/* After cb->failed in the hand-over: true when the backend was fine but
+ * refused this client (its EHLO after XCLIENT, in the client's name), so
+ * the failure says nothing of the backend's health. */
+bool relay_client_refused(const struct relay *r);
 
 /* Whether the hand-over sends XCLIENT to an ESMTP backend that announced
  * caps: with xclient = yes always (and fails if caps lack it), with auto

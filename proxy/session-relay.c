@@ -662,8 +662,11 @@ static bool session_relay_failover(struct session_relay *sr, const char *why)
 {
 	const char *failed = sr->backend->address;
 
-	shared_backend_down(sr->env.shared, sr->env.cfg, sr->backend, why,
-			    sr->env.sid);
+	/* A backend that refused this client (relay_client_refused()) is
+	 * still up for everyone else; another one may take the client. */
+	if (!relay_client_refused(sr->relay))
+		shared_backend_down(sr->env.shared, sr->env.cfg, sr->backend,
+				    why, sr->env.sid);
 	relay_destroy(sr->relay);
 	sr->relay = NULL;
 	if (!session_relay_try_next(sr))

@@ -149,6 +149,33 @@ class FailoverTestCase(ProxyTestCase):
                          (level, state))
 
 
+
+class HeloJudgingBackend(RecordingBackend):
+    """A backend with XCLIENT that, like Postfix with
+    reject_non_fqdn_helo_hostname, refuses the EHLO after XCLIENT when
+    the client's HELO name has no dot."""
+
+    def _reply(self, conn, verb, text):
+        if (verb == "EHLO" and any(l.startswith(b"XCLIENT ")
+                                   for l in conn.lines)):
+            name = conn.lines[-1].split(b" ", 1)[-1]
+            if b"." not in name:
+                text = ("504 5.5.2 <%s>: Helo command rejected: need "
+                        "fully-qualified hostname" % name.decode())
+        super()._reply(conn, verb, text)
+
+
+class SilentBackend:
+    """Accepts connections and never says a word (a wedged MTA)."""
+
+    def __init__(self, test):
+        import socket
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.address = "127.0.0.1:%d" % self.sock.getsockname()[1]
+        test.addCleanup(self.sock.close)
+
 # ------------------------------------------------------------ failover
 
 class Failover(FailoverTestCase):
@@ -310,6 +337,41 @@ class Failover(FailoverTestCase):
                          (first.address, second.address))
         self.assertStates(proxy, first, ["up", "down"])
 
+    def test_a_backend_that_never_greets_is_left_at_handover_timeout(self):
+        # It accepts and says nothing: the next backend is tried after
+        # handover_timeout, not after [backend] timeout (300 s here).
+        silent, sink = SilentBackend(self), SmtpSink(self)
+        proxy = self.proxy(silent, sink,
+                           backend_keys={"handover_timeout": "1s",
+                                         "timeout": "300s",
+                                         "probe_interval": "1h"})
+        sid = self.deliver(proxy)
+        self.assertEqual(len(sink.wait_messages(1)), 1)
+        self.assertEqual(self.failover(proxy, sid),
+                         (silent.address, sink.address))
+        line = proxy.wait_log(r"\bevent=backend_failover\b",
+                              r"\bsid=%s\b" % sid)
+        self.assertIn('error="hand-over timeout"', line)
+
+    def test_a_refusal_of_one_client_marks_no_backend_down(self):
+        caps = backends.DEFAULT_CAPS + ["XCLIENT NAME ADDR PORT HELO LOGIN"]
+        first = HeloJudgingBackend(self, caps=caps)
+        second = HeloJudgingBackend(self, caps=caps)
+        proxy = self.proxy(first, second)
+        proxy.wait_probe()
+        # "laptop" is refused by both after XCLIENT: that client gets the
+        # 454, and nobody else loses a backend.
+        client = proxy.connect("plain")
+        self.assertReply(client.read_reply(), 220)
+        self.assertReply(client.command("EHLO laptop"), 250)
+        reply = self.auth(proxy, client)
+        self.assertReply(reply, 454, "4.7.0")
+        client.close()
+        self.assertNotIn("down", self.states(proxy, first))
+        self.assertNotIn("down", self.states(proxy, second))
+        self.deliver(proxy)
+        first.wait_complete(1)
+        self.assertEqual(second.complete_transactions(), [])
 
 # ------------------------------------------------------------- xclient
 

@@ -14,9 +14,12 @@ export DEBIAN_FRONTEND=noninteractive
 scripts/install-deps.sh
 need=""
 for pkg in debootstrap systemd-container msmtp s-nail neomutt git-email \
-	curl swaks libio-socket-ssl-perl libauthen-sasl-perl nodejs npm; do
+	curl swaks libio-socket-ssl-perl libauthen-sasl-perl; do
 	dpkg -s "$pkg" >/dev/null 2>&1 || need="$need $pkg"
 done
+# Node.js may come from elsewhere than Debian: only its commands count.
+command -v node >/dev/null 2>&1 || need="$need nodejs"
+command -v npm >/dev/null 2>&1 || need="$need npm"
 [ -z "$need" ] || apt-get install -y -q $need >/dev/null
 
 mkdir -p "$roots"

@@ -224,6 +224,8 @@ static void test_example_loads(const char *path)
 			   cfg->backend.connect_timeout_ms ==
 			       def->backend.connect_timeout_ms &&
 			   cfg->backend.timeout_ms == def->backend.timeout_ms &&
+			   cfg->backend.handover_timeout_ms ==
+			       def->backend.handover_timeout_ms &&
 			   cfg->backend.probe_interval_ms ==
 			       def->backend.probe_interval_ms &&
 			   cfg->backend.retry_interval_ms ==
@@ -332,6 +334,8 @@ static void test_defaults(void)
 		   "defaults: connect_timeout");
 	TAP_EQ_INT(cfg->backend.timeout_ms, 300000,
 		   "defaults: backend timeout");
+	TAP_EQ_INT(cfg->backend.handover_timeout_ms, 30000,
+		   "defaults: handover_timeout");
 
 	TAP_EQ_INT(cfg->limits.max_connections, 10000,
 		   "defaults: max_connections");
