@@ -945,6 +945,17 @@ static void session_relay_ehlo(struct session_relay *sr,
 	session_relay_push(sr, c);
 }
 
+static bool session_relay_args_plain(const struct smtp_cmd *cmd)
+{
+	for (size_t i = 0; i < cmd->args_len; i++) {
+		unsigned char c = (unsigned char)cmd->args[i];
+
+		if (c < 0x20 || c > 0x7e)
+			return false;
+	}
+	return true;
+}
+
 enum session_relay_verdict
 session_relay_command(struct session_relay *sr, const struct smtp_cmd *cmd,
 		      const struct session_relay_client *client, char *refusal,
@@ -971,6 +982,15 @@ session_relay_command(struct session_relay *sr, const struct smtp_cmd *cmd,
 		break;
 	default:
 		break;
+	}
+	if (!session_relay_args_plain(cmd)) {
+		/* VRFY, EXPN, HELP, NOOP: their argument goes as it is, so
+		 * only what any backend reads the same way (RFC 5321: SP
+		 * separates; no 8-bit byte unless SMTPUTF8 was agreed). */
+		refusal_set(refusal, refusal_size,
+			    "501 5.5.2 Argument must be printable ASCII");
+		*reason_r = "non_ascii_argument";
+		return SESSION_RELAY_REFUSED;
 	}
 	session_relay_push(sr, session_relay_verb(sr, cmd));
 	return SESSION_RELAY_QUEUED;

@@ -338,6 +338,18 @@ class SmtpUtf8(ParamsTestCase):
         self.assertReply(client.command("RCPT TO:<%s>" % RCPT), 250)
         self.assertNotRelayed(client, backend, UTF8_RCPT.encode("utf-8"))
 
+    def test_vrfy_expn_help_noop_arguments_are_plain_ascii_or_501(self):
+        backend = self.recorder(caps=backends.DEFAULT_CAPS + ["SMTPUTF8"])
+        proxy, client = self.logged_in(backend)
+        for verb in ("VRFY", "EXPN", "HELP", "NOOP"):
+            for arg in ("j\u00f6rg", "a\tb"):
+                self.assertReply(client.command("%s %s" % (verb, arg)),
+                                 501, "5.5.2")
+        self.assertRefusalLogged(proxy, client, "VRFY", "non_ascii_argument")
+        self.assertReply(client.command("VRFY bob"), 252)
+        self.assertNotRelayed(client, backend, "j\u00f6rg".encode("utf-8"))
+        self.assertNotRelayed(client, backend, b"\t")
+
     def test_smtputf8_to_a_backend_without_it(self):
         backend = self.recorder(caps=without(DEFAULT_CAPS, "SMTPUTF8"))
         proxy, client = self.logged_in(backend)
