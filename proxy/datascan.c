@@ -16,14 +16,11 @@
  *                 else -> bare CR: line break (the line was stuffing
  *                         only), then as BOL_CONTENT
  *   BOL_CONTENT   "."  -> emit "..", TEXT (content: re-stuffed)
- *                 NUL  -> pass: hold it, BOL_NUL; strip: drop it
+ *                 NUL  -> pass: emit it, BOL_NUL; strip: drop it
  *                 else -> as TEXT
- *   BOL_NUL       NUL  -> hold it; past DATASCAN_NUL_HOLD, emit all held,
- *                         BOL_NUL_SENT
- *                 "."  -> emit "." + the held NULs + ".", TEXT
- *                 else -> emit the held NULs, as TEXT
- *   BOL_NUL_SENT  NUL  -> emit
- *                 "."  -> emit "..", TEXT
+ *   BOL_NUL       NUL  -> emit (pass only: the content starts with NULs,
+ *                         all sent)
+ *                 "."  -> emit "..", TEXT (stuffed where it stands)
  *                 else -> as TEXT
  *   TEXT          "\r" -> CR
  *                 "\n" -> bare LF: line break, BOL_CONTENT
@@ -33,14 +30,16 @@
  *                 else -> bare CR: line break, then as BOL_CONTENT
  *
  * So every line reaches the backend ended by CR LF and, when its content
- * (without NULs) starts with ".", stuffed; the only "." CR LF the backend
+ * (without NULs) starts with ".", stuffed: the dot is doubled where it
+ * stands, after the NULs if any; and a line the backend receives starts
+ * with "." only when it starts with "..".  The only "." CR LF the backend
  * sees is the one the caller sends (CVE-2023-51764/51765/51766: SMTP
- * smuggling), with NULs or without.  The bytes held back in DOT, DOT_CR
- * and CR are never emitted as such (a removed dot, or a CR that becomes
- * part of a CR LF); the NULs held in BOL_NUL are, once the next byte
- * comes.  BOL_NUL is the only state with bytes still to send, and END is
- * reached only from BOL (after a CR LF), so nothing is pending at the end
- * of data.  NULs are counted wherever they are seen.
+ * smuggling), whether it keeps NULs, drops them or ends each line at its
+ * first NUL.  The bytes held back in DOT, DOT_CR and CR are never emitted
+ * as such (a removed dot, or a CR that becomes part of a CR LF); no state
+ * holds bytes still to send, and END is reached only from BOL (after a
+ * CR LF), so nothing is pending at the end of data.  NULs are counted
+ * wherever they are seen.
  */
 #include "proxy/datascan.h"
 
@@ -51,9 +50,8 @@
 static const char *const datascan_state_names[] = {
     [DATASCAN_BOL] = "bol",	    [DATASCAN_DOT] = "dot",
     [DATASCAN_DOT_CR] = "dot-cr",   [DATASCAN_BOL_CONTENT] = "bol-content",
-    [DATASCAN_BOL_NUL] = "bol-nul", [DATASCAN_BOL_NUL_SENT] = "bol-nul-sent",
-    [DATASCAN_TEXT] = "text",	    [DATASCAN_CR] = "cr",
-    [DATASCAN_END] = "end",
+    [DATASCAN_BOL_NUL] = "bol-nul", [DATASCAN_TEXT] = "text",
+    [DATASCAN_CR] = "cr",	    [DATASCAN_END] = "end",
 };
 static_assert(sizeof(datascan_state_names) / sizeof(datascan_state_names[0]) ==
 		  DATASCAN_STATE_COUNT,
@@ -94,12 +92,6 @@ static void datascan_stuffed_dot(char *out, size_t *o)
 {
 	out[(*o)++] = '.';
 	out[(*o)++] = '.';
-}
-
-static void datascan_nuls(char *out, size_t *o, size_t n)
-{
-	memset(out + *o, '\0', n);
-	*o += n;
 }
 
 enum datascan_result datascan_feed(struct datascan *ds, const char *in,
@@ -153,13 +145,13 @@ enum datascan_result datascan_feed(struct datascan *ds, const char *in,
 				continue;
 			}
 			if (c == '\0') {
-				/* Whether this line needs a stuffing dot
-				 * depends on the first byte after its NULs
-				 * (pass); stripped NULs change nothing. */
+				/* pass: sent at once; a "." after the NULs
+				 * still gets its stuffing dot (BOL_NUL).
+				 * Stripped NULs change nothing. */
 				ds->nul_bytes++;
 				i++;
 				if (pass_nul) {
-					ds->nul_held = 1;
+					out[o++] = '\0';
 					state = DATASCAN_BOL_NUL;
 				}
 				continue;
@@ -168,41 +160,18 @@ enum datascan_result datascan_feed(struct datascan *ds, const char *in,
 		case DATASCAN_BOL_NUL:
 			if (c == '\0') {
 				ds->nul_bytes++;
-				i++;
-				if (ds->nul_held < DATASCAN_NUL_HOLD) {
-					ds->nul_held++;
-					continue;
-				}
-				datascan_nuls(out, &o, ds->nul_held + 1u);
-				ds->nul_held = 0;
-				state = DATASCAN_BOL_NUL_SENT;
-				continue;
-			}
-			if (c == '.') {
-				/* A backend that drops NULs reads "..", one
-				 * that keeps them "\0." once un-stuffed. */
-				out[o++] = '.';
-				datascan_nuls(out, &o, ds->nul_held);
-				out[o++] = '.';
-				ds->nul_held = 0;
-				state = DATASCAN_TEXT;
-				i++;
-				continue;
-			}
-			datascan_nuls(out, &o, ds->nul_held);
-			ds->nul_held = 0;
-			break;
-		case DATASCAN_BOL_NUL_SENT:
-			if (c == '\0') {
-				ds->nul_bytes++;
 				out[o++] = '\0';
 				i++;
 				continue;
 			}
 			if (c == '.') {
-				/* Too late to stuff in front of the NULs:
-				 * stuffed after them, so that a backend that
-				 * drops them still reads "..". */
+				/* Stuffed where it stands, after the NULs:
+				 * "\0." is sent as "\0..".  A backend that
+				 * keeps NULs reads "\0..", one dot more; one
+				 * that drops them "..", so "."; one that ends
+				 * the line at its first NUL "".  Not ".\0.":
+				 * cut at its NUL, that line is "." (an end of
+				 * data to a C-string line reader). */
 				datascan_stuffed_dot(out, &o);
 				state = DATASCAN_TEXT;
 				i++;

@@ -37,24 +37,25 @@
  *     as "..\r\n".  The message size counts what is sent.  With reject
  *     the caller aborts the transaction at the first NUL (nul_bytes);
  *     the scanner still reads to the end of data.
- *   - pass: NULs are sent, and the line is stuffed when its content
- *     without NULs starts with ".", with the stuffing dot in front of
- *     the NULs: "\0." is sent as ".\0.".  A backend that keeps NULs
- *     removes that first dot and reads "\0."; one that drops NULs before
- *     it looks at lines (an old MTA may) reads "..", which it un-stuffs
- *     to ".": neither can take the line for an end of data, and neither
- *     reads another content.  Sent as "\0.." instead, the first backend
- *     would read a dot the client never sent; as "\0." unchanged, the
- *     second would read the end of data.
+ *   - pass: NULs are sent as they come, and a line whose content
+ *     without NULs starts with "." is stuffed by doubling that dot where
+ *     it stands, after the NULs: "\0." is sent as "\0..", ".\0x" (the
+ *     content after a stuffing dot) as "..\0x".  Every line the backend
+ *     receives that starts with "." starts with "..", also once its NULs
+ *     are dropped or once it is cut at its first NUL, so no backend can
+ *     take it for an end of data: one that keeps NULs reads "\0.."
+ *     (a dot more than the client sent), one that drops them before it
+ *     looks at lines (an old MTA may) reads ".." and un-stuffs it to
+ *     ".", and one that handles each line as a C string, so that the
+ *     line ends at its first NUL (OpenSMTPD compares the line it reads
+ *     with "."), reads an empty line.  Stuffing in front of the NULs
+ *     instead (".\0.") would be read as "." by that last kind: an end
+ *     of data the scanner never found, with what follows read as
+ *     commands.
  *
  * Constant memory, no line buffering: the state carries at most a
- * pending "." or ".\r" or "\r", and in pass mode a count of up to
- * DATASCAN_NUL_HOLD NULs held back at the start of a line's content until
- * the first other byte says whether the line needs a stuffing dot in
- * front of them.  A line whose content starts with more NULs than that
- * (no text anyone writes) has them sent as they come; if a "." follows,
- * a stuffing dot is sent just before it ("\0...\0.."), which keeps both
- * kinds of backend safe and gives the NUL-keeping one a dot more.
+ * pending "." or ".\r" or "\r", none of which is ever sent as it is.
+ * Every other byte is sent (or dropped) as it comes.
  */
 #ifndef SUBMITPROXY_DATASCAN_H
 #define SUBMITPROXY_DATASCAN_H
@@ -63,17 +64,15 @@
 #include <stdint.h>
 
 enum datascan_state {
-	DATASCAN_BOL,	       /* line start after CR LF (or the start) */
-	DATASCAN_DOT,	       /* "." at a line start */
-	DATASCAN_DOT_CR,       /* ".\r" at a line start */
-	DATASCAN_BOL_CONTENT,  /* a line's content starts: after a bare CR
-				* or LF, or after a removed stuffing dot */
-	DATASCAN_BOL_NUL,      /* pass: content starts with nul_held NULs */
-	DATASCAN_BOL_NUL_SENT, /* pass: more than DATASCAN_NUL_HOLD NULs
-				* started the content and were sent */
-	DATASCAN_TEXT,	       /* inside a line */
-	DATASCAN_CR,	       /* "\r" seen, waiting for "\n" */
-	DATASCAN_END,	       /* end of data consumed */
+	DATASCAN_BOL,	      /* line start after CR LF (or the start) */
+	DATASCAN_DOT,	      /* "." at a line start */
+	DATASCAN_DOT_CR,      /* ".\r" at a line start */
+	DATASCAN_BOL_CONTENT, /* a line's content starts: after a bare CR
+			       * or LF, or after a removed stuffing dot */
+	DATASCAN_BOL_NUL,     /* pass: the content starts with NULs (sent) */
+	DATASCAN_TEXT,	      /* inside a line */
+	DATASCAN_CR,	      /* "\r" seen, waiting for "\n" */
+	DATASCAN_END,	      /* end of data consumed */
 	DATASCAN_STATE_COUNT
 };
 
@@ -85,13 +84,9 @@ enum datascan_nul_mode {
 	DATASCAN_NUL_MODE_COUNT
 };
 
-/* NULs held back at most at the start of a line's content (pass). */
-#define DATASCAN_NUL_HOLD 16
-
 struct datascan {
 	enum datascan_state state;
 	enum datascan_nul_mode nul_mode;
-	uint32_t nul_held;	/* DATASCAN_BOL_NUL: NULs not yet sent */
 	uint64_t size;		/* bytes emitted so far (message size) */
 	uint64_t bare_newlines; /* bare CR or LF seen */
 	uint64_t nul_bytes;	/* NUL bytes seen (sent or not) */
@@ -104,9 +99,9 @@ enum datascan_result {
 
 /* The output needed for len input bytes, at most: every byte may become
  * two ("." to "..", a bare CR or LF to CR LF), and what the state holds
- * from earlier feeds may be flushed (a line break after a pending bare
- * CR, held NULs and their stuffing dot). */
-#define DATASCAN_OUT_MAX(len) (2 * (len) + DATASCAN_NUL_HOLD + 4)
+ * from earlier feeds may become a line break (a pending bare CR, or the
+ * ".\r" of a stuffed empty line). */
+#define DATASCAN_OUT_MAX(len) (2 * (len) + 4)
 
 void datascan_init(struct datascan *ds, enum datascan_nul_mode nul_mode);
 

@@ -10,9 +10,12 @@ bytes (issue 11; proxy/datascan.h), as the backend and the client see it:
   the recording backend's transaction never ends), logs
   event=transaction_abort reason=nul_bytes, and the session goes on;
   strip delivers the message without its NULs; pass delivers them, with
-  a line that starts with NULs and a dot stuffed in front of the NULs;
+  a line that starts with NULs and a dot stuffed where the dot stands
+  ("\\0." sent as "\\0..");
 - "\\r\\n\\0.\\r\\n" inside a message ends nothing under any policy, also
-  at a backend that drops every NUL before it reads the lines.
+  at a backend that drops every NUL before it reads the lines, and at one
+  that cuts each line at its first NUL (reads lines as C strings, as
+  OpenSMTPD does): there ".\\0." would be the line ".", an end of data.
 
 Loopback only; every wait is bounded.
 """
@@ -63,8 +66,8 @@ NUL_MESSAGE_STRIPPED = (b"Subject: nul\r\n\r\n"
                         b"end\r\n")
 NUL_MESSAGE_PASSED = (b"Subject: nul\r\n\r\n"
                       b"a\x00b\r\n"
-                      b".\x00.\r\n"
-                      b".\x00.x\r\n"
+                      b"\x00..\r\n"
+                      b"\x00..x\r\n"
                       b"\x00\r\n"
                       b"end\r\n")
 
@@ -73,11 +76,24 @@ NUL_DOT_SMUGGLING = (b"Subject: smuggling\r\n\r\nbefore\r\n\x00.\r\n" +
                      SMUGGLED + b"\r\n.\r\n")
 
 
-class NulDroppingHop:
-    """A TCP hop in front of backend (a RecordingBackend) that deletes
-    every NUL byte on the way to it, as an MTA that drops NULs before it
-    reads lines would; replies pass unchanged.  The proxy's [backend]
+def nul_dot_smuggling_twice(newline):
+    """A line "\\0." after newline, commands and a message, and a second
+    "\\0." line: to a backend that took "\\0." (or what it was sent as)
+    for an end of data, a whole second transaction."""
+    return (b"Subject: smuggling\r\n\r\nbefore" + newline +
+            b"\x00.\r\n" + SMUGGLED + b"\x00.\r\nafter\r\n.\r\n")
+
+
+class FilteringHop:
+    """A TCP hop in front of backend (a RecordingBackend) that passes
+    what the proxy sends through a filter, one per connection (made by
+    the filter_factory class attribute: bytes in, bytes out, keeping what
+    state it needs); replies pass unchanged.  The proxy's [backend]
     address is .address.  Stopped at the test's cleanup."""
+
+    @staticmethod
+    def filter_factory():
+        return lambda data: data
 
     def __init__(self, test, backend):
         self.backend_port = backend.port
@@ -107,19 +123,21 @@ class NulDroppingHop:
                 s.settimeout(120)
             with self.lock:
                 self.open += [client, upstream]
-            for src, dst, drop in ((client, upstream, True),
-                                   (upstream, client, False)):
-                threading.Thread(target=self._pipe, args=(src, dst, drop),
+            for src, dst, filt in ((client, upstream, self.filter_factory()),
+                                   (upstream, client, None)):
+                threading.Thread(target=self._pipe, args=(src, dst, filt),
                                  daemon=True).start()
 
     @staticmethod
-    def _pipe(src, dst, drop):
+    def _pipe(src, dst, filt):
         try:
             while True:
                 data = src.recv(65536)
                 if not data:
                     break
-                dst.sendall(data.replace(b"\x00", b"") if drop else data)
+                data = filt(data) if filt else data
+                if data:
+                    dst.sendall(data)
         except OSError:
             pass
         finally:
@@ -135,6 +153,42 @@ class NulDroppingHop:
             for s in self.open:
                 with contextlib.suppress(OSError):
                     s.close()
+
+
+class NulDroppingHop(FilteringHop):
+    """Deletes every NUL byte on the way to the backend, as an MTA that
+    drops NULs before it reads lines would."""
+
+    @staticmethod
+    def filter_factory():
+        return lambda data: data.replace(b"\x00", b"")
+
+
+class LineCutter:
+    """The filter of NulCuttingHop for one connection: passes each line
+    once its LF came, cut at its first NUL (the CR LF kept)."""
+
+    def __init__(self):
+        self.buf = b""
+
+    def __call__(self, data):
+        self.buf += data
+        lines = self.buf.split(b"\n")
+        self.buf = lines.pop()
+        out = []
+        for line in lines:
+            cr = line.endswith(b"\r")
+            line = (line[:-1] if cr else line).split(b"\x00", 1)[0]
+            out.append(line + (b"\r\n" if cr else b"\n"))
+        return b"".join(out)
+
+
+class NulCuttingHop(FilteringHop):
+    """Cuts each line at its first NUL on the way to the backend, as an
+    MTA that handles the lines it reads as C strings does (OpenSMTPD:
+    io_getline, then strcmp(line, ".") for the end of data)."""
+
+    filter_factory = LineCutter
 
 
 class DataPolicyTestCase(RelayTestCase):
@@ -277,7 +331,8 @@ class NulBytes(DataPolicyTestCase):
         self.assertEqual(message.message,
                          b"Subject: nul\n\nab\n.\n.x\n\nend\n")
 
-    def test_nul_bytes_pass_delivers_nuls_stuffed_in_front_of_them(self):
+    def test_nul_bytes_pass_delivers_nuls_stuffed_where_the_dot_stands(
+            self):
         backend = self.recorder()
         proxy = self.proxy(backend, relay=self.data_only(
             {"nul_bytes": "pass"}))
@@ -285,9 +340,10 @@ class NulBytes(DataPolicyTestCase):
         self.assertReply(self.send_raw_data(client, NUL_MESSAGE), 250)
         tx = backend.wait_complete(1)[0]
         self.assertEqual(tx.data, NUL_MESSAGE_PASSED)
-        # Un-stuffed, the client's content with its NULs.
+        # Un-stuffed, the client's content with its NULs, and a dot more
+        # after the NULs that start a line before a dot.
         self.assertEqual(tx.message(), b"Subject: nul\r\n\r\n"
-                         b"a\x00b\r\n\x00.\r\n\x00.x\r\n\x00\r\nend\r\n")
+                         b"a\x00b\r\n\x00..\r\n\x00..x\r\n\x00\r\nend\r\n")
 
     def check_nul_dot_line_ends_nothing(self, policy):
         """NUL_DOT_SMUGGLING under policy: one reply; the backend's
@@ -314,7 +370,7 @@ class NulBytes(DataPolicyTestCase):
         self.assertIn(b"\r\nsmuggled\r\n", done[0].data)
 
     def test_nul_dot_line_ends_nothing_with_nul_bytes_pass(self):
-        self.check_nul_dot_line_delivered_as_text("pass", b".\x00.")
+        self.check_nul_dot_line_delivered_as_text("pass", b"\x00..")
 
     def test_nul_dot_line_ends_nothing_with_nul_bytes_strip(self):
         self.check_nul_dot_line_delivered_as_text("strip", b"..")
@@ -345,6 +401,35 @@ class NulBytes(DataPolicyTestCase):
         self.assertIn(b"\r\nsmuggled\r\n", done[0].data)
         self.assertReply(client.command("NOOP"), 250)
         self.assertNothingSmuggled(backend)
+
+    def test_nul_dot_lines_end_nothing_at_a_backend_that_cuts_lines_at_nul(
+            self):
+        # Sent as ".\0.", the line "\0." would be "." at such a backend:
+        # the end of the message after "before", the smuggled commands a
+        # second transaction.  Sent as "\0..", it is an empty line.
+        for newline in (b"\r\n", b"\n"):
+            with self.subTest(newline=newline):
+                backend = self.recorder()
+                hop = NulCuttingHop(self, backend)
+                proxy = self.proxy(hop.address, relay=self.data_only(
+                    {"nul_bytes": "pass"}))
+                client = self.login(proxy)
+                data = nul_dot_smuggling_twice(newline)
+                self.assertReply(self.send_raw_data(client, data), 250)
+                backend.wait_complete(1)
+                time.sleep(0.3)
+                self.assertNothingSmuggled(backend)
+                done = backend.complete_transactions()
+                self.assertEqual(len(done), 1, done)
+                self.assertEqual(len(backend.transactions()), 1,
+                                 backend.transactions())
+                self.assertNoMoreReplies(client)
+                self.assertReply(client.command("NOOP"), 250)
+                # The client's message, every line cut at its first NUL
+                # ("\0.." to ""): nothing else, nothing more.
+                self.assertEqual(done[0].data, b"Subject: smuggling\r\n\r\n"
+                                 b"before\r\n\r\n" + SMUGGLED +
+                                 b"\r\nafter\r\n")
 
 
 if __name__ == "__main__":

@@ -16,10 +16,9 @@
  * - content: an SMTP line that starts with "." loses it (RFC 5321
  *   §4.5.2); the other lines keep every byte; NULs are then removed
  *   unless the mode is pass;
- * - output: each line's content, after a "." when the content without
- *   NULs starts with "." (in front of the NULs, or just before the dot
- *   when more than DATASCAN_NUL_HOLD NULs come first), then CR LF; an
- *   unfinished last line as far as the scanner may have sent it.
+ * - output: each line's content, its first byte other than NUL doubled
+ *   when it is "." (the stuffing dot where the dot stands, after the
+ *   NULs), then CR LF; an unfinished last line as far as it came.
  *
  * Ownership: datascan_model_run() allocates out and content;
  * datascan_model_free() releases them.
@@ -42,9 +41,6 @@ struct datascan_model {
 	size_t consumed;
 	uint64_t bare_newlines;
 	uint64_t nul_bytes;
-	/* A line had more than DATASCAN_NUL_HOLD NULs, then ".": a backend
-	 * that keeps NULs reads one dot more there (datascan.h). */
-	bool nul_overflow;
 };
 
 void datascan_model_run(struct datascan_model *m, const char *in, size_t len,
@@ -56,12 +52,18 @@ void datascan_model_free(struct datascan_model *m);
  * the relay sends after it). */
 bool datascan_output_is_safe(const char *out, size_t len);
 
-/* For the output of a complete message (m->done): what a backend reads
- * from out and the relay's ".\r\n", as RFC 5321 §4.5.2 says, is m's
- * content, with the end of data exactly at the end; and the same for a
- * backend that drops every NUL before it reads, which must read m's
- * content without NULs.  Both views must also be safe.  For an
- * unfinished message, only the safety.  On failure *why_r says which
+/* Three kinds of backend read out, each as RFC 5321 §4.5.2 says, once
+ * it has its view of the bytes:
+ * - one that keeps NULs reads out as it is;
+ * - one that drops every NUL before it reads;
+ * - one that handles each line as a C string, so that a line ends at
+ *   its first NUL (OpenSMTPD compares the line with ".").
+ * Every view must be safe (datascan_output_is_safe).  For a complete
+ * message (m->done), each reads the end of data exactly at the end of
+ * out and the relay's ".\r\n", and reads m's content: as it is, except
+ * for a dot more after the NULs that start a line when a dot follows
+ * them (the stuffing dot, sent where the dot stands); without its NULs;
+ * and with each line cut at its first NUL.  On failure *why_r says which
  * check failed. */
 bool datascan_backends_agree(const struct datascan_model *m, const char *out,
 			     size_t out_len, const char **why_r);

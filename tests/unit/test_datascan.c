@@ -8,9 +8,12 @@
  * strings of "\r\n.a\0" and random over longer ones, in each NUL mode,
  * check the scanner against the line-based reference model of
  * datascan_model.h and what the backends read from its output: a strict
- * RFC 5321 server un-stuffing it reads the model's content, and so does
- * (without NULs) one that drops NULs first; neither finds a bare CR or
- * LF or an end of data before the relay's own.
+ * RFC 5321 server un-stuffing it reads the model's content (with a dot
+ * more after the NULs that start a line, when a dot follows them), one
+ * that drops NULs first reads it without NULs, and one that reads each
+ * line as a C string (cut at its first NUL, as OpenSMTPD does) reads it
+ * with every line so cut; none finds a bare CR or LF or an end of data
+ * before the relay's own.
  */
 #include <assert.h>
 #include <stdbool.h>
@@ -46,10 +49,18 @@ struct scan_case {
 #define HDR  "Subject: t\r\n\r\nbody"
 #define TAIL "smuggled\r\n.\r\n"
 #define NEXT "RSET\r\n"
-/* As many NULs as the scanner holds back at a line start (no digit may
- * follow a "\0" in a literal: it would be an octal escape). */
+/* A run of NULs (no digit may follow a "\0" in a literal: it would be
+ * an octal escape). */
 #define NUL16 "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0"
-static_assert(sizeof(NUL16) - 1 == DATASCAN_NUL_HOLD, "NUL16 fills the hold");
+/* The smuggling attempt against a backend that reads each line as a C
+ * string: "\0." cut at its NUL is "", but ".\0." (a stuffing dot in
+ * front of the NUL) would be "." there, an end of data. */
+#define NUL_SMUGGLE(nl)                                                        \
+	"before" nl "\0.\r\nMAIL FROM:<evil@x>\r\nRCPT TO:<victim@y>\r\n"      \
+	"DATA\r\nsmuggled\r\n\0.\r\nafter\r\n.\r\n"
+#define NUL_SMUGGLE_SENT(nl)                                                   \
+	"before\r\n\0..\r\nMAIL FROM:<evil@x>\r\nRCPT TO:<victim@y>\r\n"       \
+	"DATA\r\nsmuggled\r\n\0..\r\nafter\r\n"
 
 static const struct scan_case scan_cases[] = {
     {"plain_message", PASS, BYTES("Subject: x\r\n\r\nhello\r\n.\r\n"),
@@ -88,9 +99,19 @@ static const struct scan_case scan_cases[] = {
     {"smuggle_crlf_dot_nul_crlf_strip", STRIP,
      BYTES(HDR "\r\n.\0\r\n" TAIL NEXT), BYTES(HDR "\r\n\r\nsmuggled\r\n"),
      true, sizeof(HDR "\r\n.\0\r\n" TAIL) - 1, 0, 1, DATASCAN_END},
-    {"smuggle_crlf_nul_dot_crlf_pass_is_stuffed_before_the_nul", PASS,
-     BYTES(HDR "\r\n\0.\r\n" TAIL NEXT), BYTES(HDR "\r\n.\0.\r\nsmuggled\r\n"),
+    {"smuggle_crlf_nul_dot_crlf_pass_is_stuffed_after_the_nul", PASS,
+     BYTES(HDR "\r\n\0.\r\n" TAIL NEXT), BYTES(HDR "\r\n\0..\r\nsmuggled\r\n"),
      true, sizeof(HDR "\r\n\0.\r\n" TAIL) - 1, 0, 1, DATASCAN_END},
+    {"smuggle_nul_dot_twice_crlf_pass", PASS, BYTES(NUL_SMUGGLE("\r\n") NEXT),
+     BYTES(NUL_SMUGGLE_SENT("\r\n")), true, sizeof(NUL_SMUGGLE("\r\n")) - 1, 0,
+     2, DATASCAN_END},
+    {"smuggle_nul_dot_twice_bare_lf_pass", PASS, BYTES(NUL_SMUGGLE("\n") NEXT),
+     BYTES(NUL_SMUGGLE_SENT("\n")), true, sizeof(NUL_SMUGGLE("\n")) - 1, 1, 2,
+     DATASCAN_END},
+    {"smuggle_nul_dot_twice_crlf_strip", STRIP, BYTES(NUL_SMUGGLE("\r\n") NEXT),
+     BYTES("before\r\n..\r\nMAIL FROM:<evil@x>\r\nRCPT TO:<victim@y>\r\n"
+	   "DATA\r\nsmuggled\r\n..\r\nafter\r\n"),
+     true, sizeof(NUL_SMUGGLE("\r\n")) - 1, 0, 2, DATASCAN_END},
     {"smuggle_crlf_nul_dot_crlf_strip_is_the_line_dot", STRIP,
      BYTES(HDR "\r\n\0.\r\n" TAIL NEXT), BYTES(HDR "\r\n..\r\nsmuggled\r\n"),
      true, sizeof(HDR "\r\n\0.\r\n" TAIL) - 1, 0, 1, DATASCAN_END},
@@ -143,11 +164,18 @@ static const struct scan_case scan_cases[] = {
      BYTES("a\0b\r\n\0\r\n.\r\n"), BYTES("ab\r\n\r\n"), true, 11, 0, 2,
      DATASCAN_END},
     {"nul_dot_crlf_at_start_pass", PASS, BYTES("\0.\r\n.\r\n"),
-     BYTES(".\0.\r\n"), true, 7, 0, 1, DATASCAN_END},
+     BYTES("\0..\r\n"), true, 7, 0, 1, DATASCAN_END},
     {"nul_dot_crlf_at_start_strip", STRIP, BYTES("\0.\r\n.\r\n"),
      BYTES("..\r\n"), true, 7, 0, 1, DATASCAN_END},
-    {"nuls_then_dot_pass_stuffed_in_front", PASS, BYTES("\0\0.x\r\n.\r\n"),
-     BYTES(".\0\0.x\r\n"), true, 9, 0, 2, DATASCAN_END},
+    {"nuls_then_dot_pass_stuffed_where_it_stands", PASS,
+     BYTES("\0\0.x\r\n.\r\n"), BYTES("\0\0..x\r\n"), true, 9, 0, 2,
+     DATASCAN_END},
+    {"nul_dot_bare_lf_pass", PASS, BYTES("\0.\nx\r\n.\r\n"),
+     BYTES("\0..\r\nx\r\n"), true, 9, 1, 1, DATASCAN_END},
+    {"dot_then_nul_pass_stuffed_as_always", PASS, BYTES("a\r\n..\0x\r\n.\r\n"),
+     BYTES("a\r\n..\0x\r\n"), true, 12, 0, 1, DATASCAN_END},
+    {"dot_then_nul_after_bare_lf_pass", PASS, BYTES("a\n.\0\r\n.\r\n"),
+     BYTES("a\r\n..\0\r\n"), true, 9, 1, 1, DATASCAN_END},
     {"nuls_then_text_pass_not_stuffed", PASS, BYTES("\0\0x\r\n.\r\n"),
      BYTES("\0\0x\r\n"), true, 8, 0, 2, DATASCAN_END},
     {"nuls_only_line_pass", PASS, BYTES("\0\0\r\n.\r\n"), BYTES("\0\0\r\n"),
@@ -155,11 +183,11 @@ static const struct scan_case scan_cases[] = {
     {"nul_then_bare_lf_pass", PASS, BYTES("\0\n.\r\n.\r\n"),
      BYTES("\0\r\n..\r\n"), true, 8, 1, 1, DATASCAN_END},
     {"stuffing_dot_nul_dot_pass", PASS, BYTES("a\r\n.\0.\r\n.\r\n"),
-     BYTES("a\r\n.\0.\r\n"), true, 11, 0, 1, DATASCAN_END},
+     BYTES("a\r\n\0..\r\n"), true, 11, 0, 1, DATASCAN_END},
     {"stuffing_dot_nul_dot_strip", STRIP, BYTES("a\r\n.\0.\r\n.\r\n"),
      BYTES("a\r\n..\r\n"), true, 11, 0, 1, DATASCAN_END},
     {"soft_nul_dot_pass", PASS, BYTES("a\n\0.\r\n.\r\n"),
-     BYTES("a\r\n.\0.\r\n"), true, 9, 1, 1, DATASCAN_END},
+     BYTES("a\r\n\0..\r\n"), true, 9, 1, 1, DATASCAN_END},
     {"soft_nul_dot_strip", STRIP, BYTES("a\n\0.\r\n.\r\n"),
      BYTES("a\r\n..\r\n"), true, 9, 1, 1, DATASCAN_END},
     {"nul_inside_a_line_pass_no_stuffing", PASS, BYTES("a\0.\r\n.\r\n"),
@@ -172,12 +200,11 @@ static const struct scan_case scan_cases[] = {
      BYTES("a\r\n\r\n\0\r\n"), true, 11, 1, 1, DATASCAN_END},
     {"dot_cr_nul_strip", STRIP, BYTES("a\r\n.\r\0\r\n.\r\n"),
      BYTES("a\r\n\r\n\r\n"), true, 11, 1, 1, DATASCAN_END},
-    {"nul_hold_full_then_dot_pass", PASS, BYTES(NUL16 ".\r\n.\r\n"),
-     BYTES("." NUL16 ".\r\n"), true, 22, 0, 16, DATASCAN_END},
-    {"nul_hold_overflow_then_dot_pass_stuffed_after", PASS,
-     BYTES(NUL16 "\0.\r\n.\r\n"), BYTES(NUL16 "\0..\r\n"), true, 23, 0, 17,
-     DATASCAN_END},
-    {"nul_hold_overflow_then_text_pass", PASS, BYTES(NUL16 "\0\0x\r\n.\r\n"),
+    {"nul16_then_dot_pass_stuffed_after", PASS, BYTES(NUL16 ".\r\n.\r\n"),
+     BYTES(NUL16 "..\r\n"), true, 22, 0, 16, DATASCAN_END},
+    {"nul17_then_dot_pass_stuffed_after", PASS, BYTES(NUL16 "\0.\r\n.\r\n"),
+     BYTES(NUL16 "\0..\r\n"), true, 23, 0, 17, DATASCAN_END},
+    {"nul18_then_text_pass", PASS, BYTES(NUL16 "\0\0x\r\n.\r\n"),
      BYTES(NUL16 "\0\0x\r\n"), true, 24, 0, 18, DATASCAN_END},
     {"eight_bit_passes", PASS, BYTES("\xc3\xa9t\xc3\xa9\r\n.\r\n"),
      BYTES("\xc3\xa9t\xc3\xa9\r\n"), true, 10, 0, 0, DATASCAN_END},
@@ -194,10 +221,12 @@ static const struct scan_case scan_cases[] = {
      0, 1, 0, DATASCAN_TEXT},
     {"soft_line_start", PASS, BYTES("x\n"), BYTES("x\r\n"), false, 0, 1, 0,
      DATASCAN_BOL_CONTENT},
-    {"pending_nuls_pass", PASS, BYTES("x\r\n\0\0"), BYTES("x\r\n"), false, 0, 0,
-     2, DATASCAN_BOL_NUL},
-    {"pending_nuls_sent_pass", PASS, BYTES("x\r\n" NUL16 "\0"),
-     BYTES("x\r\n" NUL16 "\0"), false, 0, 0, 17, DATASCAN_BOL_NUL_SENT},
+    {"leading_nuls_sent_at_once_pass", PASS, BYTES("x\r\n\0\0"),
+     BYTES("x\r\n\0\0"), false, 0, 0, 2, DATASCAN_BOL_NUL},
+    {"leading_nul16_sent_at_once_pass", PASS, BYTES("x\r\n" NUL16 "\0"),
+     BYTES("x\r\n" NUL16 "\0"), false, 0, 0, 17, DATASCAN_BOL_NUL},
+    {"leading_nuls_then_dot_pass", PASS, BYTES("x\r\n\0\0."),
+     BYTES("x\r\n\0\0.."), false, 0, 0, 2, DATASCAN_TEXT},
     {"pending_nul_strip", STRIP, BYTES("x\r\n\0"), BYTES("x\r\n"), false, 0, 0,
      1, DATASCAN_BOL_CONTENT},
     {"empty_input", PASS, BYTES(""), BYTES(""), false, 0, 0, 0, DATASCAN_BOL},
@@ -323,8 +352,8 @@ static void test_case(const struct scan_case *c)
 		result_diag(&r, "one feed");
 	datascan_model_run(&m, c->in, c->in_len, c->mode);
 	TAP_OK(datascan_backends_agree(&m, r.out, r.out_len, &why),
-	       "%s: both kinds of backend read the content, no other end "
-	       "(%s)",
+	       "%s: all three kinds of backend read the content, no other "
+	       "end (%s)",
 	       c->name, why ? why : "ok");
 	datascan_model_free(&m);
 	scan_result_free(&r);
@@ -413,7 +442,7 @@ static void test_long_line_is_not_held(enum datascan_nul_mode mode,
 }
 
 /* A message that is nothing but NULs streams in every mode: pass sends
- * them as they come (past the few held at the line start), strip and
+ * each chunk as it comes (nothing is held at the line start), strip and
  * reject send nothing, and the size counts what is sent. */
 static void test_nul_run_is_not_held(enum datascan_nul_mode mode,
 				     const char *mode_name)
@@ -436,6 +465,8 @@ static void test_nul_run_is_not_held(enum datascan_nul_mode mode,
 		for (size_t i = 0; i < out_len; i++)
 			if (out[i] != '\0')
 				ok = false;
+		if (out_len != (mode == DATASCAN_NUL_PASS ? chunk : 0))
+			ok = false;
 		sent += out_len;
 	}
 	TAP_OK(ok && ds.nul_bytes == total && ds.size == sent &&
@@ -456,16 +487,23 @@ static bool property_holds_once(const char *in, size_t len,
 	struct datascan_model m;
 	bool ok;
 
-	*why_r = "the model disagrees";
 	scan_pieces(in, len, mode, len, 0, &r);
 	datascan_model_run(&m, in, len, mode);
-	ok = r.out_len == m.out_len && memcmp(r.out, m.out, m.out_len) == 0 &&
-	     r.done == m.done && r.consumed == m.consumed &&
-	     r.ds.bare_newlines == m.bare_newlines &&
-	     r.ds.nul_bytes == m.nul_bytes && r.ds.size == r.out_len &&
-	     r.out_max_ok && r.consumed_ok;
+	/* What the backends read first: a smuggled end of data is the
+	 * finding that matters, more than any other difference. */
+	ok = r.done == m.done && r.consumed == m.consumed;
+	if (!ok)
+		*why_r = "the end of data is not the model's";
 	if (ok && !datascan_backends_agree(&m, r.out, r.out_len, why_r))
 		ok = false;
+	if (ok) {
+		*why_r = "the model disagrees";
+		ok = r.out_len == m.out_len &&
+		     memcmp(r.out, m.out, m.out_len) == 0 &&
+		     r.ds.bare_newlines == m.bare_newlines &&
+		     r.ds.nul_bytes == m.nul_bytes && r.ds.size == r.out_len &&
+		     r.out_max_ok && r.consumed_ok;
+	}
 	if (ok && r.done &&
 	    !((r.consumed >= 5 &&
 	       memcmp(in + r.consumed - 5, "\r\n.\r\n", 5) == 0) ||
@@ -552,7 +590,7 @@ static void test_property_exhaustive(size_t max_len,
 	TAP_OK(ok,
 	       "property, %s: all %lu strings of \\r \\n . a \\0 up to %zu "
 	       "bytes (alone and followed by CR LF . CR LF) agree with the "
-	       "model; both backends read its content and no other end",
+	       "model; all three backends read its content and no other end",
 	       mode_names[mode], tested, max_len);
 }
 
@@ -564,8 +602,8 @@ static uint64_t xorshift(uint64_t *x)
 	return *x;
 }
 
-/* Random strings over letters (a NUL-heavy set reaches past the NULs
- * held back at a line start). */
+/* Random strings over letters (a NUL-heavy set makes long runs of NULs
+ * at line starts, before dots and line ends). */
 static void test_property_random(const char *letters, size_t nletters,
 				 size_t min_len, size_t max_len,
 				 unsigned long count,
@@ -586,8 +624,8 @@ static void test_property_random(const char *letters, size_t nletters,
 	}
 	TAP_OK(ok,
 	       "property, %s: %lu random strings of %zu..%zu bytes agree "
-	       "with the model; both backends read its content and no "
-	       "other end",
+	       "with the model; all three backends read its content and "
+	       "no other end",
 	       mode_names[mode], count, min_len, max_len);
 }
 
