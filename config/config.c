@@ -521,17 +521,20 @@ static int set_log_level(struct config_parser *p, const struct config_key *key,
 	return 0;
 }
 
+/* [backend] xclient, and "xclient=" on an item of its address list. */
+static const struct config_word xclient_words[] = {
+    {"auto", XCLIENT_AUTO},
+    {"yes", XCLIENT_YES},
+    {"no", XCLIENT_NO},
+};
+
 static int set_xclient(struct config_parser *p, const struct config_key *key,
 		       void *field, const char *value)
 {
-	static const struct config_word words[] = {
-	    {"auto", XCLIENT_AUTO},
-	    {"yes", XCLIENT_YES},
-	    {"no", XCLIENT_NO},
-	};
 	int v;
 
-	if (config_lookup_word(p, key, words, ARRAY_SIZE(words), value, &v) < 0)
+	if (config_lookup_word(p, key, xclient_words, ARRAY_SIZE(xclient_words),
+			       value, &v) < 0)
 		return -1;
 	*(enum xclient_mode *)field = (enum xclient_mode)v;
 	return 0;
@@ -677,11 +680,6 @@ static int set_listen_addresses(struct config_parser *p,
 static int backend_parse(struct config_parser *p, const char *item,
 			 struct config_backend *b)
 {
-	static const struct config_word xclient_words[] = {
-	    {"auto", XCLIENT_AUTO},
-	    {"yes", XCLIENT_YES},
-	    {"no", XCLIENT_NO},
-	};
 	struct sockaddr_un sa_un;
 	size_t addr_len = strcspn(item, " \t");
 	char *addr = xmemdup(item, addr_len);
@@ -726,7 +724,7 @@ static int backend_parse(struct config_parser *p, const char *item,
 			goto out;
 		}
 		for (i = 0; i < ARRAY_SIZE(xclient_words); i++)
-			if (strcmp(opt + 8, xclient_words[i].word) == 0)
+			if (strcasecmp(opt + 8, xclient_words[i].word) == 0)
 				break;
 		if (i == ARRAY_SIZE(xclient_words)) {
 			config_error(p, p->lineno,
