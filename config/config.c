@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "config/ini.h"
+#include "config/storeurl.h"
 #include "config/values.h"
 #include "common/util.h"
 
@@ -38,7 +39,7 @@
 /* Largest file read (a config of every key is a few kilobytes). */
 #define CONFIG_FILE_MAX (1u << 20)
 /* Most keys in one section. */
-#define CONFIG_SECTION_KEYS_MAX 16
+#define CONFIG_SECTION_KEYS_MAX 24
 /* Values are quoted in error messages up to this many bytes. */
 #define CONFIG_QUOTE_MAX 80
 /* RFC 1035 §2.3.4: 253 characters in text form, 63 per label. */
@@ -66,6 +67,7 @@ enum config_section_kind {
 	SECTION_BACKEND,
 	SECTION_LIMITS,
 	SECTION_RELAY,
+	SECTION_POLICY,
 	SECTION_COUNT
 };
 
@@ -412,8 +414,8 @@ static int set_duration(struct config_parser *p, const struct config_key *key,
 	if (ret < 0) {
 		config_error(p, p->lineno,
 			     "invalid duration \"%.*s\" for %s (expected a "
-			     "number of seconds, or a number with ms, s, m or "
-			     "h)",
+			     "number of seconds, or a number with ms, s, m, h or "
+			     "d)",
 			     config_quote_len(value), value, key->name);
 		return -1;
 	}
@@ -847,6 +849,67 @@ static int set_nul_bytes(struct config_parser *p, const struct config_key *key,
 
 /* ---- the key tables ---- */
 
+/* [policy] store: "memory" or a Redis URL (config/storeurl.h); only its
+ * syntax is checked here (-t too), never whether Redis answers. */
+static int set_store(struct config_parser *p, const struct config_key *key,
+		     void *field, const char *value)
+{
+	struct config_store st;
+	const char *why = "";
+
+	if (storeurl_parse(value, &st, &why) < 0) {
+		/* The value may hold a password: it is not quoted. */
+		config_error(p, p->lineno, "invalid %s: %s", key->name, why);
+		return -1;
+	}
+	storeurl_free(field);
+	*(struct config_store *)field = st;
+	return 0;
+}
+
+/* [policy] key_prefix: printable ASCII without blanks, as Redis tools
+ * show keys. */
+static int set_key_prefix(struct config_parser *p,
+			  const struct config_key *key, void *field,
+			  const char *value)
+{
+	size_t len = strlen(value);
+
+	for (size_t i = 0; i < len; i++) {
+		if (value[i] <= ' ' || value[i] > '~') {
+			config_error(p, p->lineno,
+				     "%s \"%.*s\" may hold printable ASCII "
+				     "only, without blanks",
+				     key->name, config_quote_len(value), value);
+			return -1;
+		}
+	}
+	if (len > key->max) {
+		config_error(p, p->lineno, "%s is longer than %" PRIu64
+			     " bytes", key->name, key->max);
+		return -1;
+	}
+	config_replace_string(field, value);
+	return 0;
+}
+
+static int set_store_error(struct config_parser *p,
+			   const struct config_key *key, void *field,
+			   const char *value)
+{
+	static const struct config_word words[] = {
+	    {"local", STORE_ERROR_LOCAL},
+	    {"tempfail", STORE_ERROR_TEMPFAIL},
+	};
+
+	int v;
+
+	if (config_lookup_word(p, key, words, ARRAY_SIZE(words), value, &v) < 0)
+		return -1;
+	*(enum store_error_policy *)field = (enum store_error_policy)v;
+	return 0;
+}
+
 #define CFG(member) offsetof(struct config, member)
 #define LST(member) offsetof(struct config_listener, member)
 #define SNI(member) offsetof(struct config_sni, member)
@@ -897,6 +960,11 @@ static const struct config_key auth_keys[] = {
      COUNT},
     {"address_failure_window", set_duration,
      CFG(auth.address_failure_window_ms), DURATION_POSITIVE},
+    {"user_failure_limit", set_uint32, CFG(auth.user_failure_limit), COUNT},
+    {"user_failure_window", set_duration, CFG(auth.user_failure_window_ms),
+     DURATION_POSITIVE},
+    {"known_address_window", set_duration,
+     CFG(auth.known_address_window_ms), DURATION_POSITIVE},
     {"helper_workers", set_uint32, CFG(auth.helper_workers), 1,
      CONFIG_HELPER_WORKERS_MAX},
     {"timeout", set_duration, CFG(auth.timeout_ms), DURATION_POSITIVE},
@@ -936,6 +1004,16 @@ static const struct config_key limits_keys[] = {
     {"handshake_timeout", set_duration, CFG(limits.handshake_timeout_ms),
      DURATION_POSITIVE},
     {"greeting_delay", set_duration, CFG(limits.greeting_delay_ms), DURATION},
+    {"ipv4_prefix", set_uint32, CFG(limits.ipv4_prefix), 0, 32},
+    {"ipv6_prefix", set_uint32, CFG(limits.ipv6_prefix), 0, 128},
+    /* 0 turns each of these off. */
+    {"user_messages_per_hour", set_uint32,
+     CFG(limits.user_messages_per_hour), 0, UINT32_MAX},
+    {"user_recipients_per_hour", set_uint32,
+     CFG(limits.user_recipients_per_hour), 0, UINT32_MAX},
+    {"user_recipients_per_day", set_uint32,
+     CFG(limits.user_recipients_per_day), 0, UINT32_MAX},
+    {"user_limits", set_string, CFG(limits.user_limits), 0, 0},
 };
 
 static const struct config_key relay_keys[] = {
@@ -943,6 +1021,13 @@ static const struct config_key relay_keys[] = {
     {"bare_newline", set_bare_newline, CFG(relay.bare_newline), 0, 0},
     {"nul_bytes", set_nul_bytes, CFG(relay.nul_bytes), 0, 0},
     {"sender_map", set_string, CFG(relay.sender_map), 0, 0},
+};
+
+static const struct config_key policy_keys[] = {
+    {"store", set_store, CFG(policy.store), 0, 0},
+    {"key_prefix", set_key_prefix, CFG(policy.key_prefix), 0, 64},
+    {"timeout", set_duration, CFG(policy.timeout_ms), DURATION_POSITIVE},
+    {"on_store_error", set_store_error, CFG(policy.on_store_error), 0, 0},
 };
 
 #define SECTION(name, kind, named, keys)                                       \
@@ -959,6 +1044,7 @@ static const struct config_section_type config_sections[] = {
     SECTION("backend", SECTION_BACKEND, false, backend_keys),
     SECTION("limits", SECTION_LIMITS, false, limits_keys),
     SECTION("relay", SECTION_RELAY, false, relay_keys),
+    SECTION("policy", SECTION_POLICY, false, policy_keys),
 };
 
 static_assert(ARRAY_SIZE(config_sections) == SECTION_COUNT,
@@ -971,6 +1057,7 @@ static_assert(ARRAY_SIZE(auth_keys) <= CONFIG_SECTION_KEYS_MAX, "keys");
 static_assert(ARRAY_SIZE(backend_keys) <= CONFIG_SECTION_KEYS_MAX, "keys");
 static_assert(ARRAY_SIZE(limits_keys) <= CONFIG_SECTION_KEYS_MAX, "keys");
 static_assert(ARRAY_SIZE(relay_keys) <= CONFIG_SECTION_KEYS_MAX, "keys");
+static_assert(ARRAY_SIZE(policy_keys) <= CONFIG_SECTION_KEYS_MAX, "keys");
 
 static size_t config_key_index(const struct config_section_type *type,
 			       const char *name)
@@ -1033,6 +1120,9 @@ static void config_set_defaults(struct config *cfg)
 	cfg->auth.failure_delay_ms = SECONDS(2);
 	cfg->auth.address_failure_limit = 10;
 	cfg->auth.address_failure_window_ms = MINUTES(10);
+	cfg->auth.user_failure_limit = 20;
+	cfg->auth.user_failure_window_ms = MINUTES(60);
+	cfg->auth.known_address_window_ms = MINUTES(60) * 24 * 30;
 	cfg->auth.helper_workers = 4;
 	cfg->auth.timeout_ms = SECONDS(30);
 
@@ -1059,6 +1149,16 @@ static void config_set_defaults(struct config *cfg)
 	cfg->limits.idle_timeout_ms = SECONDS(300);
 	cfg->limits.handshake_timeout_ms = SECONDS(30);
 	cfg->limits.greeting_delay_ms = 0;
+	cfg->limits.ipv4_prefix = 32;
+	cfg->limits.ipv6_prefix = 64;
+	cfg->limits.user_messages_per_hour = 200;
+	cfg->limits.user_recipients_per_hour = 500;
+	cfg->limits.user_recipients_per_day = 2000;
+
+	storeurl_memory(&cfg->policy.store);
+	cfg->policy.key_prefix = xstrdup("submitproxy:");
+	cfg->policy.timeout_ms = 250;
+	cfg->policy.on_store_error = STORE_ERROR_LOCAL;
 
 	cfg->relay.received_header = true;
 	cfg->relay.bare_newline = BARE_NEWLINE_NORMALIZE;
@@ -1574,6 +1674,9 @@ void config_free(struct config *cfg)
 	backends_free(cfg->backend.list, cfg->backend.count);
 	free(cfg->backend.helo_name);
 	free(cfg->relay.sender_map);
+	free(cfg->limits.user_limits);
+	storeurl_free(&cfg->policy.store);
+	free(cfg->policy.key_prefix);
 	free(cfg);
 }
 

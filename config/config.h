@@ -48,6 +48,18 @@ enum nul_bytes_policy {
 	NUL_BYTES_REJECT,
 };
 
+/* [policy] store: where the policy counters live (proxy/policy.h). */
+enum store_kind {
+	STORE_MEMORY, /* in-process, shared by the loops of one process */
+	STORE_REDIS,
+};
+
+/* [policy] on_store_error: what a session gets while Redis fails. */
+enum store_error_policy {
+	STORE_ERROR_LOCAL,    /* the in-process counters stand in */
+	STORE_ERROR_TEMPFAIL, /* 454 at AUTH, 451 at MAIL and RCPT */
+};
+
 /* SASL mechanisms, as a bit set in config.auth.mechanisms. */
 #define AUTH_MECH_PLAIN (1u << 0)
 #define AUTH_MECH_LOGIN (1u << 1)
@@ -58,6 +70,17 @@ struct config_addr {
 	struct sockaddr_storage ss;
 	socklen_t len;
 	char text[64];
+};
+
+/* A parsed [policy] store URL (config/storeurl.h). */
+struct config_store {
+	enum store_kind kind;
+	char *display;           /* the URL, its password as "***" (logs) */
+	char *unix_path;         /* redis+unix:///path; NULL for TCP */
+	struct config_addr tcp;  /* redis://host:port */
+	char *username;          /* redis://user:pass@: NULL if none */
+	char *password;          /* NULL: no AUTH */
+	uint32_t db;             /* SELECT; 0 by default */
 };
 
 /* One backend MTA of [backend] address. */
@@ -103,6 +126,14 @@ struct config_limits {
 	uint64_t idle_timeout_ms;             /* 300s */
 	uint64_t handshake_timeout_ms;        /* 30s */
 	uint64_t greeting_delay_ms;           /* 0s: early-talker window */
+	/* Per-address counters key on these prefixes of the address. */
+	uint32_t ipv4_prefix;                 /* 32 (0-32) */
+	uint32_t ipv6_prefix;                 /* 64 (0-128) */
+	/* Send limits per login, 0: off; overrides in user_limits. */
+	uint32_t user_messages_per_hour;      /* 200 */
+	uint32_t user_recipients_per_hour;    /* 500 */
+	uint32_t user_recipients_per_day;     /* 2000 */
+	char *user_limits;                    /* NULL if unset */
 };
 
 struct config {
@@ -144,6 +175,9 @@ struct config {
 		uint64_t failure_delay_ms;      /* 2s */
 		uint32_t address_failure_limit; /* 10 */
 		uint64_t address_failure_window_ms; /* 10m */
+		uint32_t user_failure_limit;    /* 20 */
+		uint64_t user_failure_window_ms; /* 1h */
+		uint64_t known_address_window_ms; /* 30d */
 		uint32_t helper_workers;        /* 4 */
 		uint64_t timeout_ms;            /* 30s */
 	} auth;
@@ -163,6 +197,13 @@ struct config {
 	} backend;
 
 	struct config_limits limits;
+
+	struct {
+		struct config_store store;          /* memory */
+		char *key_prefix;                   /* "submitproxy:" */
+		uint64_t timeout_ms;                /* 250ms: each Redis call */
+		enum store_error_policy on_store_error; /* local */
+	} policy;
 
 	struct {
 		bool received_header;                  /* yes */

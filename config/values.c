@@ -65,6 +65,7 @@ int value_parse_duration_ms(const char *s, uint64_t *ms_r)
 	    {"", UINT64_C(1000)}, /* a plain number counts seconds */
 	    {"ms", UINT64_C(1)},	{"s", UINT64_C(1000)},
 	    {"m", UINT64_C(60) * 1000}, {"h", UINT64_C(3600) * 1000},
+	    {"d", UINT64_C(86400) * 1000},
 	};
 	const char *end;
 	uint64_t n = 0, ms;

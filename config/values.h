@@ -12,7 +12,7 @@
 
 struct config_addr;
 
-/* "30" (seconds), "500ms", "30s", "10m", "2h". */
+/* "30" (seconds), "500ms", "30s", "10m", "2h", "30d". */
 int value_parse_duration_ms(const char *s, uint64_t *ms_r);
 
 /* "2048" (bytes), "64K", "50M", "1G" (powers of 1024, either case). */
