@@ -1,8 +1,8 @@
 /*
  * control.c - the network process's control loop (see control.h): the
  * accept loop's hand-off to the workers, the graceful stop, the reload, and
- * the timers that belong to no session (drain, accept hold, address-table
- * sweep).
+ * the timers that belong to no session (drain, accept hold, the sweep of
+ * the in-process policy store).
  */
 #include "proxy/control.h"
 
@@ -31,7 +31,7 @@
 #include "tls/tls-server.h"
 
 /* The network process's main thread runs the control loop: signals,
- * the accept loop, the backend probe, the sweep of the address table.
+ * the accept loop, the backend probe, the sweep of the in-process policy store.
  * The sessions run on [server] workers event loops, each on a thread of
  * its own (proxy/worker.h). */
 struct control {
@@ -228,17 +228,16 @@ static void control_on_accept(void *arg, size_t listener, int fd)
 	}
 }
 
-/* Entries of addresses that failed AUTH outlive their connections until
- * their window passes; sweep them so that memory follows recent
- * addresses only. */
+/* Policy counters outlive their sessions until their window passes; an
+ * expired one is never read, and the sweep frees them so that memory
+ * follows the keys live now. */
 #define CONTROL_SWEEP_MS 60000
 
 static void control_on_sweep(uv_timer_t *t)
 {
 	struct control *ctl = t->data;
 
-	shared_addr_sweep(&ctl->shared, uv_now(&ctl->loop),
-			  ctl->cfg->auth.address_failure_window_ms);
+	memstore_sweep(ctl->shared.mem, memstore_now_ms());
 }
 
 static bool listeners_equal(const struct config *a, const struct config *b)

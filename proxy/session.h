@@ -43,6 +43,7 @@ struct session_env {
 	/* current ([limits] user_limits), read at each MAIL; NULL: no
 	 * file, the [limits] values alone */
 	struct userlimits *userlimits;
+	struct policy *policy;	     /* the loop's (proxy/policy.h) */
 	struct auth_client *auth;    /* NULL: nobody can log in here */
 	struct shared *shared;	     /* limits shared with other loops */
 	unsigned worker_index;	     /* for the logs */

@@ -8,6 +8,7 @@
 
 #include "proxy/authclient.h"
 #include "common/log.h"
+#include "proxy/policy.h"
 #include "proxy/sendermap.h"
 #include "proxy/session.h"
 #include "proxy/userlimits.h"
@@ -59,6 +60,7 @@ static void worker_apply_reload(struct worker *w, struct config *cfg,
 	w->env.sendermap = sendermap;
 	w->env.userlimits = userlimits;
 	w->env.tls = tls;
+	policy_reconfigure(w->env.policy, cfg);
 	config_unref(old_cfg);
 	sendermap_free(old_map);
 	userlimits_free(old_limits);
@@ -139,6 +141,9 @@ static void worker_wind_down(struct worker *w)
 	uv_close((uv_handle_t *)&w->wake, NULL);
 	auth_client_close(w->env.auth);
 	w->env.auth = NULL;
+	/* Updates in flight to Redis end on this last run. */
+	policy_close(w->env.policy);
+	w->env.policy = NULL;
 	uv_run(&w->loop, UV_RUN_DEFAULT);
 	if (uv_loop_close(&w->loop) != 0)
 		log_warn(NULL,
@@ -232,6 +237,7 @@ int worker_init(struct worker *w, unsigned index, struct config *cfg,
 					 worker_on_auth_lost, w);
 	w->env.loop = &w->loop;
 	w->env.shared = shared;
+	w->env.policy = policy_create(&w->loop, shared, cfg);
 	w->env.worker_index = index;
 	w->env.read_buf = w->read_buf;
 	w->env.read_buf_size = sizeof(w->read_buf);
