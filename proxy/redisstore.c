@@ -119,6 +119,12 @@ struct redisstore {
 	enum redisstore_reported reported;
 	bool closing;
 	bool torn_down; /* the timers are closing */
+	/* Whether its handles keep the loop alive: not while open (the
+	 * sessions and the worker's own handle do; a worker that stops
+	 * must not wait for a store), and again once closing, so that the
+	 * loop's last run lets requests in flight end (each has its
+	 * deadline) and the handles close. */
+	bool keeps_loop;
 	int open_handles;
 
 	/* Where and how to connect (copied from the config). */
@@ -252,6 +258,28 @@ static void redisstore_ev_del_write(void *privdata)
 
 	p->events &= ~UV_WRITABLE;
 	redisstore_ev_update(p);
+}
+
+/* Applies rs->keeps_loop to a handle. */
+static void redisstore_ref_handle(const struct redisstore *rs, uv_handle_t *h)
+{
+	if (rs->keeps_loop)
+		uv_ref(h);
+	else
+		uv_unref(h);
+}
+
+/* ... to every handle the store has now: its timers and the socket's. */
+static void redisstore_ref_all(const struct redisstore *rs)
+{
+	redisstore_ref_handle(rs, (uv_handle_t *)&rs->retry);
+	redisstore_ref_handle(rs, (uv_handle_t *)&rs->deadline);
+	redisstore_ref_handle(rs, (uv_handle_t *)&rs->later);
+	if (rs->ac != NULL && rs->ac->ev.data != NULL)
+		redisstore_ref_handle(
+		    rs,
+		    (uv_handle_t *)&((redisLibuvEvents *)rs->ac->ev.data)
+			->handle);
 }
 
 static int redisstore_attach(redisAsyncContext *ac, uv_loop_t *loop)
@@ -654,6 +682,7 @@ static void redisstore_connect(struct redisstore *rs)
 	}
 	ac->data = rs;
 	rs->ac = ac;
+	redisstore_ref_all(rs);
 	redisstore_enter_state(rs, REDISSTORE_CONNECTING);
 	redisAsyncSetConnectCallback(ac, redisstore_on_connect);
 	redisAsyncSetDisconnectCallback(ac, redisstore_on_disconnect);
@@ -831,6 +860,8 @@ struct redisstore *redisstore_create(uv_loop_t *loop,
 	uv_timer_init(loop, &rs->later);
 	rs->retry.data = rs->deadline.data = rs->later.data = rs;
 	rs->open_handles = 3;
+	rs->keeps_loop = false;
+	redisstore_ref_all(rs);
 	/* The first connect on the next turn: never a hook inside create. */
 	uv_timer_start(&rs->retry, redisstore_on_retry, 0, 0);
 	return rs;
@@ -841,6 +872,8 @@ void redisstore_close(struct redisstore *rs)
 	if (rs == NULL || rs->closing)
 		return;
 	rs->closing = true;
+	rs->keeps_loop = true;
+	redisstore_ref_all(rs);
 	uv_timer_stop(&rs->retry);
 	redisstore_later(rs);
 }

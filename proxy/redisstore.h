@@ -21,6 +21,10 @@
  *
  * Keys are [policy] key_prefix + the store key (binary-safe).
  *
+ * An open store never keeps its loop alive by itself (its timers and
+ * socket are unref'd): a worker stopping waits for its sessions, not for
+ * Redis.  A closed one does, until its requests have ended.
+ *
  * Ownership: the worker creates one for its loop (on its thread, or
  * before the loop runs) and closes it at reload (a new store) or exit.
  * A closed store takes no new request; those in flight end through their

@@ -498,10 +498,14 @@ static bool harness_wait(struct harness *h, const int *counter, int target,
 			 unsigned ms)
 {
 	h->expired = false;
+	/* The watchdog keeps the loop alive as a worker's own handle does:
+	 * an open store does not. */
+	uv_ref((uv_handle_t *)&h->watchdog);
 	uv_timer_start(&h->watchdog, harness_on_watchdog, ms, 0);
 	while (*counter < target && !h->expired)
 		uv_run(&h->loop, UV_RUN_ONCE);
 	uv_timer_stop(&h->watchdog);
+	uv_unref((uv_handle_t *)&h->watchdog);
 	return *counter >= target;
 }
 
@@ -604,6 +608,10 @@ static void test_redis_table(void)
 	TAP_OK(harness_wait(&h, &h.ups, 1, WAIT_MAX) && h.downs == 0 &&
 		   redisstore_up(ctx.rs),
 	       "redis: up once PING is answered (%s)", h.why);
+
+	TAP_EQ_INT(uv_run(&h.loop, UV_RUN_NOWAIT), 0,
+		   "redis: an open, idle store does not keep its loop alive "
+		   "(a stopping worker waits for its sessions only)");
 
 	run_table(&ts);
 
