@@ -323,12 +323,14 @@ def redis_commands():
 
 
 class RedisServer:
-    """redis-server listening only on DIR/redis.sock (mode 777, so the
-    proxy's network process can connect after dropping root), no
-    persistence; killed at the test's cleanup (SIGCONT first if it was
-    suspended)."""
+    """redis-server listening on DIR/redis.sock (mode 777, so the proxy's
+    network process can connect after dropping root) and, with tcp=True,
+    on 127.0.0.1:PORT too (else on no TCP port); no persistence; a
+    password (requirepass) if given; killed at the test's cleanup (SIGCONT
+    first if it was suspended).  url: the redis+unix:// URL of the socket
+    (tcp_url(): the redis:// one)."""
 
-    def __init__(self, test, start=True):
+    def __init__(self, test, start=True, tcp=False, password=None):
         self.test = test
         self.server_exe, self.cli_exe = redis_commands()
         self.dir = tempfile.mkdtemp(prefix="submitproxy-redis-")
@@ -336,6 +338,8 @@ class RedisServer:
         test.addCleanup(self._remove_dir)
         self.path = os.path.join(self.dir, "redis.sock")
         self.url = "redis+unix://" + self.path
+        self.password = password
+        self.port = harness.free_ports(["127.0.0.1"])[0] if tcp else 0
         self.log_path = os.path.join(self.dir, "redis.log")
         self.process = None
         self.suspended = False
@@ -356,10 +360,14 @@ class RedisServer:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
         self._log = open(self.log_path, "ab")
-        args = [self.server_exe, "--port", "0",
+        args = [self.server_exe, "--port", str(self.port),
                 "--unixsocket", self.path, "--unixsocketperm", "777",
                 "--save", "", "--appendonly", "no", "--dir", self.dir,
                 "--daemonize", "no", "--loglevel", "notice"]
+        if self.port:
+            args += ["--bind", "127.0.0.1"]
+        if self.password:
+            args += ["--requirepass", self.password]
         self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL,
                                         stdout=self._log, stderr=self._log,
                                         cwd=self.dir)
@@ -425,13 +433,26 @@ class RedisServer:
             os.kill(self.process.pid, signal.SIGCONT)
         self.suspended = False
 
+    def tcp_url(self, db=None):
+        """redis://[:PASSWORD@]127.0.0.1:PORT[/db] (tcp=True only)."""
+        assert self.port, "RedisServer(tcp=True) for a TCP URL"
+        auth = ":%s@" % self.password if self.password else ""
+        return "redis://%s127.0.0.1:%d%s" % (
+            auth, self.port, "" if db is None else "/%d" % db)
+
     # -- client
 
-    def cli(self, *args, check=True):
-        """redis-cli -s SOCKET args...: its stdout (str)."""
+    def _cli_args(self):
+        args = [self.cli_exe, "-s", self.path]
+        if self.password:
+            args += ["--no-auth-warning", "-a", self.password]
+        return args
+
+    def cli(self, *args, check=True, db=None):
+        """redis-cli -s SOCKET [-n db] args...: its stdout (str)."""
+        base = self._cli_args() + ([] if db is None else ["-n", str(db)])
         try:
-            result = subprocess.run([self.cli_exe, "-s", self.path] +
-                                    [str(a) for a in args],
+            result = subprocess.run(base + [str(a) for a in args],
                                     stdin=subprocess.DEVNULL,
                                     capture_output=True, text=True,
                                     timeout=WAIT)
@@ -448,7 +469,7 @@ class RedisServer:
 
     def ping(self):
         try:
-            result = subprocess.run([self.cli_exe, "-s", self.path, "PING"],
+            result = subprocess.run(self._cli_args() + ["PING"],
                                     stdin=subprocess.DEVNULL,
                                     capture_output=True, text=True,
                                     timeout=2)
@@ -456,13 +477,13 @@ class RedisServer:
             return False
         return result.returncode == 0 and result.stdout.strip() == "PONG"
 
-    def keys(self, pattern="*"):
-        """Every key matching pattern (SCAN, not KEYS)."""
-        out = self.cli("--scan", "--pattern", pattern)
+    def keys(self, pattern="*", db=None):
+        """Every key matching pattern in db (default 0; SCAN, not KEYS)."""
+        out = self.cli("--scan", "--pattern", pattern, db=db)
         return sorted(line for line in out.splitlines() if line)
 
-    def pttl(self, key):
-        return int(self.cli("PTTL", key).strip())
+    def pttl(self, key, db=None):
+        return int(self.cli("PTTL", key, db=db).strip())
 
 
 def random_key_prefix():

@@ -652,6 +652,71 @@ class SendLimits(PolicyTestCase):
                          "4.7.1", "6 recipients per hour")
 
 
+# ============================================================== workers
+
+class Workers(PolicyTestCase):
+    """[server] workers = 2: one in-process store for both event loops.
+    Sessions are held open together so that the least-loaded hand-off
+    puts them on both loops."""
+
+    def workers_proxy(self, auth=None, limits=None):
+        self.pam = policyutil.CountingPam(self, self.passwords)
+        self.backend = policyutil.FilteringBackend(self)
+        return policyutil.PolicyProxy(self, self.pam, self.backend,
+                                      auth=auth, limits=limits,
+                                      server={"workers": 2})
+
+    def spread(self, proxy, ips):
+        clients = [pp_client(self, proxy, ip) for ip in ips]
+        loops = {harness.parse_log_fields(line).get("worker")
+                 for line in proxy.log_lines(r"\bevent=connect\b")}
+        self.assertGreaterEqual(len(loops - {None}), 2,
+                                "sessions all on one loop: %s" % loops)
+        return clients
+
+    def test_login_failures_on_both_loops_add_up(self):
+        proxy = self.workers_proxy(auth={"user_failure_limit": 3,
+                                         "address_failure_limit": 1000})
+        clients = self.spread(proxy, [nth_64(n) for n in range(4)])
+        for client in clients[:3]:
+            self.assertReply(self.auth_plain(client, "alice", self.wrong),
+                             535)
+        self.assertUserThrottled(self.auth_plain(
+            clients[3], "alice", self.passwords["alice"]))
+        for client in clients[:3]:
+            self.assertUserThrottled(self.auth_plain(
+                client, "alice", self.passwords["alice"]))
+
+    def test_address_prefix_failures_on_both_loops_add_up(self):
+        proxy = self.workers_proxy(auth={"address_failure_limit": 3,
+                                         "user_failure_limit": 1000})
+        base = "2001:db8:e0:1::"
+        clients = self.spread(proxy, [in_64(base, n) for n in range(1, 5)])
+        for client in clients[:3]:
+            self.assertReply(self.auth_plain(client, "alice", self.wrong),
+                             535)
+        for client in clients:
+            self.assertAddressThrottled(self.auth_plain(
+                client, "alice", self.passwords["alice"]))
+
+    def test_recipients_on_both_loops_add_up(self):
+        proxy = self.workers_proxy(limits={"user_recipients_per_hour": 4})
+        clients = self.spread(proxy, ["192.0.2.%d" % n
+                                      for n in range(120, 124)])
+        for client in clients:
+            self.assertReply(self.auth_plain(client, "alice",
+                                             self.passwords["alice"]), 235)
+        for client in clients[:2]:
+            self.assertReply(self.send_message(
+                client, ["w1@example.net", "w2@example.net"]), 250)
+        for client in clients:
+            self.assertReply(self.mail(client), 250)
+            self.assertReply(self.rcpt(client, "w3@example.net"), 451,
+                             "4.7.1", "4 recipients per hour")
+        self.assertEqual(len(proxy.log_lines(r"\bevent=limit_reached\b")),
+                         1)
+
+
 # ============================================================== LIMITS
 
 class LimitsKeyword(PolicyTestCase):

@@ -58,12 +58,13 @@ class RedisTestCase(PolicyTestCase):
         self.key_prefix = policyutil.random_key_prefix()
 
     def instances(self, count=2, on_store_error="local", auth=None,
-                  limits=None, policy=None, **backend_kw):
+                  limits=None, policy=None, store=None, **backend_kw):
         """count proxies on one PAM (calls counted together), one backend
-        and self.redis."""
+        and store (default: self.redis's socket)."""
         self.pam = policyutil.CountingPam(self, self.passwords)
         self.backend = policyutil.FilteringBackend(self, **backend_kw)
-        keys = {"store": self.redis.url, "key_prefix": self.key_prefix,
+        keys = {"store": store or self.redis.url,
+                "key_prefix": self.key_prefix,
                 "timeout": "250ms", "on_store_error": on_store_error}
         keys.update(policy or {})
         return [policyutil.PolicyProxy(self, self.pam, self.backend,
@@ -198,6 +199,60 @@ class Shared(RedisTestCase):
             ttl = self.redis.pttl(key)
             self.assertGreater(ttl, 0, "key %r has PTTL %d (-1: no expiry)"
                                % (key, ttl))
+
+
+# ================================================================= URLs
+
+class StoreUrls(RedisTestCase):
+
+    def shared_address_limit(self, a, b, base):
+        self.fail_auth(a, in_64(base, 1))
+        self.fail_auth(a, in_64(base, 2))
+        self.assertReply(self.attempt(b, in_64(base, 3)), 454, "4.7.0",
+                         ADDRESS_THROTTLED)
+
+    def test_unix_url_with_db_keeps_its_keys_in_that_database(self):
+        a, b = self.instances(store=self.redis.url + "?db=3",
+                              auth={"address_failure_limit": 2})
+        self.shared_address_limit(a, b, "2001:db8:75:1::")
+        self.login(b, "2001:db8:75:2::1")
+        self.assertTrue(self.redis.keys(self.key_prefix + "*", db=3))
+        self.assertEqual(self.redis.keys("*", db=0), [])
+
+    def test_tcp_url_with_password_and_db(self):
+        password = "redis-" + os.urandom(8).hex()
+        redis = policyutil.RedisServer(self, tcp=True, password=password)
+        a, b = self.instances(store=redis.tcp_url(db=2),
+                              auth={"address_failure_limit": 2})
+        self.shared_address_limit(a, b, "2001:db8:76:1::")
+        self.assertTrue(redis.keys(self.key_prefix + "*", db=2))
+        self.assertEqual(redis.keys("*", db=0), [])
+        self.assertEqual(self.redis.keys("*"), [])
+        for proxy in (a, b):
+            self.assertNotIn(password, proxy.log(),
+                             "the Redis password is in the log")
+
+    def test_reload_moves_an_instance_from_memory_to_redis(self):
+        a, b = self.instances(auth={"address_failure_limit": 2})
+        # a starts on the in-process store ...
+        a.stop()
+        a.sections["policy"]["store"] = "memory"
+        self.rewrite(a)
+        a.start()
+        base = "2001:db8:77:1::"
+        self.fail_auth(b, in_64(base, 1))
+        self.fail_auth(b, in_64(base, 2))
+        self.login(a, in_64(base, 3))
+        # ... and is moved to Redis by a reload: b's failures count.
+        a.sections["policy"]["store"] = self.redis.url
+        self.rewrite(a)
+        a.reload()
+        self.assertReply(self.attempt(a, in_64(base, 4)), 454, "4.7.0",
+                         ADDRESS_THROTTLED)
+
+    def rewrite(self, proxy):
+        policyutil.write_file(proxy.config_path,
+                              harness.render_config(proxy.sections))
 
 
 # ============================================================ store down
