@@ -537,16 +537,19 @@ class SendLimits(PolicyTestCase):
                                                "user_messages_per_hour")), 2)
 
     def test_a_message_the_backend_refused_does_not_count(self):
-        proxy = self.proxy(limits={"user_messages_per_hour": 1},
+        proxy = self.proxy(limits={"user_messages_per_hour": 2},
                            reject_data=r"X-Refuse-Me")
         client = self.login(proxy, "2001:db8:54::1")
-        reply = self.send_message(
-            client, ["a@example.net"],
-            "Subject: no\r\nX-Refuse-Me: yes\r\n\r\nhello\r\n")
-        self.assertReply(reply, 554)
-        self.assertReply(self.send_message(client, ["a@example.net"]), 250)
+        for _ in range(2):
+            reply = self.send_message(
+                client, ["a@example.net"],
+                "Subject: no\r\nX-Refuse-Me: yes\r\n\r\nhello\r\n")
+            self.assertReply(reply, 554)
+        for _ in range(2):
+            self.assertReply(self.send_message(client, ["a@example.net"]),
+                             250)
         self.assertReply(self.mail(client), 451, "4.7.1",
-                         "1 messages per hour")
+                         "2 messages per hour")
 
     def test_recipients_per_day(self):
         proxy = self.proxy(limits={"user_recipients_per_hour": 0,
@@ -722,20 +725,27 @@ class Workers(PolicyTestCase):
 class LimitsKeyword(PolicyTestCase):
 
     def limits_keywords(self, reply):
-        return [line for line in reply[1]
-                if line.upper().startswith("LIMITS")]
+        """The parameters of the EHLO reply's LIMITS line(s), e.g.
+        [["RCPTMAX=7"]]."""
+        return [line.split()[1:] for line in reply[1]
+                if line.split()[:1] == ["LIMITS"]]
+
+    def rcptmax(self, reply):
+        """The RCPTMAX= values of the LIMITS lines."""
+        return [p.split("=", 1)[1] for params in self.limits_keywords(reply)
+                for p in params if p.upper().startswith("RCPTMAX=")]
 
     def test_ehlo_advertises_rcptmax_before_and_after_auth(self):
         proxy = self.proxy(limits={"max_recipients": 7})
         client = pp_client(self, proxy, "192.0.2.100")
-        self.assertEqual(self.limits_keywords(client.ehlo),
-                         ["LIMITS RCPTMAX=7"], client.ehlo)
+        self.assertEqual(len(self.limits_keywords(client.ehlo)), 1,
+                         client.ehlo)
+        self.assertEqual(self.rcptmax(client.ehlo), ["7"], client.ehlo)
         self.assertReply(self.auth_plain(client, "alice",
                                          self.passwords["alice"]), 235)
         reply = client.command("EHLO " + policyutil.CLIENT)
         self.assertReply(reply, 250)
-        self.assertEqual(self.limits_keywords(reply), ["LIMITS RCPTMAX=7"],
-                         reply)
+        self.assertEqual(self.rcptmax(reply), ["7"], reply)
         # The value is enforced.
         self.assertReply(self.mail(client), 250)
         for n in range(7):
@@ -746,8 +756,7 @@ class LimitsKeyword(PolicyTestCase):
     def test_default_rcptmax_is_max_recipients_default(self):
         proxy = self.proxy()
         client = pp_client(self, proxy, "192.0.2.101")
-        self.assertEqual(self.limits_keywords(client.ehlo),
-                         ["LIMITS RCPTMAX=100"], client.ehlo)
+        self.assertEqual(self.rcptmax(client.ehlo), ["100"], client.ehlo)
 
 
 # ================================================================ config
