@@ -30,6 +30,7 @@ loop and wait is bounded; no test asserts how fast something happened.
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -654,6 +655,16 @@ class SendLimits(PolicyTestCase):
         self.assertReply(self.rcpt(client, "over@example.net"), 451,
                          "4.7.1", "6 recipients per hour")
 
+    def test_broken_user_limits_file_on_reload_keeps_the_old_limits(self):
+        proxy, path = self.user_limits_proxy(
+            "alice recipients_per_hour=3\n", {"user_recipients_per_hour": 5})
+        policyutil.write_file(path, "alice recipients_per_hour=lots\n")
+        before = len(proxy.log_lines(r"\bevent=reload"))
+        proxy.process.send_signal(signal.SIGHUP)
+        proxy.wait_log_count(before + 1, r"\bevent=reload")
+        _, reply = self.fill(proxy, "alice", "192.0.2.95", 3)
+        self.assertReply(reply, 451, "4.7.1", "3 recipients per hour")
+
 
 # ============================================================== workers
 
@@ -779,6 +790,21 @@ class PolicyConfig(ProxyTestCase):
             self.assertEqual(result.returncode, 0,
                              "%s: %s%s" % (store, result.stdout,
                                            result.stderr))
+
+    def test_t_refuses_a_broken_user_limits_file(self):
+        proxy = harness.Proxy(self, {}, start=False)
+        path = os.path.join(proxy.dir, "user_limits")
+        policyutil.write_file(path, "# comment\nalice messages_per_hour=1 "
+                                    "colour=blue\n")
+        proxy.sections["limits"]["user_limits"] = path
+        policyutil.write_file(proxy.config_path,
+                              harness.render_config(proxy.sections))
+        result = subprocess.run([harness.binary(), "-t", "-c",
+                                 proxy.config_path], capture_output=True,
+                                text=True, timeout=WAIT,
+                                stdin=subprocess.DEVNULL)
+        self.assertNotEqual(result.returncode, 0, result.stdout)
+        self.assertIn("%s:2" % path, result.stdout + result.stderr)
 
     def test_t_refuses_a_malformed_store(self):
         for store in ("redis:/x", "mysql://localhost", "redis://host:99999"):
