@@ -167,15 +167,16 @@ bad:
 	return -1;
 }
 
+/* The URL as logs show it: the password as "***", the database always. */
 static void storeurl_display(struct config_store *st, const char *scheme,
-			     const char *where)
+			     const char *where, const char *db_sep)
 {
 	char buf[STOREURL_MAX + 64];
 
-	snprintf(buf, sizeof(buf), "%s%s%s%s/%u", scheme,
+	snprintf(buf, sizeof(buf), "%s%s%s%s%s%u", scheme,
 		 st->password != NULL ? (st->username ? st->username : "")
 				      : "",
-		 st->password != NULL ? ":***@" : "", where,
+		 st->password != NULL ? ":***@" : "", where, db_sep,
 		 (unsigned)st->db);
 	st->display = xstrdup(buf);
 }
@@ -220,7 +221,7 @@ int storeurl_parse(const char *s, struct config_store *out, const char **why)
 			       "(0-65535)";
 			goto fail;
 		}
-		storeurl_display(&st, redis, st.tcp.text);
+		storeurl_display(&st, redis, st.tcp.text, "/");
 	} else if (strncasecmp(s, unix_, sizeof(unix_) - 1) == 0) {
 		const char *q;
 
@@ -244,7 +245,7 @@ int storeurl_parse(const char *s, struct config_store *out, const char **why)
 			*why = "socket path too long (107 bytes at most)";
 			goto fail;
 		}
-		storeurl_display(&st, unix_, st.unix_path);
+		storeurl_display(&st, unix_, st.unix_path, "?db=");
 	} else {
 		*why = "expected memory, redis://HOST[:PORT][/DB] or "
 		       "redis+unix:///PATH[?db=N]";

@@ -1,7 +1,9 @@
 /* addrtable.c - see addrtable.h */
 #include "proxy/addrtable.h"
 
+#include <arpa/inet.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,6 +26,7 @@ int addrkey_from_sockaddr(struct addrkey *key, const struct sockaddr *sa)
 		const struct sockaddr_in *sin = (const void *)sa;
 
 		key->family = AF_INET;
+		key->prefix_len = 32;
 		memcpy(key->bytes, &sin->sin_addr, 4);
 		return 0;
 	}
@@ -32,14 +35,43 @@ int addrkey_from_sockaddr(struct addrkey *key, const struct sockaddr *sa)
 
 		if (memcmp(sin6->sin6_addr.s6_addr, v4mapped, 12) == 0) {
 			key->family = AF_INET;
+			key->prefix_len = 32;
 			memcpy(key->bytes, sin6->sin6_addr.s6_addr + 12, 4);
 		} else {
 			key->family = AF_INET6;
+			key->prefix_len = 128;
 			memcpy(key->bytes, sin6->sin6_addr.s6_addr, 16);
 		}
 		return 0;
 	}
 	return -1;
+}
+
+void addrkey_mask(struct addrkey *key, unsigned v4_bits, unsigned v6_bits)
+{
+	unsigned bits = key->family == AF_INET ? v4_bits : v6_bits;
+	unsigned n = key->family == AF_INET ? 4 : 16;
+
+	if (bits > n * 8)
+		bits = n * 8;
+	key->prefix_len = (uint8_t)bits;
+	for (unsigned i = 0; i < n; i++) {
+		if (bits >= 8) {
+			bits -= 8;
+			continue;
+		}
+		key->bytes[i] &= (uint8_t)(0xff00u >> bits);
+		bits = 0;
+	}
+}
+
+void addrkey_prefix_text(const struct addrkey *key, char *buf, size_t size)
+{
+	char ip[INET6_ADDRSTRLEN];
+
+	if (inet_ntop(key->family, key->bytes, ip, sizeof(ip)) == NULL)
+		snprintf(ip, sizeof(ip), "unknown");
+	snprintf(buf, size, "%s/%u", ip, (unsigned)key->prefix_len);
 }
 
 static size_t addrtable_hash(const struct addrtable *t,
@@ -57,7 +89,8 @@ static size_t addrtable_hash(const struct addrtable *t,
 
 static bool addrkey_equal(const struct addrkey *a, const struct addrkey *b)
 {
-	return a->family == b->family && memcmp(a->bytes, b->bytes, 16) == 0;
+	return a->family == b->family && a->prefix_len == b->prefix_len &&
+	       memcmp(a->bytes, b->bytes, 16) == 0;
 }
 
 struct addrtable *addrtable_create(uint64_t seed)
@@ -140,7 +173,7 @@ void addrtable_release(struct addrtable *t, struct addr_entry *e)
 {
 	struct addr_entry **pp;
 
-	if (e->connections != 0 || e->failures != 0)
+	if (e->connections != 0)
 		return;
 	pp = &t->buckets[addrtable_hash(t, &e->key)];
 	for (; *pp != NULL; pp = &(*pp)->next) {
@@ -156,33 +189,4 @@ void addrtable_release(struct addrtable *t, struct addr_entry *e)
 size_t addrtable_count(const struct addrtable *t)
 {
 	return t->count;
-}
-
-size_t addrtable_sweep(struct addrtable *t, uint64_t now_ms,
-		       uint64_t window_ms)
-{
-	size_t freed = 0;
-
-	for (size_t i = 0; i < t->nbuckets; i++) {
-		struct addr_entry **pp = &t->buckets[i];
-
-		while (*pp != NULL) {
-			struct addr_entry *e = *pp;
-
-			/* A window opened by another event loop may start
-			 * a little after this loop's idea of now. */
-			if (e->connections == 0 &&
-			    (e->failures == 0 ||
-			     (now_ms >= e->window_start_ms &&
-			      now_ms - e->window_start_ms >= window_ms))) {
-				*pp = e->next;
-				free(e);
-				t->count--;
-				freed++;
-			} else {
-				pp = &e->next;
-			}
-		}
-	}
-	return freed;
 }

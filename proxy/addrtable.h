@@ -1,10 +1,11 @@
 /*
- * addrtable.h - per-client-address counters: open connections now (for
- * max_connections_per_address) and, later, authentication failures in a
- * window.  A chained hash table keyed by the address bytes; IPv4-mapped
- * IPv6 addresses count as the IPv4 address they carry.  An entry exists
- * only while some counter is non-zero, so memory follows the number of
- * distinct addresses seen recently, not the number ever seen.
+ * addrtable.h - connections open now per client address prefix (for
+ * max_connections_per_address, [limits] ipv4_prefix / ipv6_prefix).  A
+ * chained hash table keyed by the prefix; IPv4-mapped IPv6 addresses
+ * count as the IPv4 address they carry.  An entry exists only while a
+ * connection holds it, so memory follows the connections open now.  (The
+ * authentication failures per prefix are policy counters: proxy/policy.h,
+ * which Redis can share between instances.)
  *
  * The hash is keyed with a per-table random seed (SipHash-style keyed
  * hashing is overkill here; a seeded FNV-1a spreads well enough and keeps
@@ -20,21 +21,27 @@
 
 struct addrkey {
 	uint8_t family;      /* AF_INET or AF_INET6 */
-	uint8_t bytes[16];   /* 4 used for AF_INET */
+	uint8_t prefix_len;  /* bits kept: 32 or 128 for a whole address */
+	uint8_t bytes[16];   /* 4 used for AF_INET; zero past prefix_len */
 };
 
 struct addr_entry {
 	struct addrkey key;
 	uint32_t connections;
-	uint32_t failures;           /* auth failures in the window */
-	uint64_t window_start_ms;    /* when the failure window opened */
 	struct addr_entry *next;
 };
 
 struct addrtable;
 
-/* Fills key from a socket address; returns -1 for other families. */
+/* Fills key from a socket address (the whole address); returns -1 for
+ * other families. */
 int addrkey_from_sockaddr(struct addrkey *key, const struct sockaddr *sa);
+
+/* Cuts key to its first v4_bits (IPv4) or v6_bits (IPv6) bits. */
+void addrkey_mask(struct addrkey *key, unsigned v4_bits, unsigned v6_bits);
+
+/* "192.0.2.0/24", "2001:db8::/64": at least INET6_ADDRSTRLEN + 4. */
+void addrkey_prefix_text(const struct addrkey *key, char *buf, size_t size);
 
 struct addrtable *addrtable_create(uint64_t seed);
 void addrtable_destroy(struct addrtable *t);
@@ -46,14 +53,9 @@ struct addr_entry *addrtable_get(struct addrtable *t, const struct addrkey *key)
 struct addr_entry *addrtable_find(struct addrtable *t,
 				  const struct addrkey *key);
 
-/* Frees the entry if all its counters are zero. */
+/* Frees the entry if no connection holds it. */
 void addrtable_release(struct addrtable *t, struct addr_entry *e);
 
 size_t addrtable_count(const struct addrtable *t);
-
-/* Frees entries with no connection whose failure window (window_ms from
- * window_start_ms) has passed by now_ms.  Returns how many were freed. */
-size_t addrtable_sweep(struct addrtable *t, uint64_t now_ms,
-		       uint64_t window_ms);
 
 #endif

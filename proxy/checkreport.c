@@ -717,10 +717,11 @@ static size_t view_after_auth(const struct config *cfg,
 			      const struct check_backend *r, char lines[][64])
 {
 	struct ehlo_caps none;
+	size_t n = ehlo_caps_client(caps_after_auth(r, &none),
+				    cfg->limits.max_message_size, lines,
+				    CHECK_EHLO_LINES);
 
-	return ehlo_caps_client(caps_after_auth(r, &none),
-				cfg->limits.max_message_size, lines,
-				CHECK_EHLO_LINES);
+	return n + session_ehlo_limits(cfg, lines + n, CHECK_EHLO_LINES - n);
 }
 
 /* ---- the report for a person ---- */

@@ -1,8 +1,8 @@
 /*
  * control.c - the network process's control loop (see control.h): the
  * accept loop's hand-off to the workers, the graceful stop, the reload, and
- * the timers that belong to no session (drain, accept hold, address-table
- * sweep).
+ * the timers that belong to no session (drain, accept hold, the sweep of
+ * the in-process policy store).
  */
 #include "proxy/control.h"
 
@@ -26,18 +26,20 @@
 #include "proxy/sdnotify.h"
 #include "proxy/sendermap.h"
 #include "proxy/shared.h"
+#include "proxy/userlimits.h"
 #include "proxy/worker.h"
 #include "tls/tls-server.h"
 
 /* The network process's main thread runs the control loop: signals,
- * the accept loop, the backend probe, the sweep of the address table.
+ * the accept loop, the backend probe, the sweep of the in-process policy store.
  * The sessions run on [server] workers event loops, each on a thread of
  * its own (proxy/worker.h). */
 struct control {
 	uv_loop_t loop;
-	struct config *cfg;	     /* the current one; a reference */
-	struct tls_server *tls;	     /* NULL without [tls] */
-	struct sendermap *sendermap; /* a reference, or NULL */
+	struct config *cfg;	       /* the current one; a reference */
+	struct tls_server *tls;	       /* NULL without [tls] */
+	struct sendermap *sendermap;   /* a reference, or NULL */
+	struct userlimits *userlimits; /* a reference, or NULL */
 	struct shared shared;
 	struct listeners *listeners;
 	struct probe *probe;
@@ -226,17 +228,16 @@ static void control_on_accept(void *arg, size_t listener, int fd)
 	}
 }
 
-/* Entries of addresses that failed AUTH outlive their connections until
- * their window passes; sweep them so that memory follows recent
- * addresses only. */
+/* Policy counters outlive their sessions until their window passes; an
+ * expired one is never read, and the sweep frees them so that memory
+ * follows the keys live now. */
 #define CONTROL_SWEEP_MS 60000
 
 static void control_on_sweep(uv_timer_t *t)
 {
 	struct control *ctl = t->data;
 
-	shared_addr_sweep(&ctl->shared, uv_now(&ctl->loop),
-			  ctl->cfg->auth.address_failure_window_ms);
+	memstore_sweep(ctl->shared.mem, memstore_now_ms());
 }
 
 static bool listeners_equal(const struct config *a, const struct config *b)
@@ -333,13 +334,14 @@ static void reload_log_errors(const struct config_errors *errors)
 /* SIGHUP: the configuration file and the certificates are read again.
  * New sessions use the new ones; live sessions keep theirs; anything
  * broken (a config error, logged as event=reload_error; an unreadable
- * key; a bad sender map) keeps the old set running. */
+ * key; a bad sender map or user_limits file) keeps the old set running. */
 static void control_on_reload_signal(uv_signal_t *sig, int signum)
 {
 	struct control *ctl = sig->data;
 	struct config *old = ctl->cfg, *next = NULL;
 	struct config_errors errors = {NULL, 0};
 	struct sendermap *map = NULL;
+	struct userlimits *limits = NULL;
 	struct tls_server *new_tls = NULL;
 	char *error = NULL;
 
@@ -368,6 +370,16 @@ static void control_on_reload_signal(uv_signal_t *sig, int signum)
 			goto out;
 		}
 	}
+	if (next->limits.user_limits != NULL) {
+		limits = userlimits_read(next->limits.user_limits, &errors);
+		reload_log_errors(&errors);
+		config_errors_finish(&errors);
+		if (limits == NULL) {
+			log_error(NULL, "event=reload status=failed "
+					"error=\"user_limits\"");
+			goto out;
+		}
+	}
 	if (config_wants_tls(next)) {
 		if (ctl->tls != NULL) {
 			if (tls_server_reload(ctl->tls, next, &error) < 0)
@@ -383,12 +395,15 @@ static void control_on_reload_signal(uv_signal_t *sig, int signum)
 	/* Each loop switches when it reads its mailbox, before it starts
 	 * any connection accepted after this point. */
 	for (size_t i = 0; i < ctl->nstarted; i++)
-		worker_post_reload(&ctl->workers[i], next, map, ctl->tls);
+		worker_post_reload(&ctl->workers[i], next, map, limits,
+				   ctl->tls);
 	probe_set_config(ctl->probe, next);
 	ctl->cfg = next;
 	config_unref(old);
 	sendermap_free(ctl->sendermap);
 	ctl->sendermap = map;
+	userlimits_free(ctl->userlimits);
+	ctl->userlimits = limits;
 	log_info(NULL, "event=reload status=ok");
 	sd_notify_send("READY=1");
 	return;
@@ -399,6 +414,7 @@ tls_failed:
 	free(error);
 out:
 	sendermap_free(map);
+	userlimits_free(limits);
 	config_free(next);
 	sd_notify_send("READY=1");
 }
@@ -470,6 +486,12 @@ int control_run(struct config *cfg, const int *auth_fds, size_t nfds,
 		if (ctl.sendermap == NULL)
 			goto fail_map;
 	}
+	if (cfg->limits.user_limits != NULL) {
+		ctl.userlimits =
+		    userlimits_load(cfg->limits.user_limits, stderr);
+		if (ctl.userlimits == NULL)
+			goto fail_limits;
+	}
 	r = uv_loop_init(&ctl.loop);
 	if (r == 0) {
 		r = uv_async_init(&ctl.loop, &ctl.wake, control_on_wake);
@@ -515,8 +537,8 @@ int control_run(struct config *cfg, const int *auth_fds, size_t nfds,
 		if (rc != 0)
 			close(auth_fds[i]);
 		else if (worker_init(&ctl.workers[i], (unsigned)i, cfg, ctl.tls,
-				     ctl.sendermap, &ctl.shared, auth_fds[i],
-				     &hooks) == 0)
+				     ctl.sendermap, ctl.userlimits, &ctl.shared,
+				     auth_fds[i], &hooks) == 0)
 			ctl.nworkers++;
 		else
 			rc = 1; /* worker_init closed its fd */
@@ -576,6 +598,7 @@ int control_run(struct config *cfg, const int *auth_fds, size_t nfds,
 	shared_finish(&ctl.shared);
 	tls_server_destroy(ctl.tls);
 	sendermap_free(ctl.sendermap);
+	userlimits_free(ctl.userlimits);
 	config_unref(ctl.cfg);
 	if (uv_loop_close(&ctl.loop) != 0)
 		log_warn(NULL,
@@ -584,6 +607,8 @@ int control_run(struct config *cfg, const int *auth_fds, size_t nfds,
 	return rc;
 
 fail_loop:
+	userlimits_free(ctl.userlimits);
+fail_limits:
 	sendermap_free(ctl.sendermap);
 fail_map:
 	tls_server_destroy(ctl.tls);

@@ -37,6 +37,7 @@
 #include "proxy/control.h"
 #include "proxy/sdnotify.h"
 #include "proxy/sendermap.h"
+#include "proxy/userlimits.h"
 #include "tls/tls-server.h"
 
 static void usage(FILE *f)
@@ -117,6 +118,14 @@ static int check_config(const struct config *cfg)
 		if (map == NULL)
 			return 1;
 		sendermap_free(map);
+	}
+	if (cfg->limits.user_limits != NULL) {
+		struct userlimits *limits =
+		    userlimits_load(cfg->limits.user_limits, stderr);
+
+		if (limits == NULL)
+			return 1;
+		userlimits_free(limits);
 	}
 	printf("%s: configuration OK (%zu listener%s)\n", cfg->path,
 	       cfg->nlisteners, cfg->nlisteners == 1 ? "" : "s");

@@ -63,12 +63,15 @@ struct redisstore *redisstore_create(uv_loop_t *loop,
 
 /* Sends ops[0..n) (n <= STORE_OPS_MAX), which must stay valid until cb
  * runs or the request is cancelled.  Returns the request, or NULL at once
- * when the connection is not up (cb is then never called). */
+ * when the connection is not up or the store is closed (cb is then never
+ * called).  The commands are queued on return: exec then cancel at once
+ * is fire and forget (the operations still run, nothing is told). */
 struct redisstore_req *redisstore_exec(struct redisstore *rs,
 				       struct store_op *ops, size_t n,
 				       redisstore_cb *cb, void *arg);
 
-/* cb will not be called; the ops are no longer touched. */
+/* cb will not be called; the ops are no longer touched.  Only for a
+ * request whose cb has not run (a request is freed after its cb). */
 void redisstore_cancel(struct redisstore_req *req);
 
 bool redisstore_up(const struct redisstore *rs);

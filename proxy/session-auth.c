@@ -11,7 +11,7 @@
 #include "common/util.h"
 #include "config/config.h"
 #include "proxy/authclient.h"
-#include "proxy/shared.h"
+#include "proxy/policy.h"
 
 struct session_auth {
 	struct session_auth_env env;
@@ -19,7 +19,9 @@ struct session_auth {
 	enum sasl_mech mech;	  /* of the last AUTH, for logs */
 	struct sasl_creds *creds; /* only during an exchange; wiped */
 	struct auth_pending *pending;
+	struct policy_req *check; /* the policy's, before PAM */
 	char *user;	   /* user tried (for auth_fail logs) */
+	size_t user_len;
 	uint32_t failures; /* on this connection */
 };
 
@@ -46,6 +48,7 @@ void session_auth_destroy(struct session_auth *a)
 		return;
 	if (a->pending != NULL)
 		auth_client_cancel(a->pending);
+	policy_cancel(a->check);
 	session_auth_creds_free(a);
 	free(a->user);
 	free(a);
@@ -83,21 +86,6 @@ void session_auth_abort(struct session_auth *a)
 	a->sasl.mech = SASL_MECH_NONE;
 }
 
-/* An address with address_failure_limit failures inside
- * address_failure_window gets 454 without PAM being asked, until the
- * window has passed.  The table is shared by every event loop: failures
- * on one count on all. */
-static bool session_auth_address_throttled(const struct session_auth *a)
-{
-	const struct config *cfg = a->env.cfg;
-
-	return a->env.addr != NULL &&
-	       shared_addr_throttled(a->env.shared, a->env.addr,
-				     uv_now(a->env.loop),
-				     cfg->auth.address_failure_window_ms,
-				     cfg->auth.address_failure_limit);
-}
-
 /* One line per attempt that did not log in (fail2ban reads auth_fail). */
 static void session_auth_log(const struct session_auth *a, const char *event,
 			     const char *reason)
@@ -122,9 +110,8 @@ static void session_auth_failed(struct session_auth *a, const char *reason,
 
 	a->failures++;
 	if (a->env.addr != NULL)
-		shared_addr_failed(a->env.shared, a->env.addr,
-				   uv_now(a->env.loop),
-				   a->env.cfg->auth.address_failure_window_ms);
+		policy_auth_failed(a->env.policy, a->env.cfg, a->env.addr,
+				   a->user, a->user_len);
 	session_auth_log(a, "auth_fail", reason);
 	shift = a->failures - 1 < 6 ? a->failures - 1 : 6;
 	memset(r, 0, sizeof(*r));
@@ -163,6 +150,10 @@ static void session_auth_on_answer(void *arg, const struct auth_response *resp)
 				  strlen(resp->user)),
 			 session_auth_mech(a));
 		a->sasl.mech = SASL_MECH_NONE;
+		if (a->env.addr != NULL)
+			policy_auth_succeeded(a->env.policy, a->env.cfg,
+					      a->env.addr, a->user,
+					      a->user_len);
 		memset(&r, 0, sizeof(r));
 		r.outcome = SESSION_AUTH_OK;
 		r.user = resp->user;
@@ -179,13 +170,11 @@ static void session_auth_on_answer(void *arg, const struct auth_response *resp)
 }
 
 /* Hands complete credentials to the auth helper. */
-static void session_auth_submit(struct session_auth *a,
-				struct session_auth_result *r)
+static void session_auth_to_helper(struct session_auth *a,
+				   struct session_auth_result *r)
 {
 	struct sasl_creds *creds = a->creds;
 
-	free(a->user);
-	a->user = xmemdup(creds->user, creds->user_len);
 	if (a->env.client != NULL)
 		a->pending = auth_client_submit(a->env.client, creds->user,
 						creds->password, a->env.ip,
@@ -197,6 +186,94 @@ static void session_auth_submit(struct session_auth *a,
 	}
 	memset(r, 0, sizeof(*r));
 	r->outcome = SESSION_AUTH_WAITING;
+}
+
+/* The policy's verdict on the credentials: PAM is asked, or the client
+ * is refused without it (a throttled address or login: no answer about
+ * the password, right or wrong). */
+static void session_auth_checked(struct session_auth *a,
+				 const struct policy_auth_verdict *v,
+				 struct session_auth_result *r)
+{
+	const char *prefix = a->env.addr->prefix;
+	char user[SANITIZE_BUFSIZE];
+
+	switch (v->result) {
+	case POLICY_AUTH_ALLOW:
+		session_auth_to_helper(a, r);
+		return;
+	case POLICY_AUTH_ADDRESS_THROTTLED:
+		log_info(a->env.sid,
+			 "event=reject ip=%s prefix=%s "
+			 "reason=address_auth_limit failures=%llu",
+			 a->env.ip, prefix,
+			 (unsigned long long)v->address_failures);
+		result_set(r, SESSION_AUTH_TEMPFAIL,
+			   "454 4.7.0 Too many authentication failures from "
+			   "your address, try again later");
+		break;
+	case POLICY_AUTH_USER_THROTTLED:
+		/* fail2ban reads this too: an address guessing at a
+		 * throttled login is one to ban. */
+		log_info(a->env.sid,
+			 "event=auth_refused ip=%s prefix=%s user=\"%s\" "
+			 "mech=%s reason=user_throttled failures=%llu",
+			 a->env.ip, prefix,
+			 sanitize(user, sizeof(user), a->user, a->user_len),
+			 session_auth_mech(a),
+			 (unsigned long long)v->user_failures);
+		result_set(r, SESSION_AUTH_TEMPFAIL,
+			   "454 4.7.0 Too many failed logins for this "
+			   "account, try again later");
+		break;
+	case POLICY_AUTH_STORE_ERROR:
+		session_auth_creds_free(a);
+		session_auth_tempfail(a, "policy_store", r);
+		return;
+	}
+	session_auth_creds_free(a);
+	a->sasl.mech = SASL_MECH_NONE;
+}
+
+static void session_auth_on_check(void *arg,
+				  const struct policy_auth_verdict *v)
+{
+	struct session_auth *a = arg;
+	struct session_auth_result r;
+
+	a->check = NULL;
+	session_auth_checked(a, v, &r);
+	if (r.outcome != SESSION_AUTH_WAITING)
+		a->env.done(a->env.arg, &r);
+}
+
+/* Complete credentials: the policy first (prefix and login throttles),
+ * then PAM. */
+static void session_auth_submit(struct session_auth *a,
+				struct session_auth_result *r)
+{
+	struct sasl_creds *creds = a->creds;
+	struct policy_auth_verdict v;
+
+	free(a->user);
+	a->user = xmemdup(creds->user, creds->user_len);
+	a->user_len = creds->user_len;
+	if (a->env.addr == NULL) {
+		/* No IP address (a PROXY header's LOCAL or UNIX source):
+		 * nothing to count on. */
+		session_auth_to_helper(a, r);
+		return;
+	}
+	a->check = policy_auth_check(a->env.policy, a->env.cfg, a->env.addr,
+				     a->user, a->user_len, &v,
+				     session_auth_on_check, a);
+	if (a->check != NULL) {
+		/* The credentials wait with us, to be wiped. */
+		memset(r, 0, sizeof(*r));
+		r->outcome = SESSION_AUTH_WAITING;
+		return;
+	}
+	session_auth_checked(a, &v, r);
 }
 
 static void session_auth_status(struct session_auth *a, enum sasl_status status,
@@ -214,6 +291,7 @@ static void session_auth_status(struct session_auth *a, enum sasl_status status,
 		/* RFC 4616 §2: we act for no one but the user itself. */
 		free(a->user);
 		a->user = xmemdup(a->creds->user, a->creds->user_len);
+		a->user_len = a->creds->user_len;
 		session_auth_creds_free(a);
 		session_auth_failed(a, "authzid_mismatch", r);
 		return;
@@ -290,15 +368,6 @@ void session_auth_start(struct session_auth *a, const char *args,
 	if ((a->env.cfg->auth.mechanisms & allowed) == 0) {
 		result_set(r, SESSION_AUTH_REFUSED,
 			   "504 5.5.4 Unrecognized authentication type");
-		return;
-	}
-	if (session_auth_address_throttled(a)) {
-		log_info(a->env.sid,
-			 "event=reject ip=%s reason=address_auth_limit",
-			 a->env.ip);
-		result_set(r, SESSION_AUTH_TEMPFAIL,
-			   "454 4.7.0 Too many authentication failures from "
-			   "your address, try again later");
 		return;
 	}
 	session_auth_creds_free(a);

@@ -1,14 +1,16 @@
 /*
  * session-auth.h - SMTP AUTH (RFC 4954) for one session: the SASL
  * exchange, the request to the auth helper, and brute-force throttling (a
- * growing per-connection delay, a per-connection limit, a per-address
- * limit in a time window).  It never sleeps and never answers the client
- * itself: each step returns what the session should say and do, and the
- * helper's answer comes back through one callback.
+ * growing per-connection delay, a per-connection limit, and, once the
+ * credentials are complete and before PAM is asked, the policy's limits
+ * per address prefix and per login: proxy/policy.h).  It never sleeps and
+ * never answers the client itself: each step returns what the session
+ * should say and do, and the answers of the policy store and the helper
+ * come back through one callback.
  *
  * Ownership: the session creates it at its first AUTH and destroys it
- * with itself; destroying cancels a pending helper request (the callback
- * then never runs) and wipes any credentials held.
+ * with itself; destroying cancels a pending policy or helper request (the
+ * callback then never runs) and wipes any credentials held.
  */
 #ifndef SUBMITPROXY_SESSION_AUTH_H
 #define SUBMITPROXY_SESSION_AUTH_H
@@ -18,10 +20,10 @@
 #include <stdint.h>
 #include <uv.h>
 
-struct addr_entry;
 struct auth_client;
 struct config;
-struct shared;
+struct policy;
+struct policy_addr;
 struct session_auth;
 
 enum session_auth_outcome {
@@ -32,7 +34,8 @@ enum session_auth_outcome {
 	SESSION_AUTH_REFUSED,
 	/* reply (454) is a temporary refusal: the exchange is over. */
 	SESSION_AUTH_TEMPFAIL,
-	/* The credentials are with the helper: done() will follow. */
+	/* The credentials are with the policy store or the helper: done()
+	 * will follow. */
 	SESSION_AUTH_WAITING,
 	/* A failed login, logged: wait delay_ms, then ask
 	 * session_auth_failure_reply(). */
@@ -56,8 +59,8 @@ struct session_auth_env {
 	uv_loop_t *loop;
 	const struct config *cfg;
 	struct auth_client *client; /* NULL: nobody can log in here */
-	struct shared *shared;	    /* the per-address failure table */
-	struct addr_entry *addr;    /* this client's entry, or NULL */
+	struct policy *policy;	    /* the loop's: failures per prefix, login */
+	const struct policy_addr *addr; /* the client's prefix, or NULL */
 	const char *ip;		    /* for PAM_RHOST and the logs */
 	const char *sid;
 	session_auth_done_fn *done;

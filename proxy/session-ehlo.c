@@ -27,10 +27,21 @@ size_t session_ehlo_lines(const struct config *cfg,
 	}
 	n += ehlo_caps_client(backend, cfg->limits.max_message_size, lines + n,
 			      max - n);
+	n += session_ehlo_limits(cfg, lines + n, max - n);
 	if (offer_auth && n < max)
 		snprintf(lines[n++], 64, "AUTH%s%s",
 			 cfg->auth.mechanisms & AUTH_MECH_PLAIN ? " PLAIN" : "",
 			 cfg->auth.mechanisms & AUTH_MECH_LOGIN ? " LOGIN"
 								: "");
 	return n;
+}
+
+size_t session_ehlo_limits(const struct config *cfg, char lines[][64],
+			   size_t max)
+{
+	if (max == 0)
+		return 0;
+	snprintf(lines[0], 64, "LIMITS RCPTMAX=%u",
+		 (unsigned)cfg->limits.max_recipients);
+	return 1;
 }

@@ -14,7 +14,10 @@
 #include "proxy/datascan.h"
 #include "proxy/relay.h"
 #include "proxy/replyq.h"
+#include "proxy/policy.h"
+#include "proxy/userlimits.h"
 #include "proxy/sendermap.h"
+#include "proxy/session-ehlo.h"
 #include "proxy/shared.h"
 #include "proxy/smtp-relay-parse.h"
 
@@ -64,6 +67,7 @@ struct relay_cmd {
 	bool local;	       /* answered by the proxy with reply, in turn */
 	bool swallow;	       /* its reply is the proxy's, not the client's */
 	bool data_end;	       /* the "." ending a message */
+	bool counted;	       /* RCPT, end of data: under send limits */
 	char *reply;	       /* local: the answer (CR LF), once decided */
 	char *path;	       /* RCPT: its forward path */
 	struct session_tx *tx; /* RCPT, end of data: a reference */
@@ -98,6 +102,16 @@ struct session_relay {
 	/* For the Received header, from the last DATA: the TLS names are
 	 * OpenSSL's static strings. */
 	struct session_relay_client data_client;
+
+	/* Send limits (proxy/policy.h), as set at the last MAIL: what the
+	 * login had sent by then (sent), and what this session has sent
+	 * since (accepted, counted in the store as it was) or has in
+	 * flight (relayed, its reply not in yet). */
+	bool limits_on;
+	struct user_send_limits limits;
+	struct policy_send_counts sent;
+	uint32_t rcpts_since, rcpts_pending;
+	uint32_t msgs_since, msgs_pending;
 };
 
 static void session_relay_enter_state(struct session_relay *sr,
@@ -178,8 +192,10 @@ static size_t session_caps_render(const struct config *cfg,
 				  const struct ehlo_caps *from,
 				  char lines[][64], size_t max)
 {
-	return ehlo_caps_client(from, cfg->limits.max_message_size, lines,
-				max);
+	size_t n = ehlo_caps_client(from, cfg->limits.max_message_size, lines,
+				    max);
+
+	return n + session_ehlo_limits(cfg, lines + n, max - n);
 }
 
 /* ---- the command queue ---- */
@@ -299,6 +315,11 @@ static bool session_relay_refilter(struct session_relay *sr,
 		return true;
 	}
 	free(out);
+	if (c->counted) {
+		/* Never relayed: not in flight any more. */
+		sr->rcpts_pending--;
+		c->counted = false;
+	}
 	smtp_args_reply(kind, v, &a, reply, sizeof(reply));
 	session_relay_log_refusal(sr, c->verb, smtp_args_verdict_name(v),
 				  reply);
@@ -552,6 +573,16 @@ static void session_relay_on_reply(void *arg, const struct relay_reply *reply)
 	}
 	switch (c->verb) {
 	case SMTP_VERB_RCPT:
+		if (c->counted) {
+			/* Only what the backend accepted counts. */
+			sr->rcpts_pending--;
+			if (ok) {
+				sr->rcpts_since++;
+				policy_recipient_accepted(sr->env.policy,
+							  sr->env.cfg, sr->user,
+							  strlen(sr->user));
+			}
+		}
 		if (ok && c->tx != NULL) {
 			c->tx->rcpts_ok++;
 			if (c->tx->first_rcpt == NULL && c->path != NULL) {
@@ -569,6 +600,15 @@ static void session_relay_on_reply(void *arg, const struct relay_reply *reply)
 			if (c->tx != NULL)
 				session_relay_log_transaction(sr, c->tx, reply,
 							      NULL);
+			if (c->counted) {
+				sr->msgs_pending--;
+				if (ok) {
+					sr->msgs_since++;
+					policy_message_accepted(
+					    sr->env.policy, sr->env.cfg,
+					    sr->user, strlen(sr->user));
+				}
+			}
 			session_relay_answer(sr, reply->text, reply->len);
 			relay_cmd_free(c);
 			sr->env.cb->message_done(sr->env.arg, ok);
@@ -834,6 +874,94 @@ static bool session_relay_args(struct session_relay *sr,
 	return false;
 }
 
+void session_relay_send_limits(struct session_relay *sr,
+			       const struct user_send_limits *limits,
+			       const struct policy_send_counts *sent)
+{
+	sr->limits_on = sent != NULL;
+	if (!sr->limits_on)
+		return;
+	sr->limits = *limits;
+	sr->sent = *sent;
+	/* What was accepted before is in the counts just read; what is in
+	 * flight is not yet. */
+	sr->rcpts_since = 0;
+	sr->msgs_since = 0;
+}
+
+/* Whether used reaches the login's limit for which: then the refusal
+ * (451: the limit lifts as its window passes), and the warn line the
+ * first time in the window. */
+static bool session_relay_over_limit(struct session_relay *sr,
+				     enum policy_limit which, uint64_t used,
+				     char *refusal, size_t refusal_size,
+				     const char **reason_r)
+{
+	static const char *const what[POLICY_LIMIT_COUNT] = {
+	    [POLICY_LIMIT_MESSAGES_HOUR] = "messages per hour",
+	    [POLICY_LIMIT_RECIPIENTS_HOUR] = "recipients per hour",
+	    [POLICY_LIMIT_RECIPIENTS_DAY] = "recipients per day",
+	};
+	const uint32_t limits[POLICY_LIMIT_COUNT] = {
+	    [POLICY_LIMIT_MESSAGES_HOUR] = sr->limits.messages_per_hour,
+	    [POLICY_LIMIT_RECIPIENTS_HOUR] = sr->limits.recipients_per_hour,
+	    [POLICY_LIMIT_RECIPIENTS_DAY] = sr->limits.recipients_per_day,
+	};
+	uint32_t limit = limits[which];
+
+	if (limit == 0 || used < limit)
+		return false;
+	refusal_set(refusal, refusal_size,
+		    "451 4.7.1 Sending limit reached: %u %s; try again later",
+		    (unsigned)limit, what[which]);
+	*reason_r = policy_limit_name(which);
+	policy_limit_reached(sr->env.policy, sr->env.cfg, sr->env.sid, sr->user,
+			     strlen(sr->user), which, limit, used,
+			     sr->sent.ttl_ms[which]);
+	return true;
+}
+
+/* MAIL under send limits: the messages of the hour. */
+static bool session_relay_mail_limited(struct session_relay *sr,
+				       char *refusal, size_t refusal_size,
+				       const char **reason_r)
+{
+	if (!sr->limits_on)
+		return false;
+	if (sr->sent.store_error) {
+		/* [policy] on_store_error = tempfail. */
+		refusal_set(refusal, refusal_size,
+			    "451 4.3.0 Temporary failure checking sending "
+			    "limits, try again later");
+		*reason_r = "policy_store";
+		return true;
+	}
+	return session_relay_over_limit(
+	    sr, POLICY_LIMIT_MESSAGES_HOUR,
+	    sr->sent.count[POLICY_LIMIT_MESSAGES_HOUR] + sr->msgs_since +
+		sr->msgs_pending,
+	    refusal, refusal_size, reason_r);
+}
+
+/* RCPT under send limits: the recipients of the hour and of the day. */
+static bool session_relay_rcpt_limited(struct session_relay *sr,
+				       char *refusal, size_t refusal_size,
+				       const char **reason_r)
+{
+	uint64_t mine = (uint64_t)sr->rcpts_since + sr->rcpts_pending;
+
+	if (!sr->limits_on || sr->sent.store_error)
+		return false;
+	return session_relay_over_limit(
+		   sr, POLICY_LIMIT_RECIPIENTS_HOUR,
+		   sr->sent.count[POLICY_LIMIT_RECIPIENTS_HOUR] + mine, refusal,
+		   refusal_size, reason_r) ||
+	       session_relay_over_limit(
+		   sr, POLICY_LIMIT_RECIPIENTS_DAY,
+		   sr->sent.count[POLICY_LIMIT_RECIPIENTS_DAY] + mine, refusal,
+		   refusal_size, reason_r);
+}
+
 static enum session_relay_verdict
 session_relay_mail(struct session_relay *sr, const struct smtp_cmd *cmd,
 		   char *refusal, size_t refusal_size, const char **reason_r)
@@ -857,6 +985,8 @@ session_relay_mail(struct session_relay *sr, const struct smtp_cmd *cmd,
 		*reason_r = "message_size";
 		goto out;
 	}
+	if (session_relay_mail_limited(sr, refusal, refusal_size, reason_r))
+		goto out;
 	path = xmemdup(a.path, a.path_len);
 	if (*sr->env.sendermap != NULL &&
 	    !sendermap_allows(*sr->env.sendermap, sr->user, path)) {
@@ -909,9 +1039,20 @@ session_relay_rcpt(struct session_relay *sr, const struct smtp_cmd *cmd,
 			free(line);
 			return SESSION_RELAY_REFUSED;
 		}
+		/* A refused one counts too: max_recipients bounds the
+		 * refusals of one transaction. */
 		sr->tx->rcpts_sent++;
+		if (session_relay_rcpt_limited(sr, refusal, refusal_size,
+					       reason_r)) {
+			free(line);
+			return SESSION_RELAY_REFUSED;
+		}
 	}
 	c = session_relay_queue(sr, SMTP_VERB_RCPT, line, a.out_len);
+	if (sr->limits_on && sr->tx != NULL) {
+		c->counted = true;
+		sr->rcpts_pending++;
+	}
 	c->path = xmemdup(a.path, a.path_len);
 	c->tx = session_tx_ref(sr->tx);
 	free(line);
@@ -1071,6 +1212,10 @@ size_t session_relay_data(struct session_relay *sr, const char *data,
 				 * which may pipeline the next MAIL now; the
 				 * reply, when it comes, is logged with it. */
 				c->data_end = true;
+				if (sr->limits_on) {
+					c->counted = true;
+					sr->msgs_pending++;
+				}
 				if (sr->tx != NULL)
 					sr->tx->size = sr->scan.size;
 				c->tx = sr->tx;

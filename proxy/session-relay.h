@@ -44,7 +44,9 @@
 #include "proxy/smtp-parse.h"
 
 struct config;
+struct policy_send_counts;
 struct replyq;
+struct user_send_limits;
 struct sendermap;
 struct session_relay;
 
@@ -75,6 +77,7 @@ struct session_relay_env {
 	uv_loop_t *loop;
 	const struct config *cfg;
 	struct shared *shared;		    /* the backends' health */
+	struct policy *policy;		    /* the loop's: send counts */
 	struct sendermap *const *sendermap; /* the current map (NULL: none) */
 	struct replyq *replies;		    /* the session's */
 	char *data_buf;			    /* scanner output, one chunk */
@@ -97,6 +100,16 @@ struct session_relay_client {
 struct session_relay *session_relay_create(const struct session_relay_env *env,
 					   const char *user, const char *helo);
 void session_relay_destroy(struct session_relay *sr);
+
+/* Before each MAIL: the login's send limits and what it had sent in
+ * their windows (proxy/policy.h); sent NULL: no send limit applies.
+ * From then on the MAIL (messages per hour) and each RCPT (recipients
+ * per hour and per day, counting this session's accepted and in-flight
+ * ones) are refused with 451 4.7.1 once over; what the backend accepts
+ * is counted in the policy store. */
+void session_relay_send_limits(struct session_relay *sr,
+			       const struct user_send_limits *limits,
+			       const struct policy_send_counts *sent);
 
 /* The user PAM named, for logs. */
 const char *session_relay_user(const struct session_relay *sr);

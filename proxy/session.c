@@ -41,7 +41,9 @@
 #include "proxy/session-ehlo.h"
 #include "proxy/session-io.h"
 #include "proxy/session-relay.h"
+#include "proxy/policy.h"
 #include "proxy/shared.h"
+#include "proxy/userlimits.h"
 #include "proxy/smtp-parse.h"
 #include "proxy/smtp-relay-parse.h"
 #include "tls/tls-conn.h"
@@ -63,6 +65,7 @@ enum session_phase {
 	SESSION_PHASE_AUTH_DELAY,    /* failed: the reply waits out a delay */
 	SESSION_PHASE_HANDOVER,	     /* PAM said yes: the backend connects */
 	SESSION_PHASE_AUTHENTICATED, /* commands, relayed */
+	SESSION_PHASE_POLICY_WAIT,   /* a MAIL waits for the send counts */
 	SESSION_PHASE_DATA_WAIT,     /* DATA relayed: its reply is owed */
 	SESSION_PHASE_DATA,	     /* message bytes (relayed or discarded) */
 	SESSION_PHASE_QUIT,	     /* QUIT relayed: the rest is dropped */
@@ -81,6 +84,7 @@ static const char *const session_phase_names[] = {
     [SESSION_PHASE_AUTH_DELAY] = "auth_delay",
     [SESSION_PHASE_HANDOVER] = "handover",
     [SESSION_PHASE_AUTHENTICATED] = "relay",
+    [SESSION_PHASE_POLICY_WAIT] = "policy_wait",
     [SESSION_PHASE_DATA_WAIT] = "data_wait",
     [SESSION_PHASE_DATA] = "data",
     [SESSION_PHASE_QUIT] = "quit",
@@ -108,6 +112,7 @@ struct session {
 	unsigned port;
 	struct addr_entry *addr; /* counted in the shared address table */
 	uint32_t addr_count;	 /* connections from it, with this one */
+	struct policy_addr paddr; /* its prefix, valid when addr != NULL */
 	uint32_t open_at_accept; /* sessions of every loop, with this one */
 
 	unsigned char *proxy_buf; /* PROXY header so far (that phase only) */
@@ -127,6 +132,12 @@ struct session {
 
 	struct session_auth *auth;   /* from the first AUTH */
 	struct session_relay *relay; /* from PAM's yes */
+	/* A MAIL held while the policy store reads the login's send
+	 * counts (SESSION_PHASE_POLICY_WAIT). */
+	struct policy_req *send_req;
+	char *held_mail; /* its arguments */
+	size_t held_mail_len;
+	struct user_send_limits held_limits;
 
 	uint64_t start_ms;
 	const char *close_reason;
@@ -337,8 +348,8 @@ static void cmd_auth(struct session *s, const struct smtp_cmd *cmd)
 		    .loop = s->env->loop,
 		    .cfg = s->cfg,
 		    .client = s->env->auth,
-		    .shared = s->env->shared,
-		    .addr = s->addr,
+		    .policy = s->env->policy,
+		    .addr = s->addr != NULL ? &s->paddr : NULL,
 		    .ip = s->ip,
 		    .sid = s->sid,
 		    .done = session_on_auth,
@@ -609,6 +620,7 @@ static void session_handover(struct session *s, const char *user)
 	    .loop = s->env->loop,
 	    .cfg = s->cfg,
 	    .shared = s->env->shared,
+	    .policy = s->env->policy,
 	    .sendermap = &s->env->sendermap,
 	    .replies = &s->replies,
 	    .data_buf = s->env->data_buf,
@@ -624,17 +636,105 @@ static void session_handover(struct session *s, const char *user)
 	s->relay = session_relay_create(&env, user, s->helo);
 }
 
+static void session_relay_cmd(struct session *s, const struct smtp_cmd *cmd);
+
+/* The held MAIL goes on, its counts known. */
+static void session_on_send_counts(void *arg,
+				   const struct policy_send_counts *c)
+{
+	struct session *s = arg;
+	struct smtp_cmd cmd = {
+	    .verb = SMTP_VERB_MAIL,
+	    .verb_text = "MAIL",
+	    .verb_len = 4,
+	    .args = s->held_mail,
+	    .args_len = s->held_mail_len,
+	};
+
+	s->send_req = NULL;
+	session_enter_phase(s, SESSION_PHASE_AUTHENTICATED);
+	session_relay_send_limits(s->relay, &s->held_limits, c);
+	session_relay_cmd(s, &cmd);
+	free(s->held_mail);
+	s->held_mail = NULL;
+	if (s->phase == SESSION_PHASE_ENDED)
+		return;
+	session_io_flush(s->io);
+	session_resume(s);
+}
+
+/* Before a MAIL: the login's send limits, and when one is on, what it
+ * has sent in their windows.  True when the MAIL waits for the store
+ * (the session takes no input meanwhile, so pipelined commands keep
+ * their order). */
+static bool session_send_gate(struct session *s, const struct smtp_cmd *cmd)
+{
+	const char *user = session_relay_user(s->relay);
+	struct user_send_limits lim;
+	struct policy_send_counts c;
+
+	userlimits_get(s->env->userlimits, s->cfg, user, strlen(user), &lim);
+	if (lim.messages_per_hour == 0 && lim.recipients_per_hour == 0 &&
+	    lim.recipients_per_day == 0) {
+		session_relay_send_limits(s->relay, &lim, NULL);
+		return false;
+	}
+	s->send_req = policy_send_counts(s->env->policy, s->cfg, user,
+					 strlen(user), &c,
+					 session_on_send_counts, s);
+	if (s->send_req == NULL) {
+		session_relay_send_limits(s->relay, &lim, &c);
+		return false;
+	}
+	s->held_limits = lim;
+	s->held_mail = xmemdup(cmd->args, cmd->args_len);
+	s->held_mail_len = cmd->args_len;
+	session_enter_phase(s, SESSION_PHASE_POLICY_WAIT);
+	return true;
+}
+
 /* A command after AUTH, which the table said to relay. */
+/* Whether a relay refusal came from the policy (a send limit, the
+ * store), not from the client's command. */
+static bool session_policy_refusal(const char *reason)
+{
+	if (reason == NULL)
+		return false;
+	for (int i = 0; i < POLICY_LIMIT_COUNT; i++)
+		if (strcmp(reason, policy_limit_name(i)) == 0)
+			return true;
+	return strcmp(reason, "policy_store") == 0;
+}
+
 static void session_relay_cmd(struct session *s, const struct smtp_cmd *cmd)
 {
 	struct session_relay_client client;
 	const char *reason;
-	char refusal[600];
+	char refusal[600], text[SANITIZE_BUFSIZE];
 
 	session_relay_client_of(s, &client);
 	if (session_relay_command(s->relay, cmd, &client, refusal,
 				  sizeof(refusal),
 				  &reason) == SESSION_RELAY_REFUSED) {
+		if (session_policy_refusal(reason)) {
+			/* A send limit is no client error: a client with
+			 * more recipients than its limit has left gets a
+			 * 451 for each of the rest (max_recipients bounds
+			 * them), not a 421 at max_errors. */
+			const char *user = session_relay_user(s->relay);
+			char reply[SANITIZE_BUFSIZE];
+
+			session_reply(s, "%s", refusal);
+			log_info(s->sid,
+				 "event=reject ip=%s cmd=%s reason=%s "
+				 "user=\"%s\" reply=\"%s\"",
+				 s->ip, smtp_verb_name(cmd->verb), reason,
+				 sanitize(text, sizeof(text), user,
+					  strlen(user)),
+				 sanitize(reply, sizeof(reply), refusal,
+					  strlen(refusal)));
+			return;
+		}
 		session_refuse_why(s, cmd->verb, reason, refusal);
 		return;
 	}
@@ -724,9 +824,11 @@ static void session_command(struct session *s, const char *line, size_t len)
 		session_close(s, "too many junk commands");
 		return;
 	}
-	if (verdict.action == SESSION_CMD_RELAY)
+	if (verdict.action == SESSION_CMD_RELAY) {
+		if (cmd.verb == SMTP_VERB_MAIL && session_send_gate(s, &cmd))
+			return;
 		session_relay_cmd(s, &cmd);
-	else
+	} else
 		session_local_handlers[cmd.verb](s, &cmd);
 }
 
@@ -941,6 +1043,7 @@ static size_t session_on_input(void *arg, char *data, size_t len)
 	case SESSION_PHASE_AUTH_WAIT:
 	case SESSION_PHASE_AUTH_DELAY:
 	case SESSION_PHASE_HANDOVER:
+	case SESSION_PHASE_POLICY_WAIT:
 	case SESSION_PHASE_DATA_WAIT:
 		return 0;	      /* parked until the reply it waits for */
 	case SESSION_PHASE_HANDSHAKE: /* TLS hands over nothing before */
@@ -1135,9 +1238,12 @@ static void session_close(struct session *s, const char *reason)
 			session_enter_phase(s, SESSION_PHASE_LAST_REPLY);
 		return;
 	}
-	/* An answer from the helper must not bring the session back. */
+	/* An answer from the helper or the policy store must not bring the
+	 * session back. */
 	session_auth_destroy(s->auth);
 	s->auth = NULL;
+	policy_cancel(s->send_req);
+	s->send_req = NULL;
 	/* Every owed reply is answered now, in order (relayed ones with a
 	 * 451), so the client sees the last reply (a 421) where it
 	 * belongs; the backend goes at once, without the terminator of a
@@ -1162,6 +1268,7 @@ static void session_on_handle_closed(uv_handle_t *h)
 	replyq_clear(&s->replies);
 	free(s->proxy_buf);
 	free(s->helo);
+	free(s->held_mail);
 	free(s);
 }
 
@@ -1176,6 +1283,8 @@ static void session_destroy(struct session *s)
 		session_enter_phase(s, SESSION_PHASE_ENDED);
 	session_auth_destroy(s->auth);
 	s->auth = NULL;
+	policy_cancel(s->send_req);
+	s->send_req = NULL;
 	/* Mid-DATA this closes the backend without the terminator: the
 	 * backend discards the partial message. */
 	session_relay_destroy(s->relay);
@@ -1202,7 +1311,6 @@ static void session_set_peer(struct session *s,
 			     const struct sockaddr_storage *sa)
 {
 	const struct sockaddr_storage ss = *sa;
-	struct addrkey key;
 
 	if (s->addr != NULL) {
 		shared_addr_disconnect(s->env->shared, s->addr);
@@ -1222,9 +1330,10 @@ static void session_set_peer(struct session *s,
 		uv_ip6_name(sin6, s->ip, sizeof(s->ip));
 		s->port = ntohs(sin6->sin6_port);
 	}
-	if (addrkey_from_sockaddr(&key, (const struct sockaddr *)&ss) == 0)
-		s->addr =
-		    shared_addr_connect(s->env->shared, &key, &s->addr_count);
+	if (policy_addr_from(&s->paddr, (const struct sockaddr *)&ss,
+			     s->cfg) == 0)
+		s->addr = shared_addr_connect(s->env->shared, &s->paddr.key,
+					      &s->addr_count);
 }
 
 /* The greeting, or with greeting_delay a pause first in which any client
@@ -1248,7 +1357,12 @@ static void session_greet(struct session *s)
 static void session_refuse_connection(struct session *s, const char *reason,
 				      const char *reply)
 {
-	log_info(s->sid, "event=reject ip=%s reason=%s", s->ip, reason);
+	if (s->addr != NULL)
+		/* The prefix the per-address counts key on. */
+		log_info(s->sid, "event=reject ip=%s prefix=%s reason=%s",
+			 s->ip, s->paddr.prefix, reason);
+	else
+		log_info(s->sid, "event=reject ip=%s reason=%s", s->ip, reason);
 	if (s->listener->mode == LISTENER_IMPLICIT_TLS) {
 		s->close_reason = reason;
 		session_destroy(s);

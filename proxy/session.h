@@ -31,6 +31,7 @@ struct sendermap;
 struct session;
 struct shared;
 struct tls_server;
+struct userlimits;
 
 /* What a session may use of its owner's, and nothing more. */
 struct session_env {
@@ -39,6 +40,10 @@ struct session_env {
 					reference from accept on */
 	struct tls_server *tls;	     /* current; NULL without [tls] */
 	struct sendermap *sendermap; /* current; read at each MAIL */
+	/* current ([limits] user_limits), read at each MAIL; NULL: no
+	 * file, the [limits] values alone */
+	struct userlimits *userlimits;
+	struct policy *policy;	     /* the loop's (proxy/policy.h) */
 	struct auth_client *auth;    /* NULL: nobody can log in here */
 	struct shared *shared;	     /* limits shared with other loops */
 	unsigned worker_index;	     /* for the logs */

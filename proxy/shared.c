@@ -15,6 +15,8 @@ void shared_init(struct shared *sh, uint64_t sid_seed, uint64_t hash_seed)
 	pthread_mutex_init(&sh->lock, NULL);
 	sh->addrs = addrtable_create(hash_seed);
 	sh->backends = backends_create();
+	sh->mem = memstore_create(hash_seed * 0x9e3779b97f4a7c15ULL + 1);
+	atomic_init(&sh->store_state, -1);
 	atomic_init(&sh->sessions, 0);
 	sh->sid_base = sid_seed;
 	atomic_init(&sh->sid_next, 0);
@@ -26,6 +28,8 @@ void shared_finish(struct shared *sh)
 	sh->addrs = NULL;
 	backends_destroy(sh->backends);
 	sh->backends = NULL;
+	memstore_destroy(sh->mem);
+	sh->mem = NULL;
 	pthread_mutex_destroy(&sh->lock);
 }
 
@@ -50,49 +54,6 @@ void shared_addr_disconnect(struct shared *sh, struct addr_entry *e)
 	e->connections--;
 	addrtable_release(sh->addrs, e);
 	pthread_mutex_unlock(&sh->lock);
-}
-
-bool shared_addr_throttled(struct shared *sh, struct addr_entry *e,
-			   uint64_t now_ms, uint64_t window_ms, uint32_t limit)
-{
-	bool throttled = false;
-
-	pthread_mutex_lock(&sh->lock);
-	if (e->failures > 0) {
-		/* Loops read the clock at different moments: a window start
-		 * a little in this loop's future is not a passed window. */
-		if (now_ms >= e->window_start_ms &&
-		    now_ms - e->window_start_ms >= window_ms)
-			e->failures = 0;
-		else
-			throttled = e->failures >= limit;
-	}
-	pthread_mutex_unlock(&sh->lock);
-	return throttled;
-}
-
-void shared_addr_failed(struct shared *sh, struct addr_entry *e,
-			uint64_t now_ms, uint64_t window_ms)
-{
-	pthread_mutex_lock(&sh->lock);
-	if (e->failures == 0 || (now_ms >= e->window_start_ms &&
-				 now_ms - e->window_start_ms >= window_ms)) {
-		e->failures = 0;
-		e->window_start_ms = now_ms;
-	}
-	if (e->failures < UINT32_MAX)
-		e->failures++;
-	pthread_mutex_unlock(&sh->lock);
-}
-
-size_t shared_addr_sweep(struct shared *sh, uint64_t now_ms, uint64_t window_ms)
-{
-	size_t n;
-
-	pthread_mutex_lock(&sh->lock);
-	n = addrtable_sweep(sh->addrs, now_ms, window_ms);
-	pthread_mutex_unlock(&sh->lock);
-	return n;
 }
 
 size_t shared_addr_count(struct shared *sh)

@@ -1,8 +1,10 @@
 /*
  * shared.h - what the event loops of the network process share
- * ([server] workers = N): the per-address table (connection counts and
- * authentication-failure windows, so that max_connections_per_address
- * and the address throttle hold across loops), the number of open
+ * ([server] workers = N): the per-address table (connection counts, so
+ * that max_connections_per_address holds across loops), the in-process
+ * policy store (proxy/memstore.h, with its own lock: the failure and send
+ * counters of proxy/policy.h when [policy] store = memory, and what
+ * stands in for Redis when it fails), the number of open
  * sessions (max_connections), the session id counter and the health of
  * the backends (proxy/backends.h: up or down, their capabilities, when
  * each was last used and is next probed), which every session's
@@ -38,6 +40,7 @@
 #include <stdint.h>
 
 #include "proxy/addrtable.h"
+#include "proxy/memstore.h"
 #include "proxy/smtp-relay-parse.h"
 
 struct backends;
@@ -48,6 +51,11 @@ struct shared {
 	pthread_mutex_t lock;
 	struct addrtable *addrs;   /* under lock */
 	struct backends *backends; /* under lock */
+	struct memstore *mem;      /* its own lock */
+	/* The policy store's state as last logged, so that the loops (each
+	 * with its own Redis connection) log a change once: 1 up, 0 down,
+	 * -1 not known yet. */
+	atomic_int store_state;
 
 	atomic_uint sessions; /* open sessions, every loop */
 	uint64_t sid_base;    /* random, set at init */
@@ -64,22 +72,6 @@ struct addr_entry *shared_addr_connect(struct shared *sh,
 				       const struct addrkey *key,
 				       uint32_t *count_r);
 void shared_addr_disconnect(struct shared *sh, struct addr_entry *e);
-
-/* True if the address has limit or more authentication failures in the
- * window that started less than window_ms before now_ms.  An expired
- * window is cleared. */
-bool shared_addr_throttled(struct shared *sh, struct addr_entry *e,
-			   uint64_t now_ms, uint64_t window_ms, uint32_t limit);
-
-/* Counts one authentication failure, opening a new window if the last
- * one has passed. */
-void shared_addr_failed(struct shared *sh, struct addr_entry *e,
-			uint64_t now_ms, uint64_t window_ms);
-
-/* Frees entries no connection holds whose window has passed; returns how
- * many. */
-size_t shared_addr_sweep(struct shared *sh, uint64_t now_ms,
-			 uint64_t window_ms);
 
 /* Number of entries (tests). */
 size_t shared_addr_count(struct shared *sh);

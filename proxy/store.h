@@ -20,8 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* "ka:" + a prefix in text + ' ' + a login of SASL_USER_MAX bytes. */
-#define STORE_KEY_MAX 320
+/* "ka:" + a prefix in text + " " + a login of SASL_USER_MAX bytes. */
+#define STORE_KEY_MAX 384
 /* Most operations in one request. */
 #define STORE_OPS_MAX 4
 

@@ -8,8 +8,10 @@
 
 #include "proxy/authclient.h"
 #include "common/log.h"
+#include "proxy/policy.h"
 #include "proxy/sendermap.h"
 #include "proxy/session.h"
+#include "proxy/userlimits.h"
 #include "common/signals.h"
 #include "common/util.h"
 
@@ -43,20 +45,25 @@ static void worker_on_auth_lost(void *arg)
 
 static void worker_apply_reload(struct worker *w, struct config *cfg,
 				struct sendermap *sendermap,
+				struct userlimits *userlimits,
 				struct tls_server *tls)
 {
 	struct config *old_cfg = w->env.cfg;
 	struct sendermap *old_map = w->env.sendermap;
+	struct userlimits *old_limits = w->env.userlimits;
 
 	/* Live sessions hold their own references on the old
-	 * configuration and keep it; the sender map is the worker's, read
-	 * at each MAIL, so the new one applies to live sessions too (as
-	 * with a single loop). */
+	 * configuration and keep it; the sender map and the user limits
+	 * are the worker's, read at each MAIL, so the new ones apply to
+	 * live sessions too (as with a single loop). */
 	w->env.cfg = cfg;
 	w->env.sendermap = sendermap;
+	w->env.userlimits = userlimits;
 	w->env.tls = tls;
+	policy_reconfigure(w->env.policy, cfg);
 	config_unref(old_cfg);
 	sendermap_free(old_map);
+	userlimits_free(old_limits);
 }
 
 static void worker_stop(struct worker *w)
@@ -93,12 +100,13 @@ static void worker_on_wake(uv_async_t *a)
 	w->mail.stop = w->mail.force = w->mail.reload = false;
 	w->mail.cfg = NULL;
 	w->mail.sendermap = NULL;
+	w->mail.userlimits = NULL;
 	w->mail.tls = NULL;
 	pthread_mutex_unlock(&w->mail_lock);
 
 	/* A reload first: connections accepted after it use it. */
 	if (m.reload)
-		worker_apply_reload(w, m.cfg, m.sendermap, m.tls);
+		worker_apply_reload(w, m.cfg, m.sendermap, m.userlimits, m.tls);
 	for (size_t i = 0; i < m.nconns; i++)
 		/* A stopping worker greets them with 421. */
 		session_accept(&w->env, m.conns[i].listener, m.conns[i].fd);
@@ -128,10 +136,14 @@ static void worker_wind_down(struct worker *w)
 	if (m.reload) {
 		config_unref(m.cfg);
 		sendermap_free(m.sendermap);
+		userlimits_free(m.userlimits);
 	}
 	uv_close((uv_handle_t *)&w->wake, NULL);
 	auth_client_close(w->env.auth);
 	w->env.auth = NULL;
+	/* Updates in flight to Redis end on this last run. */
+	policy_close(w->env.policy);
+	w->env.policy = NULL;
 	uv_run(&w->loop, UV_RUN_DEFAULT);
 	if (uv_loop_close(&w->loop) != 0)
 		log_warn(NULL,
@@ -186,8 +198,8 @@ void worker_session_remove(void *worker, struct session *s)
 
 int worker_init(struct worker *w, unsigned index, struct config *cfg,
 		struct tls_server *tls, struct sendermap *sendermap,
-		struct shared *shared, int auth_fd,
-		const struct worker_hooks *hooks)
+		struct userlimits *userlimits, struct shared *shared,
+		int auth_fd, const struct worker_hooks *hooks)
 {
 	int r;
 
@@ -218,11 +230,14 @@ int worker_init(struct worker *w, unsigned index, struct config *cfg,
 	w->wake.data = w;
 	w->env.cfg = config_ref(cfg);
 	w->env.sendermap = sendermap != NULL ? sendermap_ref(sendermap) : NULL;
+	w->env.userlimits =
+	    userlimits != NULL ? userlimits_ref(userlimits) : NULL;
 	w->env.auth = auth_client_create(&w->loop, auth_fd,
 					 cfg->auth.timeout_ms,
 					 worker_on_auth_lost, w);
 	w->env.loop = &w->loop;
 	w->env.shared = shared;
+	w->env.policy = policy_create(&w->loop, shared, cfg);
 	w->env.worker_index = index;
 	w->env.read_buf = w->read_buf;
 	w->env.read_buf_size = sizeof(w->read_buf);
@@ -272,10 +287,12 @@ bool worker_post_connection(struct worker *w, size_t listener, int fd)
 }
 
 void worker_post_reload(struct worker *w, struct config *cfg,
-			struct sendermap *sendermap, struct tls_server *tls)
+			struct sendermap *sendermap,
+			struct userlimits *userlimits, struct tls_server *tls)
 {
 	struct config *old_cfg = NULL;
 	struct sendermap *old_map = NULL;
+	struct userlimits *old_limits = NULL;
 
 	pthread_mutex_lock(&w->mail_lock);
 	if (!w->mail.closed) {
@@ -285,16 +302,19 @@ void worker_post_reload(struct worker *w, struct config *cfg,
 		if (m->reload) {
 			old_cfg = m->cfg;
 			old_map = m->sendermap;
+			old_limits = m->userlimits;
 		}
 		m->reload = true;
 		m->cfg = config_ref(cfg);
 		m->sendermap = sendermap ? sendermap_ref(sendermap) : NULL;
+		m->userlimits = userlimits ? userlimits_ref(userlimits) : NULL;
 		m->tls = tls;
 		uv_async_send(&w->wake);
 	}
 	pthread_mutex_unlock(&w->mail_lock);
 	config_unref(old_cfg);
 	sendermap_free(old_map);
+	userlimits_free(old_limits);
 }
 
 static void worker_post_flag(struct worker *w, bool force)
@@ -333,5 +353,7 @@ void worker_join(struct worker *w)
 	w->env.cfg = NULL;
 	sendermap_free(w->env.sendermap);
 	w->env.sendermap = NULL;
+	userlimits_free(w->env.userlimits);
+	w->env.userlimits = NULL;
 	pthread_mutex_destroy(&w->mail_lock);
 }

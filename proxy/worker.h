@@ -5,8 +5,9 @@
  * loop (proxy/main.c) accepts connections (proxy/listener.h) and hands
  * each to the least-loaded worker.  What the workers must agree on (the
  * per-address counts, the session total, the backends' health) is
- * in proxy/shared.h; the TLS contexts (tls/tls-server.h), the configuration and
- * the sender map are shared read-only, each worker holding a reference.
+ * in proxy/shared.h; the TLS contexts (tls/tls-server.h), the
+ * configuration, the sender map and the user limits are shared read-only,
+ * each worker holding a reference.
  *
  * Threads: a worker's loop, sessions and auth client are touched only by
  * its own thread.  Other threads talk to it only through the worker_post_*
@@ -37,6 +38,7 @@ struct session;
 struct sendermap;
 struct shared;
 struct tls_server;
+struct userlimits;
 struct worker;
 
 #define WORKER_READ_BUFSIZE 65536
@@ -64,9 +66,10 @@ struct worker_mail {
 	struct worker_conn *conns;
 	size_t nconns, cap;
 	bool stop, force;
-	bool reload;		     /* the three below are new */
-	struct config *cfg;	     /* a reference for the worker */
-	struct sendermap *sendermap; /* a reference, or NULL */
+	bool reload;		       /* the four below are new */
+	struct config *cfg;	       /* a reference for the worker */
+	struct sendermap *sendermap;   /* a reference, or NULL */
+	struct userlimits *userlimits; /* a reference, or NULL */
 	struct tls_server *tls;
 	bool closed; /* the loop has ended: nothing more */
 };
@@ -81,9 +84,10 @@ struct worker {
 	struct worker_hooks hooks;
 
 	/* What its sessions may use, and the worker's own current state:
-	 * env.cfg and env.sendermap are references the worker holds, env.tls
-	 * is main's (NULL without [tls]), env.auth this loop's channel to the
-	 * helper; cfg, sendermap, tls and stopping follow reloads and stop. */
+	 * env.cfg, env.sendermap and env.userlimits are references the
+	 * worker holds, env.tls is main's (NULL without [tls]), env.auth this
+	 * loop's channel to the helper; cfg, sendermap, userlimits, tls and
+	 * stopping follow reloads and stop. */
 	struct session_env env;
 	struct session *sessions; /* doubly linked (session_hook), for stop */
 	uint32_t nsessions;
@@ -104,12 +108,13 @@ struct worker {
 };
 
 /* Sets up the loop and the mailbox, and the auth client over auth_fd
- * (which it owns from here, even on failure).  Takes a reference on cfg
- * and on sendermap.  Returns 0 or -1 (logged). */
+ * (which it owns from here, even on failure).  Takes a reference on cfg,
+ * on sendermap and on userlimits (each may be NULL but cfg).  Returns 0
+ * or -1 (logged). */
 int worker_init(struct worker *w, unsigned index, struct config *cfg,
 		struct tls_server *tls, struct sendermap *sendermap,
-		struct shared *shared, int auth_fd,
-		const struct worker_hooks *hooks);
+		struct userlimits *userlimits, struct shared *shared,
+		int auth_fd, const struct worker_hooks *hooks);
 
 /* Runs the loop on a new thread (stop signals blocked there: the main
  * thread takes them).  Returns 0 or -1 (logged). */
@@ -120,11 +125,13 @@ int worker_start(struct worker *w);
 bool worker_post_connection(struct worker *w, size_t listener, int fd);
 
 /* SIGHUP: new sessions use cfg (whose listener sections mirror the
- * current ones: listeners are not re-bound live), sendermap and tls; live
- * sessions keep the configuration they started with.  Takes its own
- * references. */
+ * current ones: listeners are not re-bound live), sendermap, userlimits
+ * and tls; live sessions keep the configuration they started with but
+ * read the sender map and the user limits at their next MAIL.  Takes its
+ * own references. */
 void worker_post_reload(struct worker *w, struct config *cfg,
-			struct sendermap *sendermap, struct tls_server *tls);
+			struct sendermap *sendermap,
+			struct userlimits *userlimits, struct tls_server *tls);
 
 /* Graceful stop: idle sessions get "421 4.3.2" and close; sessions with a
  * transaction in progress finish it first.  worker_post_force() ends them

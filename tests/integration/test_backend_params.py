@@ -457,7 +457,7 @@ class EhloAfterAuth(ParamsTestCase):
         reply = client.command("EHLO again.example")
         self.assertReply(reply, 250)
         self.assertEqual(sorted(tlsutil.ehlo_keywords(reply)),
-                         ["PIPELINING", "SIZE"], reply)
+                         ["LIMITS", "PIPELINING", "SIZE"], reply)
         self.assertEqual(client.command("HELO again.example"),
                          (250, [HOSTNAME]))
         self.assertReply(self.send_message(client), 250)

@@ -159,6 +159,54 @@ class CommandLine(unittest.TestCase):
             self.assertIn("%s:%d:" % (path, line_of(text, needle)),
                           result.stderr, self.describe(result))
 
+    def user_limits_config(self, limits_text):
+        """VALID_CONFIG naming a user_limits file of limits_text."""
+        path = os.path.join(self.dir.name, "user_limits")
+        with open(path, "w") as f:
+            f.write(limits_text)
+        return path, VALID_CONFIG.replace(
+            "greeting_delay = 500ms\n",
+            "greeting_delay = 500ms\nuser_limits = %s\n" % path)
+
+    def test_check_accepts_a_good_user_limits_file(self):
+        _, text = self.user_limits_config(
+            "# robots send more\n"
+            "newsletter messages_per_hour=2000 recipients_per_day=100000\n"
+            "Alice recipients_per_day=0\n"
+            "* messages_per_hour=100\n")
+        result = run("-t", "-c", self.config_file(text))
+        self.assertEqual(result.returncode, 0, self.describe(result))
+        self.assertIn("configuration OK", result.stdout,
+                      self.describe(result))
+
+    def test_check_rejects_a_bad_user_limits_file_with_file_and_line(self):
+        path, text = self.user_limits_config(
+            "alice messages_per_hour=5\n"
+            "bob\n"
+            "# a comment\n"
+            "ALICE recipients_per_day=1\n"
+            "carol colour=blue\n"
+            "dave recipients_per_day=4294967296\n")
+        result = run("-t", "-c", self.config_file(text))
+        self.assertNotEqual(result.returncode, 0, self.describe(result))
+        self.assertEqual(result.stderr.splitlines(), [
+            '%s:2: no key=value after login "bob"' % path,
+            '%s:4: login "alice" given twice (first on line 1)' % path,
+            '%s:5: unknown key "colour" (messages_per_hour, '
+            'recipients_per_hour, recipients_per_day)' % path,
+            '%s:6: bad number "4294967296" for recipients_per_day '
+            '(0 to 4294967295)' % path,
+        ], self.describe(result))
+        self.assertNotIn("configuration OK", result.stdout,
+                         self.describe(result))
+
+    def test_check_rejects_a_missing_user_limits_file_naming_it(self):
+        path, text = self.user_limits_config("")
+        os.unlink(path)
+        result = run("-t", "-c", self.config_file(text))
+        self.assertNotEqual(result.returncode, 0, self.describe(result))
+        self.assertIn(path, result.stderr, self.describe(result))
+
     def test_missing_config_file_exits_non_zero_naming_the_file(self):
         path = os.path.join(self.dir.name, "does-not-exist.conf")
         for args in (["-t", "-c", path], ["-c", path]):

@@ -761,6 +761,54 @@ class Reload(ProxyTestCase):
         self.assertEqual(raw, [])
         self.assertTrue(proxy.running())
 
+    def test_sighup_with_a_broken_user_limits_file_keeps_the_old_set(self):
+        # [limits] user_limits is read at start and on reload; a file
+        # with errors is logged line by line and the running set stays.
+        directory = tempfile.mkdtemp(prefix="submitproxy-limits-")
+        self.addCleanup(shutil.rmtree, directory, True)
+        os.chmod(directory, 0o755)
+        path = os.path.join(directory, "user_limits")
+        good = "alice messages_per_hour=5\n* recipients_per_day=10\n"
+        with open(path, "w") as f:
+            f.write(good)
+        os.chmod(path, 0o644)
+        proxy = harness.Proxy(self, {"limits": {"user_limits": path}})
+        before = self.ehloed(proxy)
+        with open(path, "w") as f:
+            f.write("alice messages_per_hour=5\nbob\n"
+                    "ALICE recipients_per_day=1\n* colour=blue\n")
+
+        proxy.process.send_signal(signal.SIGHUP)
+        failed = proxy.wait_log(r"\bevent=reload\b", r"\bstatus=failed\b")
+        self.assertIn('error="user_limits"', failed)
+
+        errors = proxy.log_lines(r"\bevent=reload_error\b")
+        self.assertEqual(len(errors), 3, proxy.log())
+        got = {}
+        for line in errors:
+            fields = harness.parse_log_fields(line)
+            self.assertEqual(fields["file"], path, line)
+            got[int(fields["line"])] = fields["error"]
+        self.assertEqual(sorted(got), [2, 3, 4])
+        self.assertIn("no key=value after login", got[2])
+        self.assertIn("given twice (first on line 1)", got[3])
+        self.assertIn("unknown key", got[4])
+        raw = [line for line in proxy.log().splitlines()
+               if not line.startswith("ts=")]
+        self.assertEqual(raw, [])
+
+        # Still serving, old clients and new.
+        self.assertTrue(proxy.running())
+        self.assertReply(before.command("NOOP"), 250)
+        self.ehloed(proxy)
+
+        # Mended, the next SIGHUP takes it.
+        with open(path, "w") as f:
+            f.write(good)
+        proxy.process.send_signal(signal.SIGHUP)
+        proxy.wait_log(r"\bevent=reload\b", r"\bstatus=ok\b")
+        self.assertTrue(proxy.running())
+
 
 # =============================================================== install
 

@@ -638,7 +638,7 @@ class ProtocolVersions(TlsTestCase):
             openssl, "s_client", "-connect",
             "127.0.0.1:%d" % proxy.port("starttls"), "-starttls", "smtp",
             "-tls1_2", "-no_ign_eof", "-crlf"])
-        client.expect(r"250 ENHANCEDSTATUSCODES")
+        client.expect(r"250 LIMITS RCPTMAX=")
         client.send("R\n")
         client.expect(r"RENEGOTIATING")
         status = client.wait()
@@ -659,7 +659,7 @@ class ProtocolVersions(TlsTestCase):
             openssl, "s_client", "-connect",
             "127.0.0.1:%d" % proxy.port("starttls"), "-starttls", "smtp",
             "-tls1_3", "-no_ign_eof", "-crlf"])
-        client.expect(r"250 ENHANCEDSTATUSCODES")
+        client.expect(r"250 LIMITS RCPTMAX=")
         client.send("K\n")     # KeyUpdate, asking the server to update too
         client.expect(r"KEYUPDATE")
         client.send("NOOP\n")

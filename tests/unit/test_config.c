@@ -327,6 +327,28 @@ static void test_defaults(void)
 		   "defaults: retry_interval");
 	TAP_EQ_INT(cfg->relay.nul_bytes, NUL_BYTES_REJECT,
 		   "defaults: nul_bytes");
+	TAP_EQ_INT(cfg->limits.ipv4_prefix, 32, "defaults: ipv4_prefix");
+	TAP_EQ_INT(cfg->limits.ipv6_prefix, 64, "defaults: ipv6_prefix");
+	TAP_EQ_INT(cfg->limits.user_messages_per_hour, 200,
+		   "defaults: user_messages_per_hour");
+	TAP_EQ_INT(cfg->limits.user_recipients_per_hour, 500,
+		   "defaults: user_recipients_per_hour");
+	TAP_EQ_INT(cfg->limits.user_recipients_per_day, 2000,
+		   "defaults: user_recipients_per_day");
+	TAP_OK(cfg->limits.user_limits == NULL, "defaults: no user_limits");
+	TAP_EQ_INT(cfg->auth.user_failure_limit, 20,
+		   "defaults: user_failure_limit");
+	TAP_EQ_INT(cfg->auth.user_failure_window_ms, 3600000,
+		   "defaults: user_failure_window");
+	TAP_OK(cfg->auth.known_address_window_ms == UINT64_C(2592000000),
+	       "defaults: known_address_window is 30 days");
+	TAP_EQ_INT(cfg->policy.store.kind, STORE_MEMORY,
+		   "defaults: the in-process store");
+	TAP_EQ_STR(cfg->policy.key_prefix, "submitproxy:",
+		   "defaults: key_prefix");
+	TAP_EQ_INT(cfg->policy.timeout_ms, 250, "defaults: policy timeout");
+	TAP_EQ_INT(cfg->policy.on_store_error, STORE_ERROR_LOCAL,
+		   "defaults: on_store_error");
 	TAP_EQ_STR(cfg->backend.helo_name, cfg->server.hostname,
 		   "defaults: helo_name is the hostname");
 	TAP_EQ_INT(cfg->backend.xclient, XCLIENT_AUTO, "defaults: xclient");
@@ -868,6 +890,30 @@ static const struct error_case error_cases[] = {
      "[listener a]\naddress = 127.0.0.1:25\nmode = plain\n[limits]\n"
      "max_junk_commands = 4294967296\n",
      5, "max_junk_commands \"4294967296\" is out of range (0..4294967295)"},
+    {"ipv4_prefix over 32",
+     "[listener a]\naddress = 127.0.0.1:25\nmode = plain\n[limits]\n"
+     "ipv4_prefix = 33\n",
+     5, "ipv4_prefix \"33\" is out of range (0..32)"},
+    {"ipv6_prefix over 128",
+     "[listener a]\naddress = 127.0.0.1:25\nmode = plain\n[limits]\n"
+     "ipv6_prefix = 129\n",
+     5, "ipv6_prefix \"129\" is out of range (0..128)"},
+    {"user_failure_limit 0",
+     "[listener a]\naddress = 127.0.0.1:25\nmode = plain\n[auth]\n"
+     "user_failure_limit = 0\n",
+     5, "user_failure_limit \"0\" is out of range (1..4294967295)"},
+    {"a store URL with a host name; its password is not quoted",
+     "[listener a]\naddress = 127.0.0.1:25\nmode = plain\n[policy]\n"
+     "store = redis://:secret@redis.example:6379\n",
+     5, "invalid store: the host must be an IP address"},
+    {"bad on_store_error",
+     "[listener a]\naddress = 127.0.0.1:25\nmode = plain\n[policy]\n"
+     "on_store_error = ignore\n",
+     5, "invalid on_store_error \"ignore\" (expected local or tempfail)"},
+    {"key_prefix with a blank",
+     "[listener a]\naddress = 127.0.0.1:25\nmode = plain\n[policy]\n"
+     "key_prefix = a b\n",
+     5, "key_prefix \"a b\" may hold printable ASCII only"},
     {"keys are case-sensitive",
      "[listener a]\nAddress = 127.0.0.1:25\nmode = plain\naddress = "
      "127.0.0.1:25\n",
@@ -887,6 +933,21 @@ static void test_error_case(const struct error_case *c)
 	if (count_lines(err) != 1)
 		printf("# stderr:\n# %s", err);
 	check_error_line(c->what, err, 0, path, c->line, c->message);
+	config_free(cfg);
+}
+
+/* A store URL holds a password: an error about it never shows it. */
+static void test_store_password_not_shown(void)
+{
+	struct config *cfg = NULL;
+	char path[4096], err[8192];
+
+	load_text("[listener a]\naddress = 127.0.0.1:25\nmode = plain\n"
+		  "[policy]\nstore = redis://:hunter2@[::1]:99999/0\n",
+		  &cfg, path, sizeof(path), err, sizeof(err));
+	TAP_OK(cfg == NULL && strstr(err, "store") != NULL &&
+		   strstr(err, "hunter2") == NULL,
+	       "a bad store URL is reported without its password");
 	config_free(cfg);
 }
 
@@ -1052,6 +1113,7 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < ARRAY_SIZE(error_cases); i++)
 		test_error_case(&error_cases[i]);
 	test_nul_byte();
+	test_store_password_not_shown();
 	test_all_errors_reported();
 	test_errors_as_records();
 	test_missing_file();

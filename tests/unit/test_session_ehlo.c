@@ -30,7 +30,8 @@ static void test_before_any_probe_the_conservative_set(struct config *cfg)
 	size_t n = session_ehlo_lines(cfg, NULL, true, false, lines, 16);
 
 	TAP_EQ_STR(joined(lines, n),
-		   "STARTTLS|PIPELINING|SIZE 1000|ENHANCEDSTATUSCODES",
+		   "STARTTLS|PIPELINING|SIZE 1000|ENHANCEDSTATUSCODES|"
+		   "LIMITS RCPTMAX=50",
 		   "no probe yet, before STARTTLS: STARTTLS and what the proxy "
 		   "guarantees, no AUTH");
 }
@@ -48,7 +49,8 @@ static void test_after_tls_auth_and_the_backend_extensions(struct config *cfg)
 	ehlo_caps_add_line(&caps, "SIZE 500", 8);
 	n = session_ehlo_lines(cfg, &caps, false, true, lines, 16);
 	TAP_EQ_STR(joined(lines, n),
-		   "PIPELINING|SIZE 500|8BITMIME|AUTH PLAIN LOGIN",
+		   "PIPELINING|SIZE 500|8BITMIME|LIMITS RCPTMAX=50|"
+		   "AUTH PLAIN LOGIN",
 		   "after TLS: the backend's pass-through extensions, SIZE "
 		   "the smaller, PIPELINING the proxy's own, then AUTH");
 	cfg->auth.mechanisms = AUTH_MECH_LOGIN;
@@ -67,8 +69,9 @@ test_a_non_esmtp_backend_shows_only_the_proxys_own(struct config *cfg)
 
 	memset(&none, 0, sizeof(none));
 	n = session_ehlo_lines(cfg, &none, false, false, lines, 16);
-	TAP_EQ_STR(joined(lines, n), "PIPELINING|SIZE 1000",
-		   "a HELO-only backend: PIPELINING and SIZE, nothing else");
+	TAP_EQ_STR(joined(lines, n), "PIPELINING|SIZE 1000|LIMITS RCPTMAX=50",
+		   "a HELO-only backend: PIPELINING, SIZE and the proxy's "
+		   "LIMITS, nothing else");
 }
 
 static void test_never_more_than_max(struct config *cfg)
@@ -87,6 +90,7 @@ int main(void)
 
 	memset(&cfg, 0, sizeof(cfg));
 	cfg.limits.max_message_size = 1000;
+	cfg.limits.max_recipients = 50;
 	cfg.auth.mechanisms = AUTH_MECH_PLAIN | AUTH_MECH_LOGIN;
 	test_before_any_probe_the_conservative_set(&cfg);
 	test_after_tls_auth_and_the_backend_extensions(&cfg);

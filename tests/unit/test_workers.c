@@ -167,12 +167,14 @@ static void test_shared_counts(void)
 	free(sids);
 }
 
-/* Failures counted by one loop throttle the address on another. */
+/* Two loops' sessions from one prefix share an entry; the policy
+ * counters of one loop are the other's (one store for the process). */
 static void test_shared_throttle(void)
 {
 	struct shared sh;
 	struct addrkey k = key4("198.51.100.9");
 	struct addr_entry *a, *b;
+	struct store_op op;
 	uint32_t n;
 
 	shared_init(&sh, 0, 7);
@@ -181,28 +183,27 @@ static void test_shared_throttle(void)
 	TAP_OK(a == b, "two loops' sessions share one entry per address");
 	TAP_EQ_INT(n, 2, "and the second sees the first");
 
-	shared_addr_failed(&sh, a, 1000, 600000);
-	TAP_OK(!shared_addr_throttled(&sh, b, 1000, 600000, 2),
-	       "one failure: below the limit of 2");
-	shared_addr_failed(&sh, a, 1001, 600000);
-	TAP_OK(shared_addr_throttled(&sh, b, 1002, 600000, 2),
-	       "two failures on loop 0 throttle the address on loop 1");
-	/* Loops read the clock at different moments: a loop whose clock is
-	 * a little behind the one that opened the window must not take the
-	 * window for expired (the subtraction would wrap). */
-	TAP_OK(shared_addr_throttled(&sh, b, 999, 600000, 2),
-	       "a clock slightly behind the window's start still throttles");
-	TAP_OK(!shared_addr_throttled(&sh, b, 1000 + 600000, 600000, 2),
-	       "the window passes");
+	memset(&op, 0, sizeof(op));
+	op.kind = STORE_ADD;
+	op.by = 1;
+	op.ttl_ms = 600000;
+	store_key(&op, "af:", "198.51.100.9/32", 15);
+	memstore_exec(sh.mem, &op, 1, 1000); /* loop 0 */
+	memstore_exec(sh.mem, &op, 1, 1001); /* loop 1 */
+	TAP_EQ_INT(op.value, 2, "failures on two loops add up in one store");
+	/* Loops read the clock at different moments: one a little behind
+	 * the one that opened the window still sees it. */
+	op.kind = STORE_GET;
+	memstore_exec(sh.mem, &op, 1, 999);
+	TAP_EQ_INT(op.value, 2, "a clock slightly behind still reads it");
 
 	shared_addr_disconnect(&sh, a);
-	shared_addr_failed(&sh, b, 5000, 600000);
 	shared_addr_disconnect(&sh, b);
-	TAP_EQ_INT(shared_addr_count(&sh), 1,
-		   "an address with failures outlives its connections");
-	TAP_EQ_INT(shared_addr_sweep(&sh, 4000, 600000), 0,
-		   "a sweep by a loop whose clock is behind keeps it");
-	TAP_EQ_INT(shared_addr_sweep(&sh, 5000 + 600000, 600000), 1,
+	TAP_EQ_INT(shared_addr_count(&sh), 0,
+		   "an entry goes with its last connection");
+	TAP_EQ_INT(memstore_sweep(sh.mem, 4000), 0,
+		   "a sweep inside the window keeps the counter");
+	TAP_EQ_INT(memstore_sweep(sh.mem, 1000 + 600000), 1,
 		   "the sweep after the window frees it");
 	shared_finish(&sh);
 }
