@@ -273,11 +273,30 @@ class PolicyProxy(tlsutil.TlsProxy):
         with pamutil._environment(self.pam.environment()):
             super().start()
 
+    def _network_pids(self):
+        """The network processes named by "event=start ... pid=N" lines
+        that are still running the binary under test."""
+        binary = os.path.realpath(harness.binary())
+        pids = set()
+        for line in self.log_lines(r"\bevent=start\b", r"\bpid=\d+"):
+            pid = int(harness.parse_log_fields(line)["pid"])
+            with contextlib.suppress(OSError):
+                if os.path.realpath("/proc/%d/exe" % pid) == binary:
+                    pids.add(pid)
+        return pids
+
     def stop(self):
+        # harness kills the process it started when SIGTERM did not end
+        # it; a network process hung the same way would be left behind.
+        network = self._network_pids() if self.process is not None \
+            else set()
         # Nothing secret may reach the log (as pamutil.PamProxy checks).
         try:
             super().stop()
         finally:
+            for pid in network & self._network_pids():
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
             log = self.log()
             for user, password in self.pam.users.items():
                 for secret in pamutil.secret_forms(user, password):

@@ -342,6 +342,36 @@ class StoreDown(RedisTestCase):
         self.assertReply(self.send_message(session, ["o@example.net"]), 250)
 
 
+# ============================================================= lifecycle
+
+class Lifecycle(RedisTestCase):
+    """SIGTERM ends a proxy on a Redis store as on the memory store: the
+    process exits 0 (harness.Proxy.stop() fails the test otherwise, after
+    2 x WAIT), whatever state the store is in."""
+
+    def stop_cleanly(self, proxy):
+        proxy.stop()
+        self.assertFalse(proxy.running())
+
+    def test_sigterm_exits_with_redis_up(self):
+        a, = self.instances(count=1)
+        self.login(a, "192.0.2.110").close()
+        self.stop_cleanly(a)
+
+    def test_sigterm_exits_with_redis_down(self):
+        a, = self.instances(count=1)
+        self.login(a, "192.0.2.111").close()
+        self.redis.kill()
+        self.login(a, "192.0.2.111").close()
+        self.stop_cleanly(a)
+
+    def test_sigterm_exits_with_redis_stopped(self):
+        a, = self.instances(count=1)
+        self.login(a, "192.0.2.112").close()
+        self.redis.suspend()
+        self.stop_cleanly(a)
+
+
 # =============================================================== stalled
 
 class Stalled(RedisTestCase):
