@@ -135,6 +135,21 @@ class Shared(RedisTestCase):
         # bob is not affected.
         self.login(b, "2001:db8:71:9::1", user="bob")
 
+    def test_a_known_prefix_is_forgotten_after_known_address_window(self):
+        a, b = self.instances(auth={"user_failure_limit": 2,
+                                    "address_failure_limit": 1000,
+                                    "known_address_window": "2s"})
+        known = "2001:db8:72:1::5"
+        self.login(a, known).close()
+        self.fail_auth(a, "192.0.2.75")
+        self.fail_auth(b, "192.0.2.76")
+        self.login(b, in_64(known, 6)).close()
+        # The mark expires with its window (a Redis TTL), the failures
+        # (user_failure_window = 1h) do not.
+        time.sleep(3)
+        self.assertReply(self.attempt(b, in_64(known, 7)), 454, "4.7.0",
+                         USER_THROTTLED)
+
     def test_send_counts_on_one_instance_limit_the_other(self):
         a, b = self.instances(limits={"user_recipients_per_hour": 5})
         on_a = self.login(a, "192.0.2.72")
