@@ -565,6 +565,25 @@ class Fail2ban(AuthTestCase):
                              "%s matches a successful login %r"
                              % (path, ok_line))
 
+    def test_failregex_finds_the_address_in_user_throttled_lines(self):
+        # An address guessing at a login throttled from everywhere is
+        # refused without PAM (event=auth_refused): one to ban as well.
+        proxy = self.proxy(auth={"user_failure_limit": 1,
+                                 "failure_delay": "10ms",
+                                 "max_failures": 10})
+        client = self.tls_client(proxy)
+        self.assertReply(self.auth_plain(proxy, client, password=self.wrong),
+                         535)
+        self.assertReply(self.auth_plain(proxy, client, password=self.wrong),
+                         454, "4.7.0")
+        client.command("QUIT")
+        line = proxy.wait_log(r"\bevent=auth_refused\b.*"
+                              r"\breason=user_throttled\b")
+        for path in self.filters:
+            self.assertEqual(self.hosts(path, line)[:1], ["127.0.0.1"],
+                             "%s does not find 127.0.0.1 in %r"
+                             % (path, line))
+
     def test_crafted_user_name_cannot_make_the_filter_find_another_address(
             self):
         proxy = self.proxy(auth={"failure_delay": "100ms",
