@@ -9,8 +9,22 @@
 #     pam_matrix (a PAM stack backed by a file, no system account);
 #   - runs submitproxy in the foreground on 127.0.0.1:2525 (STARTTLS) and
 #     127.0.0.1:4650 (implicit TLS).  Ctrl-C stops everything.
+#
+# scripts/demo.sh --shared runs two instances instead (the second on
+# 127.0.0.1:2526 and 127.0.0.1:4651) sharing one redis-server on a Unix
+# socket under demo/ ([policy] store), with user_recipients_per_hour = 3:
+# a limit reached through one instance refuses on the other.
 set -eu
 cd "$(dirname "$0")/.."
+shared=no
+case "${1:-}" in
+--shared) shared=yes ;;
+"") ;;
+*)
+	echo "usage: $0 [--shared]" >&2
+	exit 2
+	;;
+esac
 scripts/install-deps.sh
 [ -d build ] || meson setup build
 meson compile -C build
@@ -42,7 +56,9 @@ fi
 /usr/sbin/smtp-sink $sinkuser -d "$demo/mail/%Y%m%d%H%M%S." \
 	127.0.0.1:$backend_port 100 &
 sink_pid=$!
-trap 'kill $sink_pid 2>/dev/null || true' EXIT INT TERM
+pids=$sink_pid
+trap 'kill $pids 2>/dev/null || true' EXIT
+trap 'exit 130' INT TERM
 
 # Started as root, the network process drops to [server] user; the demo
 # uses "nobody" then (the real set-up creates a "submitproxy" user).
@@ -75,6 +91,7 @@ pam_service = submitproxy
 address = 127.0.0.1:$backend_port
 CONF
 
+if [ "$shared" = no ]; then
 cat <<MSG
 
 submitproxy demo
@@ -98,3 +115,75 @@ MSG
 LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libpam_wrapper.so PAM_WRAPPER=1 \
 PAM_WRAPPER_SERVICE_DIR="$demo/pam" \
 	build/proxy/submitproxy -c "$demo/submitproxy.conf"
+exit
+fi
+
+# --shared: one Redis, two instances.  The socket is open to every local
+# user (the network process runs as $demo_user): a loopback demo only; in
+# production use unixsocketperm 770 and the redis group (README).
+rm -f "$demo/redis.sock"
+redis-server --port 0 --unixsocket "$demo/redis.sock" --unixsocketperm 777 \
+	--save '' --appendonly no --dir "$demo" \
+	--logfile "$demo/redis.log" &
+pids="$pids $!"
+i=0
+while [ ! -S "$demo/redis.sock" ] && [ $i -lt 50 ]; do
+	sleep 0.1
+	i=$((i + 1))
+done
+[ -S "$demo/redis.sock" ] || { echo "redis-server did not start: see $demo/redis.log" >&2; exit 1; }
+
+for n in 2; do
+	sed -e "s/127.0.0.1:2525/127.0.0.1:2526/" -e "s/127.0.0.1:4650/127.0.0.1:4651/" \
+		"$demo/submitproxy.conf" > "$demo/submitproxy-$n.conf"
+done
+cp "$demo/submitproxy.conf" "$demo/submitproxy-1.conf"
+for n in 1 2; do
+	cat >> "$demo/submitproxy-$n.conf" <<CONF
+
+[limits]
+user_recipients_per_hour = 3
+
+[policy]
+store = redis+unix://$demo/redis.sock
+CONF
+	: > "$demo/instance-$n.log"
+	LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libpam_wrapper.so PAM_WRAPPER=1 \
+	PAM_WRAPPER_SERVICE_DIR="$demo/pam" \
+		build/proxy/submitproxy -c "$demo/submitproxy-$n.conf" \
+		2> "$demo/instance-$n.log" &
+	pids="$pids $!"
+done
+
+cat <<MSG
+
+submitproxy demo, two instances sharing one Redis
+  instance 1: STARTTLS on 127.0.0.1:2525, implicit TLS on 127.0.0.1:4650
+  instance 2: STARTTLS on 127.0.0.1:2526, implicit TLS on 127.0.0.1:4651
+  both: [policy] store = redis+unix://$demo/redis.sock,
+        [limits] user_recipients_per_hour = 3
+  login: demo / demo-password; backend: smtp-sink, mail in $demo/mail/
+  logs: $demo/instance-1.log and $demo/instance-2.log (shown below)
+
+From another terminal, three recipients through instance 1:
+
+  swaks --server 127.0.0.1:2525 --tls --auth PLAIN \\
+        --auth-user demo --auth-password demo-password \\
+        --from demo@example.com --to a@example.com,b@example.com,c@example.com
+
+then one more through instance 2, refused with 451 4.7.1:
+
+  swaks --server 127.0.0.1:2526 --tls --auth PLAIN \\
+        --auth-user demo --auth-password demo-password \\
+        --from demo@example.com --to d@example.com
+
+and the shared counters: redis-cli -s $demo/redis.sock --scan
+(each with its TTL: redis-cli -s $demo/redis.sock pttl submitproxy:rh:demo).
+Ctrl-C stops the demo.
+
+MSG
+# In the background, so that a SIGTERM to this script runs its trap at
+# once (a shell waits for a foreground command before its traps).
+tail -F "$demo/instance-1.log" "$demo/instance-2.log" &
+pids="$pids $!"
+wait
