@@ -1495,10 +1495,8 @@ static void config_check_tls(struct config_parser *p)
 
 /* ---- entry points ---- */
 
-/* The whole of PATH into *buf_r (NUL-terminated, for no one's sake but
- * a debugger's).  Returns its length, or -1 after recording why not. */
-static long config_read_file(const char *path, struct config_errors *errors,
-			     char **buf_r)
+long config_file_read(const char *path, size_t max,
+		      struct config_errors *errors, char **buf_r)
 {
 	struct stat st;
 	char *buf = NULL;
@@ -1527,10 +1525,9 @@ static long config_read_file(const char *path, struct config_errors *errors,
 		}
 		n = fread(buf + len, 1, cap - len, f);
 		len += n;
-		if (len > CONFIG_FILE_MAX) {
+		if (len > max) {
 			config_errors_add(errors, path, 0,
-					  "larger than %u bytes",
-					  CONFIG_FILE_MAX);
+					  "larger than %zu bytes", max);
 			goto fail;
 		}
 		if (n == 0)
@@ -1560,7 +1557,7 @@ int config_read(const char *path, struct config **cfg_r,
 	long len;
 	size_t nerrors = errors->count;
 
-	len = config_read_file(path, errors, &buf);
+	len = config_file_read(path, CONFIG_FILE_MAX, errors, &buf);
 	if (len < 0)
 		return -1;
 

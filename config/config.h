@@ -244,6 +244,13 @@ __attribute__((format(printf, 4, 5))) void
 config_errors_add(struct config_errors *errors, const char *path, int line,
 		  const char *fmt, ...);
 
+/* The whole of path (at most max bytes) into *buf_r, NUL-terminated;
+ * returns its length, or -1 after appending why not (cannot open, a
+ * directory, too large, a read error) to *errors.  For the configuration
+ * and the files it names (sender map, user limits). */
+long config_file_read(const char *path, size_t max,
+		      struct config_errors *errors, char **buf_r);
+
 /* Frees the records and leaves *errors empty. */
 void config_errors_finish(struct config_errors *errors);
 

@@ -216,45 +216,14 @@ struct sendermap *sendermap_read(const char *path,
 				 struct config_errors *errors)
 {
 	struct sendermap *map;
-	FILE *f = fopen(path, "r");
 	char *text = NULL;
-	size_t len = 0, alloc = 0;
+	long len = config_file_read(path, SENDERMAP_FILE_MAX, errors, &text);
 
-	if (f == NULL) {
-		config_errors_add(errors, path, 0, "%s", strerror(errno));
+	if (len < 0)
 		return NULL;
-	}
-	for (;;) {
-		size_t n;
-
-		if (alloc - len < 4096) {
-			alloc = alloc ? alloc * 2 : 16384;
-			text = xrealloc(text, alloc);
-		}
-		n = fread(text + len, 1, alloc - len, f);
-		len += n;
-		if (len > SENDERMAP_FILE_MAX) {
-			config_errors_add(errors, path, 0,
-					  "larger than %zu bytes",
-					  SENDERMAP_FILE_MAX);
-			goto fail;
-		}
-		if (n == 0)
-			break;
-	}
-	if (ferror(f)) {
-		config_errors_add(errors, path, 0, "read error");
-		goto fail;
-	}
-	fclose(f);
-	map = sendermap_parse_records(text, len, path, errors);
+	map = sendermap_parse_records(text, (size_t)len, path, errors);
 	free(text);
 	return map;
-
-fail:
-	fclose(f);
-	free(text);
-	return NULL;
 }
 
 /* The records, printed as they always were. */

@@ -390,45 +390,14 @@ struct userlimits *userlimits_read(const char *path,
 				   struct config_errors *errors)
 {
 	struct userlimits *map;
-	FILE *f = fopen(path, "r");
 	char *text = NULL;
-	size_t len = 0, alloc = 0;
+	long len = config_file_read(path, USERLIMITS_FILE_MAX, errors, &text);
 
-	if (f == NULL) {
-		config_errors_add(errors, path, 0, "%s", strerror(errno));
+	if (len < 0)
 		return NULL;
-	}
-	for (;;) {
-		size_t n;
-
-		if (alloc - len < 4096) {
-			alloc = alloc ? alloc * 2 : 16384;
-			text = xrealloc(text, alloc);
-		}
-		n = fread(text + len, 1, alloc - len, f);
-		len += n;
-		if (len > USERLIMITS_FILE_MAX) {
-			config_errors_add(errors, path, 0,
-					  "larger than %zu bytes",
-					  USERLIMITS_FILE_MAX);
-			goto fail;
-		}
-		if (n == 0)
-			break;
-	}
-	if (ferror(f)) {
-		config_errors_add(errors, path, 0, "read error");
-		goto fail;
-	}
-	fclose(f);
-	map = userlimits_parse_records(text, len, path, errors);
+	map = userlimits_parse_records(text, (size_t)len, path, errors);
 	free(text);
 	return map;
-
-fail:
-	fclose(f);
-	free(text);
-	return NULL;
 }
 
 static struct userlimits *userlimits_print_errors(struct userlimits *map,
