@@ -163,7 +163,8 @@ submitproxy demo, two instances sharing one Redis
   both: [policy] store = redis+unix://$demo/redis.sock,
         [limits] user_recipients_per_hour = 3
   login: demo / demo-password; backend: smtp-sink, mail in $demo/mail/
-  logs: $demo/instance-1.log and $demo/instance-2.log (shown below)
+  logs: $demo/instance-1.log and $demo/instance-2.log, shown below
+        as [1] and [2]
 
 From another terminal, three recipients through instance 1:
 
@@ -182,8 +183,12 @@ and the shared counters: redis-cli -s $demo/redis.sock --scan
 Ctrl-C stops the demo.
 
 MSG
-# In the background, so that a SIGTERM to this script runs its trap at
-# once (a shell waits for a foreground command before its traps).
-tail -F "$demo/instance-1.log" "$demo/instance-2.log" &
-pids="$pids $!"
+# Both logs on this terminal, each line marked [1] or [2]; each tail stops
+# with this script (--pid).  In the background, so that a SIGTERM to this
+# script runs its trap at once (a shell waits for a foreground command
+# before its traps).
+for n in 1 2; do
+	tail -n +1 -F --pid=$$ "$demo/instance-$n.log" | sed -u "s/^/[$n] /" &
+	pids="$pids $!"
+done
 wait

@@ -290,8 +290,9 @@ def session(port, password, body=SMALL, context=None):
         smtp.close()
 
 
-def run_sessions(target, count, threads, deadline):
-    """count sessions from threads threads; returns (done, errors, s)."""
+def run_sessions(target, count, threads, deadline, one=None):
+    """count sessions from threads threads; returns (done, errors, s).
+    one(port, password, context=...) is a session (default: session)."""
     lock = threading.Lock()
     state = {"next": 0, "done": 0, "errors": []}
     context = client_context()
@@ -303,7 +304,8 @@ def run_sessions(target, count, threads, deadline):
                     return
                 state["next"] += 1
             try:
-                session(target.port, target.password, context=context)
+                (one or session)(target.port, target.password,
+                                 context=context)
                 with lock:
                     state["done"] += 1
             except Exception as e:
