@@ -34,4 +34,12 @@ enum auth_result auth_pam_authenticate(const char *service, const char *user,
 				       char *pam_user_out, size_t pam_user_size,
 				       const char **reason_r);
 
+/* The account check alone, for a login by client certificate: the same
+ * transaction without pam_authenticate() (pam_acct_mgmt() with PAM_SILENT;
+ * an expired, locked or unknown account is FAIL like a bad password, a
+ * stack that cannot decide TEMPFAIL).  Same outputs as above. */
+enum auth_result auth_pam_account(const char *service, const char *user,
+				  const char *rhost, char *pam_user_out,
+				  size_t pam_user_size, const char **reason_r);
+
 #endif

@@ -13,7 +13,18 @@
  * the channel.
  *
  *   AUTH_MSG_REQUEST   id, user, password, client address (text)
+ *   AUTH_MSG_ACCOUNT   id, user, client address: PAM's account check only
+ *                      (pam_acct_mgmt, no password), for a login by a
+ *                      client certificate the network process verified
+ *                      and mapped (AUTH EXTERNAL)
  *   AUTH_MSG_RESPONSE  id, result, final user name (PAM_USER), reason
+ *
+ * Why the helper answers ACCOUNT to a network process it distrusts: that
+ * process already holds the only thing a login opens, the plaintext
+ * connection to the backend, which trusts localhost.  What the helper
+ * guards is elsewhere: passwords and the choice of PAM stack never come
+ * from the network process, and an ACCOUNT request carries no password
+ * and runs no authentication module.
  *
  * The PAM service is not on the wire: the helper takes it from its own
  * configuration, so that a compromised network process cannot pick a
@@ -22,6 +33,7 @@
 #ifndef SUBMITPROXY_AUTH_PROTO_H
 #define SUBMITPROXY_AUTH_PROTO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -35,6 +47,7 @@
 enum auth_msg_type {
 	AUTH_MSG_REQUEST = 1,
 	AUTH_MSG_RESPONSE = 2,
+	AUTH_MSG_ACCOUNT = 3,
 };
 
 enum auth_result {
@@ -45,6 +58,8 @@ enum auth_result {
 
 struct auth_request {
 	uint32_t id;
+	/* AUTH_MSG_ACCOUNT: password is "" and not on the wire. */
+	bool account_only;
 	char user[AUTH_PROTO_USER_MAX + 1];
 	char password[AUTH_PROTO_PASSWORD_MAX + 1];
 	char addr[AUTH_PROTO_ADDR_MAX + 1];

@@ -506,6 +506,39 @@ static int set_mode(struct config_parser *p, const struct config_key *key,
 	return 0;
 }
 
+static int set_client_certs(struct config_parser *p,
+			    const struct config_key *key, void *field,
+			    const char *value)
+{
+	static const struct config_word words[] = {
+	    {"off", CLIENT_CERTS_OFF},
+	    {"optional", CLIENT_CERTS_OPTIONAL},
+	    {"required", CLIENT_CERTS_REQUIRED},
+	};
+	int v;
+
+	if (config_lookup_word(p, key, words, ARRAY_SIZE(words), value, &v) < 0)
+		return -1;
+	*(enum client_cert_mode *)field = (enum client_cert_mode)v;
+	return 0;
+}
+
+static int set_cert_login(struct config_parser *p,
+			  const struct config_key *key, void *field,
+			  const char *value)
+{
+	static const struct config_word words[] = {
+	    {"external", CERT_LOGIN_EXTERNAL},
+	    {"implicit", CERT_LOGIN_IMPLICIT},
+	};
+	int v;
+
+	if (config_lookup_word(p, key, words, ARRAY_SIZE(words), value, &v) < 0)
+		return -1;
+	*(enum cert_login_mode *)field = (enum cert_login_mode)v;
+	return 0;
+}
+
 static int set_log_level(struct config_parser *p, const struct config_key *key,
 			 void *field, const char *value)
 {
@@ -935,6 +968,9 @@ static const struct config_key listener_keys[] = {
     {"require_tls", set_bool, LST(require_tls), 0, 0},
     {"allow_plaintext_auth", set_bool, LST(allow_plaintext_auth), 0, 0},
     {"proxy_protocol", set_bool, LST(proxy_protocol), 0, 0},
+    {"client_certificates", set_client_certs, LST(client_certificates), 0,
+     0},
+    {"certificate_login", set_cert_login, LST(certificate_login), 0, 0},
 };
 
 static const struct config_key tls_keys[] = {
@@ -944,11 +980,16 @@ static const struct config_key tls_keys[] = {
     {"ciphers", set_string, CFG(tls.ciphers), 0, 0},
     {"ciphersuites", set_string, CFG(tls.ciphersuites), 0, 0},
     {"client_ca", set_string, CFG(tls.client_ca), 0, 0},
+    {"client_crl", set_string, CFG(tls.client_crl), 0, 0},
+    {"client_cert_map", set_string, CFG(tls.client_cert_map), 0, 0},
+    {"ocsp_response", set_string, CFG(tls.ocsp_response), 0, 0},
 };
 
 static const struct config_key sni_keys[] = {
     {"certificate", set_string, SNI(certificate), 0, 0},
     {"key", set_string, SNI(key), 0, 0},
+    {"client_ca", set_string, SNI(client_ca), 0, 0},
+    {"ocsp_response", set_string, SNI(ocsp_response), 0, 0},
 };
 
 static const struct config_key auth_keys[] = {
@@ -1493,6 +1534,81 @@ static void config_check_tls(struct config_parser *p)
 	}
 }
 
+/* Client certificates: each listener's default, and what each setting
+ * needs. */
+static void config_check_client_certs(struct config_parser *p)
+{
+	struct config *cfg = p->cfg;
+	const struct config_seen *tls = &p->singles[SECTION_TLS];
+	bool any_ca = cfg->tls.client_ca != NULL;
+
+	for (size_t i = 0; i < cfg->nsnis; i++)
+		any_ca = any_ca || cfg->snis[i].client_ca != NULL;
+	if (!any_ca && cfg->tls.client_cert_map != NULL)
+		config_error(p, config_key_line(tls, SECTION_TLS,
+						"client_cert_map"),
+			     "[tls] client_cert_map needs a client_ca to "
+			     "verify certificates against");
+	if (!any_ca && cfg->tls.client_crl != NULL)
+		config_error(p, config_key_line(tls, SECTION_TLS, "client_crl"),
+			     "[tls] client_crl needs a client_ca");
+	for (size_t i = 0; i < cfg->nlisteners; i++) {
+		struct config_listener *l = &cfg->listeners[i];
+		const struct config_seen *seen = &p->listeners_seen[i];
+		int line = config_key_line(seen, SECTION_LISTENER,
+					   "client_certificates");
+		int login_line = config_key_line(seen, SECTION_LISTENER,
+						 "certificate_login");
+
+		if (line == 0) {
+			/* Today's behaviour: with a client CA, a
+			 * certificate is asked for and not required. */
+			l->client_certificates =
+			    any_ca && l->mode != LISTENER_PLAIN
+				? CLIENT_CERTS_OPTIONAL
+				: CLIENT_CERTS_OFF;
+		} else if (l->client_certificates != CLIENT_CERTS_OFF) {
+			if (l->mode == LISTENER_PLAIN)
+				config_error(p, line,
+					     "[listener %s] client_certificates "
+					     "needs TLS, and the listener is "
+					     "plain",
+					     l->name);
+			else if (l->client_certificates ==
+					 CLIENT_CERTS_REQUIRED &&
+				 cfg->tls.client_ca == NULL)
+				/* A client without SNI, or with a name of no
+				 * [sni], gets the default certificate. */
+				config_error(p, line,
+					     "[listener %s] client_certificates "
+					     "= required needs [tls] client_ca",
+					     l->name);
+			else if (!any_ca)
+				config_error(p, line,
+					     "[listener %s] client_certificates "
+					     "= %s needs a client_ca",
+					     l->name,
+					     client_cert_mode_name(
+						 l->client_certificates));
+		}
+		if (l->certificate_login == CERT_LOGIN_IMPLICIT) {
+			if (cfg->tls.client_cert_map == NULL)
+				config_error(p, login_line,
+					     "[listener %s] certificate_login "
+					     "= implicit needs [tls] "
+					     "client_cert_map",
+					     l->name);
+			else if (l->client_certificates == CLIENT_CERTS_OFF)
+				config_error(p, login_line,
+					     "[listener %s] certificate_login "
+					     "= implicit needs "
+					     "client_certificates = optional "
+					     "or required",
+					     l->name);
+		}
+	}
+}
+
 /* ---- entry points ---- */
 
 long config_file_read(const char *path, size_t max,
@@ -1576,6 +1692,7 @@ int config_read(const char *path, struct config **cfg_r,
 
 	config_check_listeners(&p);
 	config_check_tls(&p);
+	config_check_client_certs(&p);
 
 	free(p.listeners_seen);
 	free(p.snis_seen);
@@ -1661,10 +1778,15 @@ void config_free(struct config *cfg)
 	free(cfg->tls.ciphers);
 	free(cfg->tls.ciphersuites);
 	free(cfg->tls.client_ca);
+	free(cfg->tls.client_crl);
+	free(cfg->tls.client_cert_map);
+	free(cfg->tls.ocsp_response);
 	for (size_t i = 0; i < cfg->nsnis; i++) {
 		free(cfg->snis[i].hostname);
 		free(cfg->snis[i].certificate);
 		free(cfg->snis[i].key);
+		free(cfg->snis[i].client_ca);
+		free(cfg->snis[i].ocsp_response);
 	}
 	free(cfg->snis);
 	free(cfg->auth.pam_service);
@@ -1680,6 +1802,27 @@ void config_free(struct config *cfg)
 bool config_wants_tls(const struct config *cfg)
 {
 	return cfg->tls.certificate != NULL;
+}
+
+const char *client_cert_mode_name(enum client_cert_mode mode)
+{
+	switch (mode) {
+	case CLIENT_CERTS_OFF:
+		return "off";
+	case CLIENT_CERTS_OPTIONAL:
+		return "optional";
+	case CLIENT_CERTS_REQUIRED:
+		return "required";
+	}
+	return "unknown";
+}
+
+const char *config_client_ca(const struct config *cfg,
+			     const struct config_sni *sni)
+{
+	if (sni != NULL && sni->client_ca != NULL)
+		return sni->client_ca;
+	return cfg->tls.client_ca;
 }
 
 const char *listener_mode_name(enum listener_mode mode)

@@ -60,6 +60,20 @@ enum store_error_policy {
 	STORE_ERROR_TEMPFAIL, /* 454 at AUTH, 451 at MAIL and RCPT */
 };
 
+/* [listener] client_certificates: whether the TLS handshake asks for a
+ * client certificate (tls/tls-server.h). */
+enum client_cert_mode {
+	CLIENT_CERTS_OFF,      /* not asked for */
+	CLIENT_CERTS_OPTIONAL, /* asked for; one that fails is not used */
+	CLIENT_CERTS_REQUIRED, /* no verified certificate: no handshake */
+};
+
+/* [listener] certificate_login: how a mapped certificate logs in. */
+enum cert_login_mode {
+	CERT_LOGIN_EXTERNAL, /* AUTH EXTERNAL (RFC 4422 Appendix A) */
+	CERT_LOGIN_IMPLICIT, /* logged in once the client sent EHLO/HELO */
+};
+
 /* SASL mechanisms, as a bit set in config.auth.mechanisms. */
 #define AUTH_MECH_PLAIN (1u << 0)
 #define AUTH_MECH_LOGIN (1u << 1)
@@ -102,6 +116,10 @@ struct config_listener {
 	bool require_tls;           /* default yes */
 	bool allow_plaintext_auth;  /* default no */
 	bool proxy_protocol;        /* default no */
+	/* Default optional when some client_ca is set ([tls] or [sni]),
+	 * else off; the loader resolves it. */
+	enum client_cert_mode client_certificates;
+	enum cert_login_mode certificate_login; /* default external */
 	int line;                   /* line of the section header */
 };
 
@@ -109,6 +127,8 @@ struct config_sni {
 	char *hostname;             /* from "[sni HOSTNAME]", lower-cased */
 	char *certificate;
 	char *key;
+	char *client_ca;            /* NULL: [tls] client_ca */
+	char *ocsp_response;        /* NULL: nothing stapled */
 	int line;
 };
 
@@ -162,6 +182,9 @@ struct config {
 		char *ciphers;              /* NULL: OpenSSL's default */
 		char *ciphersuites;         /* NULL: OpenSSL's default */
 		char *client_ca;            /* NULL: no client certificates */
+		char *client_crl;           /* NULL: no revocation check */
+		char *client_cert_map;      /* NULL: no certificate logins */
+		char *ocsp_response;        /* NULL: nothing stapled */
 		int line;                   /* line of [tls], 0 if absent */
 	} tls;
 
@@ -267,6 +290,12 @@ struct config *config_ref(struct config *cfg);
 void config_unref(struct config *cfg);
 
 const char *listener_mode_name(enum listener_mode mode);
+const char *client_cert_mode_name(enum client_cert_mode mode);
+
+/* The client CA for an SNI name's certificate (its own, else [tls]'s), NULL
+ * for none; sni NULL: the default certificate's. */
+const char *config_client_ca(const struct config *cfg,
+			     const struct config_sni *sni);
 
 /* Whether cfg sets up TLS at all ([tls] certificate is set). */
 bool config_wants_tls(const struct config *cfg);

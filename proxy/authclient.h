@@ -41,6 +41,12 @@ struct auth_pending *auth_client_submit(struct auth_client *c,
 					const char *addr, auth_client_cb *cb,
 					void *arg);
 
+/* The account check for a login by client certificate (AUTH_MSG_ACCOUNT):
+ * as auth_client_submit(), without a password. */
+struct auth_pending *auth_client_account(struct auth_client *c,
+					 const char *user, const char *addr,
+					 auth_client_cb *cb, void *arg);
+
 void auth_client_cancel(struct auth_pending *p);
 
 /* Closes the pipe; pending requests are dropped without callbacks.  The

@@ -438,11 +438,12 @@ static void session_io_feed_pending(struct session_io *io)
 }
 
 void session_io_start_tls(struct session_io *io, struct tls_server *srv,
-			  const char *ciphertext, size_t len)
+			  enum tls_client_certs certs, const char *ciphertext,
+			  size_t len)
 {
 	assert(io->tls == NULL);
 	session_io_flush(io);
-	io->tls = tls_conn_create(srv, &session_io_tls_callbacks, io);
+	io->tls = tls_conn_create(srv, certs, &session_io_tls_callbacks, io);
 	if (len > 0) {
 		io->cipher_pending = xmemdup(ciphertext, len);
 		io->cipher_pending_len = len;

@@ -32,6 +32,8 @@
 #include <sys/socket.h>
 #include <uv.h>
 
+#include "tls/tls-conn.h"
+
 struct session_io;
 struct tls_conn;
 struct tls_server;
@@ -114,7 +116,8 @@ bool session_io_has_parked(const struct session_io *io);
  * bytes already read that belong to the handshake (after a PROXY
  * header), fed once the current callback returns. */
 void session_io_start_tls(struct session_io *io, struct tls_server *srv,
-			  const char *ciphertext, size_t len);
+			  enum tls_client_certs certs, const char *ciphertext,
+			  size_t len);
 
 /* NULL until TLS starts. */
 const struct tls_conn *session_io_tls(const struct session_io *io);

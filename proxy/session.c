@@ -853,6 +853,20 @@ static void session_early_talker(struct session *s)
 	session_close(s, "early talker");
 }
 
+/* Whether this listener's handshakes ask for a client certificate. */
+static enum tls_client_certs session_client_certs(const struct session *s)
+{
+	switch (s->listener->client_certificates) {
+	case CLIENT_CERTS_REQUIRED:
+		return TLS_CLIENT_CERTS_REQUIRED;
+	case CLIENT_CERTS_OPTIONAL:
+		return TLS_CLIENT_CERTS_OPTIONAL;
+	case CLIENT_CERTS_OFF:
+	default:
+		return TLS_CLIENT_CERTS_OFF;
+	}
+}
+
 /* STARTTLS was answered; rest: client bytes after its line. */
 static void session_starttls(struct session *s, size_t rest)
 {
@@ -874,7 +888,8 @@ static void session_starttls(struct session *s, size_t rest)
 	session_reset_helo(s);
 	linebuf_reset(&s->lines);
 	session_enter_phase(s, SESSION_PHASE_HANDSHAKE);
-	session_io_start_tls(s->io, s->env->tls, NULL, 0);
+	session_io_start_tls(s->io, s->env->tls, session_client_certs(s), NULL,
+			     0);
 }
 
 /* Runs the input in data[0..len) while the session takes it; returns how
@@ -1404,7 +1419,8 @@ static void session_admit(struct session *s, const char *leftover,
 		session_early_talker(s);
 	} else if (s->listener->mode == LISTENER_IMPLICIT_TLS) {
 		session_enter_phase(s, SESSION_PHASE_HANDSHAKE);
-		session_io_start_tls(s->io, s->env->tls, leftover,
+		session_io_start_tls(s->io, s->env->tls,
+				     session_client_certs(s), leftover,
 				     leftover_len);
 	} else {
 		session_greet(s);

@@ -213,11 +213,13 @@ static BIO_METHOD *tls_bio_method_new(void)
 /* ---- connections ---- */
 
 struct tls_conn *tls_conn_create(struct tls_server *srv,
+				 enum tls_client_certs certs,
 				 const struct tls_conn_callbacks *cb, void *arg)
 {
 	struct tls_conn *c = xcalloc(1, sizeof(*c));
 	BIO *bio;
 
+	c->hs.certs = certs;
 	c->cb = *cb;
 	c->arg = arg;
 	c->state = TLS_CONN_ACTIVE;

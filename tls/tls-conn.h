@@ -55,8 +55,22 @@ struct tls_conn_callbacks {
 	void (*handshake_done)(void *arg);
 };
 
+/* Whether the handshake asks for a client certificate ([listener]
+ * client_certificates).  OPTIONAL: a certificate that does not verify
+ * (unknown CA, expired, revoked) does not end the handshake, it is only
+ * never used.  REQUIRED: without a verified certificate the handshake
+ * fails (TLS_ERROR, tls_conn_error() says why).  A context without a client
+ * CA asks for none whatever the mode (the configuration makes sure that
+ * REQUIRED always has one). */
+enum tls_client_certs {
+	TLS_CLIENT_CERTS_OFF,
+	TLS_CLIENT_CERTS_OPTIONAL,
+	TLS_CLIENT_CERTS_REQUIRED,
+};
+
 /* Never NULL: aborts when out of memory, like every allocation. */
 struct tls_conn *tls_conn_create(struct tls_server *srv,
+				 enum tls_client_certs certs,
 				 const struct tls_conn_callbacks *cb,
 				 void *arg);
 
@@ -92,6 +106,18 @@ const char *tls_conn_sni(const struct tls_conn *c); /* NULL if none */
 bool tls_conn_resumed(const struct tls_conn *c);
 /* Verified client certificate subject (one line, RFC 2253), or NULL. */
 const char *tls_conn_peer_subject(const struct tls_conn *c);
+/* Its SHA-256 fingerprint, 64 lower-case hex digits (what a
+ * client_cert_map "sha256:" rule names), or NULL. */
+const char *tls_conn_peer_sha256(const struct tls_conn *c);
+/* The login [tls] client_cert_map gives the verified certificate, or NULL
+ * (no certificate, not verified, no map, no rule matched); *line_r (may
+ * be NULL) gets the rule's line.  Taken at the end of the handshake, with
+ * the map of the contexts the handshake started on. */
+const char *tls_conn_peer_login(const struct tls_conn *c, int *line_r);
+/* Why a certificate the client presented is not used: OpenSSL's verify
+ * error ("certificate revoked", "certificate has expired", ...), or NULL
+ * when it verified or none was presented. */
+const char *tls_conn_peer_error(const struct tls_conn *c);
 
 /* True if the client's SNI name selected an [sni] certificate; false if it
  * sent none or an unknown one (and got the default), for the log. */

@@ -23,6 +23,8 @@
 #include <openssl/bio.h> /* BIO_METHOD */
 #include <openssl/types.h>
 
+#include "tls/tls-conn.h"
+
 struct config;
 struct tls_server;
 
@@ -51,6 +53,7 @@ int tls_check_config(const struct config *cfg, FILE *out, FILE *err);
  * tls_conn embeds it; the SSL's app data points at it. */
 struct tls_handshake {
 	struct tls_server *srv;
+	enum tls_client_certs certs; /* the listener's */
 	bool sni_matched;   /* the SNI name selected an [sni] certificate */
 	bool alpn_refused;  /* ALPN offered without smtp */
 	bool verify_failed; /* a client certificate did not verify */

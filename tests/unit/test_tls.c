@@ -432,7 +432,8 @@ static void pair_init(struct pair *p, struct tls_server *srv,
 	if (o == NULL)
 		o = &defaults;
 	memset(p, 0, sizeof(*p));
-	p->conn = tls_conn_create(srv, &pair_callbacks, p);
+	p->conn = tls_conn_create(srv, TLS_CLIENT_CERTS_OPTIONAL,
+				  &pair_callbacks, p);
 	p->cli_ctx = SSL_CTX_new(TLS_client_method());
 	if (p->conn == NULL || p->cli_ctx == NULL)
 		abort();
