@@ -176,6 +176,8 @@ enum sasl_mech sasl_mech_from_name(const char *name, size_t len)
 		return SASL_MECH_PLAIN;
 	if (sasl_name_equal(name, len, "LOGIN"))
 		return SASL_MECH_LOGIN;
+	if (sasl_name_equal(name, len, "EXTERNAL"))
+		return SASL_MECH_EXTERNAL;
 	return SASL_MECH_NONE;
 }
 
@@ -186,6 +188,8 @@ const char *sasl_mech_name(enum sasl_mech mech)
 		return "PLAIN";
 	case SASL_MECH_LOGIN:
 		return "LOGIN";
+	case SASL_MECH_EXTERNAL:
+		return "EXTERNAL";
 	case SASL_MECH_NONE:
 		break;
 	}
@@ -319,6 +323,33 @@ static enum sasl_status sasl_decode_login_field(const char *line, size_t len,
 	return status;
 }
 
+/* EXTERNAL's one message: the authzid, maybe empty (RFC 4422 Appendix
+ * A.1: "The client sends an empty string when it wishes the server to
+ * derive its authorization identity"). */
+static enum sasl_status sasl_decode_external(const char *line, size_t len,
+					     struct sasl_creds *creds)
+{
+	unsigned char scratch[SASL_SCRATCH_SIZE];
+	enum sasl_status status;
+	size_t n = 0;
+
+	/* An empty response to the 334 may come as an empty line or, as
+	 * some clients send it, as "=". */
+	if (len == 1 && line[0] == '=')
+		len = 0;
+	status = sasl_decode_bounded(line, len, SASL_USER_MAX, scratch,
+				     sizeof(scratch), &n);
+	if (status == SASL_OK && sasl_has_bad_byte(scratch, n))
+		status = SASL_BAD_SYNTAX;
+	if (status == SASL_OK) {
+		memcpy(creds->user, scratch, n);
+		creds->user[n] = '\0';
+		creds->user_len = n;
+	}
+	explicit_bzero(scratch, sizeof(scratch));
+	return status;
+}
+
 /* ---- the exchange ---- */
 
 /* Ends the exchange on every status but SASL_CONTINUE. */
@@ -367,6 +398,8 @@ static enum sasl_status sasl_respond(struct sasl_state *st, const char *line,
 		return sasl_decode_login_field(line, len, creds->password,
 					       SASL_PASSWORD_MAX,
 					       &creds->password_len);
+	case SASL_MECH_EXTERNAL:
+		return sasl_decode_external(line, len, creds);
 	case SASL_MECH_NONE:
 		break;
 	}
@@ -383,15 +416,15 @@ enum sasl_status sasl_start(struct sasl_state *st, enum sasl_mech mech,
 	sasl_creds_wipe(creds);
 	st->mech = mech;
 	st->step = 0;
-	if (mech != SASL_MECH_PLAIN && mech != SASL_MECH_LOGIN)
+	if (mech == SASL_MECH_NONE)
 		return sasl_finish(st, SASL_UNKNOWN_MECH, creds, NULL,
 				   challenge_r);
 
 	if (initial == NULL) {
-		/* RFC 4616 §2 / RFC 4954 §4: PLAIN's challenge is empty;
-		 * LOGIN asks for the user name. */
-		challenge = mech == SASL_MECH_PLAIN ? sasl_challenge_plain
-						    : sasl_challenge_user;
+		/* RFC 4616 §2 / RFC 4954 §4: PLAIN's and EXTERNAL's challenge
+		 * is empty; LOGIN asks for the user name. */
+		challenge = mech == SASL_MECH_LOGIN ? sasl_challenge_user
+						    : sasl_challenge_plain;
 		return sasl_finish(st, SASL_CONTINUE, creds, challenge,
 				   challenge_r);
 	}
@@ -414,7 +447,7 @@ enum sasl_status sasl_step(struct sasl_state *st, const char *line, size_t len,
 	const char *challenge = NULL;
 	enum sasl_status status;
 
-	if (st->mech != SASL_MECH_PLAIN && st->mech != SASL_MECH_LOGIN) {
+	if (st->mech == SASL_MECH_NONE) {
 		/* No exchange in progress: a caller bug, refused without
 		 * touching creds (they may hold a finished exchange). */
 		*challenge_r = NULL;

@@ -1,6 +1,12 @@
 /*
- * sasl.h - SMTP AUTH (RFC 4954) PLAIN (RFC 4616) and LOGIN decoding: pure
- * functions over the client's base64 lines, no I/O, no allocation.
+ * sasl.h - SMTP AUTH (RFC 4954) PLAIN (RFC 4616), LOGIN and EXTERNAL
+ * (RFC 4422 Appendix A) decoding: pure functions over the client's base64
+ * lines, no I/O, no allocation.
+ *
+ * EXTERNAL carries only an authorization identity (possibly empty): the
+ * client's identity is its TLS certificate, which the caller checks.  On
+ * SASL_OK creds->user holds the authzid (user_len 0: none, "act as
+ * yourself") and creds->password is empty.
  *
  * Credentials are decoded into a caller-owned struct sasl_creds, which the
  * caller wipes with sasl_creds_wipe() as soon as they have been handed on.
@@ -18,6 +24,7 @@ enum sasl_mech {
 	SASL_MECH_NONE,
 	SASL_MECH_PLAIN,
 	SASL_MECH_LOGIN,
+	SASL_MECH_EXTERNAL,
 };
 
 /* What the session must answer; each maps to one SMTP reply. */
@@ -44,7 +51,8 @@ struct sasl_state {
 	int step;                  /* LOGIN: 0 = want user, 1 = want password */
 };
 
-/* Mechanism name, case-insensitive: "PLAIN" / "LOGIN" / SASL_MECH_NONE. */
+/* Mechanism name, case-insensitive: "PLAIN" / "LOGIN" / "EXTERNAL" /
+ * SASL_MECH_NONE. */
 enum sasl_mech sasl_mech_from_name(const char *name, size_t len);
 const char *sasl_mech_name(enum sasl_mech mech);
 

@@ -77,6 +77,9 @@ enum cert_login_mode {
 /* SASL mechanisms, as a bit set in config.auth.mechanisms. */
 #define AUTH_MECH_PLAIN (1u << 0)
 #define AUTH_MECH_LOGIN (1u << 1)
+/* Never in [auth] mechanisms: offered on a connection whose verified
+ * client certificate maps to a login ([tls] client_cert_map). */
+#define AUTH_MECH_EXTERNAL (1u << 2)
 
 /* One socket address with its canonical text form ("127.0.0.1:25",
  * "[::1]:587") for logs. */

@@ -679,8 +679,8 @@ static size_t view_before_auth(const struct config *cfg,
 	memset(&none, 0, sizeof(none));
 	/* What the probe stores for this backend (relay.c: HELO leaves the
 	 * capabilities empty), seen after STARTTLS or on implicit TLS. */
-	return session_ehlo_lines(cfg, r->esmtp ? &r->caps : &none, false, true,
-				  lines, CHECK_EHLO_LINES);
+	return session_ehlo_lines(cfg, r->esmtp ? &r->caps : &none, false,
+				  cfg->auth.mechanisms, lines, CHECK_EHLO_LINES);
 }
 
 /* With several backends the pre-auth EHLO shows what every backend that
@@ -709,8 +709,8 @@ static size_t view_before_auth_all(const struct config *cfg,
 	}
 	if (!any)
 		return 0;
-	return session_ehlo_lines(cfg, &common, false, true, lines,
-				  CHECK_EHLO_LINES);
+	return session_ehlo_lines(cfg, &common, false, cfg->auth.mechanisms,
+				  lines, CHECK_EHLO_LINES);
 }
 
 static size_t view_after_auth(const struct config *cfg,

@@ -247,6 +247,59 @@ static void session_auth_on_check(void *arg,
 		a->env.done(a->env.arg, &r);
 }
 
+/* A login by client certificate: PAM's account check for it (an expired
+ * or locked account is refused like a wrong password), no policy check
+ * (the throttles are against password guessing, and there is no password
+ * to guess). */
+static void session_auth_account(struct session_auth *a,
+				 struct session_auth_result *r)
+{
+	const char *login = a->env.cert_login;
+
+	free(a->user);
+	a->user = xstrdup(login);
+	a->user_len = strlen(login);
+	if (a->env.client != NULL)
+		a->pending = auth_client_account(a->env.client, login, a->env.ip,
+						 session_auth_on_answer, a);
+	if (a->pending == NULL) {
+		session_auth_tempfail(a, "helper_unavailable", r);
+		return;
+	}
+	memset(r, 0, sizeof(*r));
+	r->outcome = SESSION_AUTH_WAITING;
+}
+
+/* AUTH EXTERNAL's authzid (in a->creds->user): none, or the certificate's
+ * own login (RFC 4422 Appendix A: the server may refuse any other; we act
+ * for no one but the certificate's owner). */
+static void session_auth_external(struct session_auth *a,
+				  struct session_auth_result *r)
+{
+	const char *login = a->env.cert_login;
+	struct sasl_creds *creds = a->creds;
+
+	if (creds->user_len != 0 &&
+	    (creds->user_len != strlen(login) ||
+	     memcmp(creds->user, login, creds->user_len) != 0)) {
+		free(a->user);
+		a->user = xmemdup(creds->user, creds->user_len);
+		a->user_len = creds->user_len;
+		session_auth_creds_free(a);
+		session_auth_failed(a, "authzid_mismatch", r);
+		return;
+	}
+	session_auth_creds_free(a);
+	session_auth_account(a, r);
+}
+
+void session_auth_implicit(struct session_auth *a,
+			   struct session_auth_result *r)
+{
+	a->mech = SASL_MECH_EXTERNAL;
+	session_auth_account(a, r);
+}
+
 /* Complete credentials: the policy first (prefix and login throttles),
  * then PAM. */
 static void session_auth_submit(struct session_auth *a,
@@ -255,6 +308,10 @@ static void session_auth_submit(struct session_auth *a,
 	struct sasl_creds *creds = a->creds;
 	struct policy_auth_verdict v;
 
+	if (a->mech == SASL_MECH_EXTERNAL) {
+		session_auth_external(a, r);
+		return;
+	}
 	free(a->user);
 	a->user = xmemdup(creds->user, creds->user_len);
 	a->user_len = creds->user_len;
@@ -362,10 +419,21 @@ void session_auth_start(struct session_auth *a, const char *args,
 		}
 	}
 	mech = sasl_mech_from_name(args, mech_len);
-	allowed = mech == SASL_MECH_PLAIN   ? AUTH_MECH_PLAIN
-		  : mech == SASL_MECH_LOGIN ? AUTH_MECH_LOGIN
-					    : 0;
-	if ((a->env.cfg->auth.mechanisms & allowed) == 0) {
+	if (mech == SASL_MECH_EXTERNAL && a->env.cert_login == NULL) {
+		/* Not offered: no certificate, or one that did not verify
+		 * or maps to no login (the tls event said which). */
+		a->mech = mech;
+		session_auth_log(a, "auth_unavailable", "no_certificate_login");
+		result_set(r, SESSION_AUTH_REFUSED,
+			   "504 5.5.4 Unrecognized authentication type");
+		return;
+	}
+	allowed = mech == SASL_MECH_PLAIN	 ? AUTH_MECH_PLAIN
+		  : mech == SASL_MECH_LOGIN	 ? AUTH_MECH_LOGIN
+		  : mech == SASL_MECH_EXTERNAL ? AUTH_MECH_EXTERNAL
+					       : 0;
+	if (((a->env.cfg->auth.mechanisms | AUTH_MECH_EXTERNAL) & allowed) ==
+	    0) {
 		result_set(r, SESSION_AUTH_REFUSED,
 			   "504 5.5.4 Unrecognized authentication type");
 		return;

@@ -1,6 +1,7 @@
 /*
  * session-auth.h - SMTP AUTH (RFC 4954) for one session: the SASL
- * exchange, the request to the auth helper, and brute-force throttling (a
+ * exchange (PLAIN, LOGIN, and EXTERNAL for a client certificate that maps
+ * to a login, whose login gets PAM's account check only), the request to the auth helper, and brute-force throttling (a
  * growing per-connection delay, a per-connection limit, and, once the
  * credentials are complete and before PAM is asked, the policy's limits
  * per address prefix and per login: proxy/policy.h).  It never sleeps and
@@ -62,6 +63,10 @@ struct session_auth_env {
 	struct policy *policy;	    /* the loop's: failures per prefix, login */
 	const struct policy_addr *addr; /* the client's prefix, or NULL */
 	const char *ip;		    /* for PAM_RHOST and the logs */
+	/* The login [tls] client_cert_map gives the client's verified
+	 * certificate (AUTH EXTERNAL), NULL if none.  Lives as long as the
+	 * session's TLS connection, which outlives this. */
+	const char *cert_login;
 	const char *sid;
 	session_auth_done_fn *done;
 	void *arg;
@@ -74,6 +79,12 @@ void session_auth_destroy(struct session_auth *a);
  * checks of the command table already passed). */
 void session_auth_start(struct session_auth *a, const char *args,
 			size_t args_len, struct session_auth_result *result);
+
+/* certificate_login = implicit: logs the certificate's login in without
+ * an AUTH command (as AUTH EXTERNAL with no authzid would).  Returns
+ * WAITING (done() follows) or TEMPFAIL. */
+void session_auth_implicit(struct session_auth *a,
+			   struct session_auth_result *result);
 
 /* One SASL response line (never logged: it holds a secret). */
 void session_auth_response(struct session_auth *a, const char *line, size_t len,

@@ -13,7 +13,7 @@
 
 size_t session_ehlo_lines(const struct config *cfg,
 			  const struct ehlo_caps *backend, bool offer_starttls,
-			  bool offer_auth, char lines[][64], size_t max)
+			  unsigned mechs, char lines[][64], size_t max)
 {
 	struct ehlo_caps conservative;
 	size_t n = 0;
@@ -28,11 +28,11 @@ size_t session_ehlo_lines(const struct config *cfg,
 	n += ehlo_caps_client(backend, cfg->limits.max_message_size, lines + n,
 			      max - n);
 	n += session_ehlo_limits(cfg, lines + n, max - n);
-	if (offer_auth && n < max)
-		snprintf(lines[n++], 64, "AUTH%s%s",
-			 cfg->auth.mechanisms & AUTH_MECH_PLAIN ? " PLAIN" : "",
-			 cfg->auth.mechanisms & AUTH_MECH_LOGIN ? " LOGIN"
-								: "");
+	if (mechs != 0 && n < max)
+		snprintf(lines[n++], 64, "AUTH%s%s%s",
+			 mechs & AUTH_MECH_PLAIN ? " PLAIN" : "",
+			 mechs & AUTH_MECH_LOGIN ? " LOGIN" : "",
+			 mechs & AUTH_MECH_EXTERNAL ? " EXTERNAL" : "");
 	return n;
 }
 

@@ -19,11 +19,12 @@ struct ehlo_caps;
  * before TLS), the extensions ehlo_caps_client() shows for backend (the
  * probe's capabilities; NULL before any probe succeeded: SIZE,
  * PIPELINING and ENHANCEDSTATUSCODES, what the proxy guarantees itself),
- * LIMITS (session_ehlo_limits()), and AUTH with [auth] mechanisms when
- * offer_auth.  Returns the number of lines, at most max. */
+ * LIMITS (session_ehlo_limits()), and AUTH with the mechanisms of mechs
+ * (AUTH_MECH_* of config.h; 0: no AUTH line).  Returns the number of
+ * lines, at most max. */
 size_t session_ehlo_lines(const struct config *cfg,
 			  const struct ehlo_caps *backend, bool offer_starttls,
-			  bool offer_auth, char lines[][64], size_t max);
+			  unsigned mechs, char lines[][64], size_t max);
 
 /* RFC 9422 LIMITS, before and after AUTH: "LIMITS RCPTMAX=N" with [limits]
  * max_recipients, which the proxy enforces itself (452 4.5.3 past it), so

@@ -131,6 +131,13 @@ struct session {
 	uint32_t junk;	      /* max_junk_commands */
 
 	struct session_auth *auth;   /* from the first AUTH */
+	/* certificate_login = implicit: the EHLO/HELO that logs in waits
+	 * for the login (PENDING); one that failed is not tried again. */
+	enum {
+		SESSION_IMPLICIT_NONE,
+		SESSION_IMPLICIT_PENDING,
+		SESSION_IMPLICIT_REFUSED,
+	} implicit;
 	struct session_relay *relay; /* from PAM's yes */
 	/* A MAIL held while the policy store reads the login's send
 	 * counts (SESSION_PHASE_POLICY_WAIT). */
@@ -275,13 +282,41 @@ static void session_resume(struct session *s)
 
 /* ---- the pre-auth commands ---- */
 
-static bool session_auth_offered(const struct session *s)
+/* The login the client's verified certificate maps to, NULL if none. */
+static const char *session_cert_login(const struct session *s)
+{
+	if (!session_io_tls_active(s->io))
+		return NULL;
+	return tls_conn_peer_login(session_io_tls(s->io), NULL);
+}
+
+/* certificate_login = implicit, and a certificate to log in with that
+ * has not been refused yet. */
+static bool session_implicit_login(const struct session *s)
+{
+	return s->listener->certificate_login == CERT_LOGIN_IMPLICIT &&
+	       s->implicit != SESSION_IMPLICIT_REFUSED &&
+	       session_cert_login(s) != NULL;
+}
+
+/* The mechanisms the EHLO reply offers (AUTH_MECH_*), 0 for no AUTH. */
+static unsigned session_auth_mechs(const struct session *s)
 {
 	/* DESIGN.md: AUTH is offered only over TLS, unless the listener
 	 * explicitly allows plaintext authentication (for loopback
 	 * testing). */
-	return !session_authenticated(s) && (session_io_tls_active(s->io) ||
-					     s->listener->allow_plaintext_auth);
+	if (session_authenticated(s) || session_implicit_login(s) ||
+	    !(session_io_tls_active(s->io) || s->listener->allow_plaintext_auth))
+		return 0;
+	if (s->listener->certificate_login == CERT_LOGIN_IMPLICIT)
+		return s->cfg->auth.mechanisms; /* the implicit login failed */
+	return s->cfg->auth.mechanisms |
+	       (session_cert_login(s) != NULL ? AUTH_MECH_EXTERNAL : 0);
+}
+
+static bool session_auth_offered(const struct session *s)
+{
+	return session_auth_mechs(s) != 0;
 }
 
 static void session_reset_helo(struct session *s)
@@ -291,20 +326,18 @@ static void session_reset_helo(struct session *s)
 	s->esmtp = false;
 }
 
-static void cmd_ehlo(struct session *s, const struct smtp_cmd *cmd)
+static void session_implicit_start(struct session *s);
+
+/* The reply to the EHLO or HELO in s->helo, before AUTH. */
+static void session_ehlo_answer(struct session *s)
 {
 	const struct config *cfg = s->cfg;
-	bool ehlo = cmd->verb == SMTP_VERB_EHLO;
 	struct ehlo_caps probed;
 	bool known;
 	char lines[16][64];
 	size_t n;
 
-	/* RFC 5321 §4.1.4: EHLO/HELO also resets any transaction. */
-	session_reset_helo(s);
-	s->helo = xmemdup(cmd->args, cmd->args_len);
-	s->esmtp = ehlo;
-	if (!ehlo) {
+	if (!s->esmtp) {
 		session_reply(s, "250 %s", cfg->server.hostname);
 		return;
 	}
@@ -312,10 +345,24 @@ static void cmd_ehlo(struct session *s, const struct smtp_cmd *cmd)
 	n = session_ehlo_lines(cfg, known ? &probed : NULL,
 			       s->listener->mode == LISTENER_STARTTLS &&
 				   session_io_tls(s->io) == NULL,
-			       session_auth_offered(s), lines, 16);
+			       session_auth_mechs(s), lines, 16);
 	session_reply(s, "250%c%s", n > 0 ? '-' : ' ', cfg->server.hostname);
 	for (size_t i = 0; i < n; i++)
 		session_reply(s, "250%c%s", i + 1 < n ? '-' : ' ', lines[i]);
+}
+
+static void cmd_ehlo(struct session *s, const struct smtp_cmd *cmd)
+{
+	/* RFC 5321 §4.1.4: EHLO/HELO also resets any transaction. */
+	session_reset_helo(s);
+	s->helo = xmemdup(cmd->args, cmd->args_len);
+	s->esmtp = cmd->verb == SMTP_VERB_EHLO;
+	if (session_implicit_login(s)) {
+		/* Answered by the backend once logged in. */
+		session_implicit_start(s);
+		return;
+	}
+	session_ehlo_answer(s);
 }
 
 static void cmd_starttls(struct session *s, const struct smtp_cmd *cmd)
@@ -339,10 +386,9 @@ static void session_on_auth(void *arg, const struct session_auth_result *r)
 	session_io_flush(s->io);
 }
 
-static void cmd_auth(struct session *s, const struct smtp_cmd *cmd)
+/* The session's AUTH state, made on first use. */
+static void session_auth_need(struct session *s)
 {
-	struct session_auth_result r;
-
 	if (s->auth == NULL) {
 		struct session_auth_env env = {
 		    .loop = s->env->loop,
@@ -351,6 +397,7 @@ static void cmd_auth(struct session *s, const struct smtp_cmd *cmd)
 		    .policy = s->env->policy,
 		    .addr = s->addr != NULL ? &s->paddr : NULL,
 		    .ip = s->ip,
+		    .cert_login = session_cert_login(s),
 		    .sid = s->sid,
 		    .done = session_on_auth,
 		    .arg = s,
@@ -358,8 +405,50 @@ static void cmd_auth(struct session *s, const struct smtp_cmd *cmd)
 
 		s->auth = session_auth_create(&env);
 	}
+}
+
+static void cmd_auth(struct session *s, const struct smtp_cmd *cmd)
+{
+	struct session_auth_result r;
+
+	session_auth_need(s);
 	session_auth_start(s->auth, cmd->args, cmd->args_len, &r);
 	session_auth_answer(s, &r);
+}
+
+/* certificate_login = implicit: the EHLO/HELO in s->helo logs the
+ * certificate's login in (PAM's account check, then the backend), and is
+ * then relayed, so that its reply is the one every EHLO after AUTH gets.
+ * Commands pipelined behind it wait, parked. */
+static void session_implicit_start(struct session *s)
+{
+	struct session_auth_result r;
+
+	session_auth_need(s);
+	s->implicit = SESSION_IMPLICIT_PENDING;
+	session_auth_implicit(s->auth, &r);
+	session_auth_answer(s, &r);
+}
+
+/* The implicit login did not happen: a refused account gets the EHLO
+ * answered as before AUTH (and then 530 to MAIL: a permanent refusal, as
+ * for a password login); a temporary failure gets 421, so that the
+ * client's queue tries again later rather than bounce. */
+static void session_implicit_failed(struct session *s, bool temporary)
+{
+	s->implicit = SESSION_IMPLICIT_REFUSED;
+	if (temporary) {
+		session_reply(s,
+			      "421 4.7.0 %s Temporary authentication failure, "
+			      "try again later",
+			      s->cfg->server.hostname);
+		session_close(s, "implicit login failed");
+		return;
+	}
+	session_ehlo_answer(s);
+	session_enter_phase(s, SESSION_PHASE_PREAUTH);
+	session_idle_restart(s);
+	session_resume(s);
 }
 
 static void cmd_noop(struct session *s, const struct smtp_cmd *cmd)
@@ -402,6 +491,10 @@ static session_cmd_fn *const session_local_handlers[SMTP_VERB_COUNT] = {
  * this connection 421 and the end. */
 static void session_auth_failure_answer(struct session *s)
 {
+	if (s->implicit == SESSION_IMPLICIT_PENDING) {
+		session_implicit_failed(s, false);
+		return;
+	}
 	if (session_auth_too_many(s->auth)) {
 		log_info(s->sid, "event=reject ip=%s reason=max_auth_failures",
 			 s->ip);
@@ -422,6 +515,12 @@ static void session_auth_failure_answer(struct session *s)
 static void session_auth_answer(struct session *s,
 				const struct session_auth_result *r)
 {
+	if (s->implicit == SESSION_IMPLICIT_PENDING &&
+	    (r->outcome == SESSION_AUTH_TEMPFAIL ||
+	     r->outcome == SESSION_AUTH_REFUSED)) {
+		session_implicit_failed(s, true);
+		return;
+	}
 	switch (r->outcome) {
 	case SESSION_AUTH_CHALLENGE:
 		session_reply(s, "%s", r->reply);
@@ -479,6 +578,25 @@ static void session_relay_client_of(const struct session *s,
 	}
 }
 
+static void session_relay_cmd(struct session *s, const struct smtp_cmd *cmd);
+
+/* The EHLO/HELO that logged in implicitly goes to the backend now. */
+static void session_implicit_relay_ehlo(struct session *s)
+{
+	size_t len = strlen(s->helo);
+	char *args = xmemdup(s->helo, len); /* s->helo is replaced */
+	struct smtp_cmd cmd = {
+	    .verb = s->esmtp ? SMTP_VERB_EHLO : SMTP_VERB_HELO,
+	    .verb_text = s->esmtp ? "EHLO" : "HELO",
+	    .verb_len = 4,
+	    .args = args,
+	    .args_len = len,
+	};
+
+	session_relay_cmd(s, &cmd);
+	free(args);
+}
+
 static void session_on_relay_ready(void *arg)
 {
 	struct session *s = arg;
@@ -486,8 +604,16 @@ static void session_on_relay_ready(void *arg)
 	if (s->phase != SESSION_PHASE_HANDOVER)
 		return;
 	/* Hand-over complete: PAM and the backend both said yes. */
-	session_reply(s, "235 2.7.0 Authentication successful");
-	session_enter_phase(s, SESSION_PHASE_AUTHENTICATED);
+	if (s->implicit == SESSION_IMPLICIT_PENDING) {
+		session_enter_phase(s, SESSION_PHASE_AUTHENTICATED);
+		s->implicit = SESSION_IMPLICIT_NONE;
+		session_implicit_relay_ehlo(s);
+		if (s->phase == SESSION_PHASE_ENDED)
+			return;
+	} else {
+		session_reply(s, "235 2.7.0 Authentication successful");
+		session_enter_phase(s, SESSION_PHASE_AUTHENTICATED);
+	}
 	session_idle_restart(s);
 	session_resume(s);
 	session_io_flush(s->io);
@@ -518,6 +644,11 @@ static void session_on_relay_unavailable(void *arg, const char *why)
 	 * authentication failure" after a right password made people doubt
 	 * it.  Only a right password comes here, and the 235 would have
 	 * told it just the same, so saying "accepted" gives nothing away. */
+	if (s->implicit == SESSION_IMPLICIT_PENDING) {
+		session_implicit_failed(s, true);
+		session_io_flush(s->io);
+		return;
+	}
 	session_reply(s, "454 4.7.0 Login accepted, but the mail service is "
 			 "temporarily unavailable; try again later");
 	session_enter_phase(s, SESSION_PHASE_PREAUTH);
@@ -638,6 +769,16 @@ static void session_handover(struct session *s, const char *user)
 
 static void session_relay_cmd(struct session *s, const struct smtp_cmd *cmd);
 
+/* A MAIL held for the send counts is dropped: its answer must not bring
+ * a closing session back to relaying. */
+static void session_drop_held_mail(struct session *s)
+{
+	policy_cancel(s->send_req);
+	s->send_req = NULL;
+	free(s->held_mail);
+	s->held_mail = NULL;
+}
+
 /* The held MAIL goes on, its counts known. */
 static void session_on_send_counts(void *arg,
 				   const struct policy_send_counts *c)
@@ -652,6 +793,12 @@ static void session_on_send_counts(void *arg,
 	};
 
 	s->send_req = NULL;
+	if (s->phase != SESSION_PHASE_POLICY_WAIT) {
+		/* Never: closing cancels the request. */
+		free(s->held_mail);
+		s->held_mail = NULL;
+		return;
+	}
 	session_enter_phase(s, SESSION_PHASE_AUTHENTICATED);
 	session_relay_send_limits(s->relay, &s->held_limits, c);
 	session_relay_cmd(s, &cmd);
@@ -1100,12 +1247,38 @@ static void session_on_handshake_done(void *arg)
 	const struct tls_conn *tls = session_io_tls(s->io);
 	const char *subject = tls_conn_peer_subject(tls);
 	const char *sni = tls_conn_sni(tls);
+	const char *sha256 = tls_conn_peer_sha256(tls);
+	const char *cert_error = tls_conn_peer_error(tls);
+	int rule = 0;
+	const char *login = tls_conn_peer_login(tls, &rule);
 	char sni_text[SANITIZE_BUFSIZE];
 	char subject_text[SANITIZE_BUFSIZE];
+	char cert[2 * SANITIZE_BUFSIZE + 128];
 
+	/* The certificate's part: what it is and what it logs in as when it
+	 * verified (sha256 is what a client_cert_map rule names), why not
+	 * when it did not. */
+	cert[0] = '\0';
+	if (sha256 != NULL) {
+		char login_text[SANITIZE_BUFSIZE];
+
+		if (login != NULL)
+			snprintf(cert, sizeof(cert),
+				 " cert_sha256=%s cert_login=\"%s\" "
+				 "cert_rule=%d",
+				 sha256,
+				 sanitize(login_text, sizeof(login_text), login,
+					  strlen(login)),
+				 rule);
+		else
+			snprintf(cert, sizeof(cert),
+				 " cert_sha256=%s cert_login=\"\"", sha256);
+	} else if (cert_error != NULL) {
+		snprintf(cert, sizeof(cert), " cert_error=\"%s\"", cert_error);
+	}
 	log_info(s->sid,
 		 "event=tls ip=%s version=%s cipher=%s sni=\"%s\" "
-		 "sni_match=%s resumed=%s client_cert=\"%s\"",
+		 "sni_match=%s resumed=%s client_cert=\"%s\"%s",
 		 s->ip, tls_conn_version(tls), tls_conn_cipher(tls),
 		 sni ? sanitize(sni_text, sizeof(sni_text), sni, strlen(sni))
 		     : "",
@@ -1115,7 +1288,8 @@ static void session_on_handshake_done(void *arg)
 		 tls_conn_resumed(tls) ? "yes" : "no",
 		 subject ? sanitize(subject_text, sizeof(subject_text), subject,
 				    strlen(subject))
-			 : "");
+			 : "",
+		 cert);
 	if (s->listener->mode == LISTENER_IMPLICIT_TLS) {
 		/* RFC 8314 §3.3: the greeting comes after the handshake. */
 		session_greet(s);
@@ -1157,7 +1331,9 @@ static void session_on_io_failed(void *arg, enum session_io_error error,
 	}
 	if (s->relay != NULL && session_relay_owes_message(s->relay)) {
 		/* The client is gone, the message may not be: its reply is
-		 * still waited for and logged, then the session ends. */
+		 * still waited for and logged, then the session ends.  A MAIL
+		 * it held for the send counts goes nowhere. */
+		session_drop_held_mail(s);
 		s->client_done = true;
 		uv_timer_stop(&s->timer);
 		return;
@@ -1243,6 +1419,9 @@ static void session_close(struct session *s, const char *reason)
 		return;
 	if (s->close_reason == NULL || strcmp(reason, "quit") == 0)
 		s->close_reason = reason;
+	/* A MAIL held for the send counts is never relayed once closing,
+	 * not even while a message's reply is still waited for. */
+	session_drop_held_mail(s);
 	if (s->relay != NULL && session_relay_owes_message(s->relay)) {
 		/* A message's terminator went to the backend: the backend
 		 * may deliver it, so its reply is waited for (up to

@@ -23,6 +23,7 @@
 #include <openssl/bio.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
@@ -72,8 +73,14 @@ struct tls_conn {
 	size_t out_len;
 	size_t out_cap;
 
-	const char *error;  /* static string; NULL until a failure */
-	char *peer_subject; /* set at handshake end if a cert verified */
+	const char *error;  /* static string or error_buf; NULL until a failure */
+	char error_buf[160];
+	/* Set at handshake end if a certificate verified: */
+	char *peer_subject;
+	char peer_sha256[2 * 32 + 1];
+	char *peer_login; /* client_cert_map's, NULL if none */
+	int peer_login_line;
+	const char *peer_error; /* static; a certificate that did not verify */
 
 	enum tls_conn_state state;
 	bool handshake_done;
@@ -257,8 +264,10 @@ void tls_conn_destroy(struct tls_conn *c)
 	if (c == NULL)
 		return;
 	SSL_free(c->ssl);
+	tls_handshake_finish(&c->hs);
 	free(c->out);
 	free(c->peer_subject);
+	free(c->peer_login);
 	tls_server_unref(c->hs.srv);
 	free(c);
 }
@@ -284,6 +293,16 @@ static const char *tls_conn_reason(struct tls_conn *c, int ret)
 	e = ERR_peek_error();
 	if (ERR_GET_LIB(e) == ERR_LIB_SSL) {
 		switch (ERR_GET_REASON(e)) {
+		case SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE:
+			return "client certificate required";
+		case SSL_R_CERTIFICATE_VERIFY_FAILED:
+			if (!c->hs.verify_failed)
+				break;
+			snprintf(c->error_buf, sizeof(c->error_buf),
+				 "client certificate not accepted: %s",
+				 X509_verify_cert_error_string(
+				     c->hs.verify_error));
+			return c->error_buf;
 		case SSL_R_NO_SHARED_CIPHER:
 			return "no shared cipher";
 		case SSL_R_UNSUPPORTED_PROTOCOL:
@@ -319,15 +338,37 @@ static enum tls_result tls_conn_ssl_result(struct tls_conn *c, int ret)
 	}
 }
 
+/* What the client certificate is, once: its subject, fingerprint and
+ * login when it verified, why not when it did not.  On a resumed session
+ * the certificate and verify result are the session's, checked when it
+ * was made under the same contexts (the session id context,
+ * tls-server.c). */
 static void tls_conn_note_peer(struct tls_conn *c)
 {
 	X509 *peer = SSL_get0_peer_certificate(c->ssl);
+	unsigned char md[32];
+	unsigned int mdlen = 0;
+	const char *login;
+	long result;
 
-	if (peer == NULL || c->hs.verify_failed ||
-	    SSL_get_verify_result(c->ssl) != X509_V_OK)
+	if (peer == NULL || c->hs.certs == TLS_CLIENT_CERTS_OFF)
 		return;
+	result = SSL_get_verify_result(c->ssl);
+	if (c->hs.verify_failed || result != X509_V_OK) {
+		c->peer_error = X509_verify_cert_error_string(
+		    c->hs.verify_failed ? c->hs.verify_error : result);
+		return;
+	}
 	c->peer_subject =
 	    tls_name_oneline(X509_get_subject_name(peer), TLS_PEER_SUBJECT_MAX);
+	if (X509_digest(peer, EVP_sha256(), md, &mdlen) == 1 &&
+	    mdlen == sizeof(md)) {
+		for (unsigned int i = 0; i < mdlen; i++)
+			snprintf(c->peer_sha256 + 2 * i, 3, "%02x", md[i]);
+	}
+	login = tls_handshake_login(&c->hs, peer, &c->peer_login_line);
+	if (login != NULL)
+		c->peer_login = xstrdup(login);
 }
 
 /* plain (TLS_RECORD_PLAINTEXT_MAX bytes) receives each record's plaintext
@@ -506,6 +547,23 @@ bool tls_conn_resumed(const struct tls_conn *c)
 const char *tls_conn_peer_subject(const struct tls_conn *c)
 {
 	return c->peer_subject;
+}
+
+const char *tls_conn_peer_sha256(const struct tls_conn *c)
+{
+	return c->peer_sha256[0] != '\0' ? c->peer_sha256 : NULL;
+}
+
+const char *tls_conn_peer_login(const struct tls_conn *c, int *line_r)
+{
+	if (line_r != NULL)
+		*line_r = c->peer_login != NULL ? c->peer_login_line : 0;
+	return c->peer_login;
+}
+
+const char *tls_conn_peer_error(const struct tls_conn *c)
+{
+	return c->peer_error;
 }
 
 size_t tls_conn_buffered_bytes(const struct tls_conn *c)

@@ -32,6 +32,7 @@
 #include <openssl/bio.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -39,10 +40,15 @@
 
 #include "common/util.h"
 #include "config/config.h"
+#include "tls/certmap.h"
 
 /* Identifies this server's sessions in the cache (RFC 5246 §7.4.1.2 session
  * ids and tickets are only resumed within the same context). */
 #define TLS_SESSION_ID_CONTEXT "submitproxy"
+
+/* A typedef, because clang-format cannot parse STACK_OF(X509_NAME) *p. */
+typedef STACK_OF(X509_NAME) tls_x509_names;
+typedef STACK_OF(X509_CRL) tls_x509_crls;
 
 static const char tls_alpn_smtp[] = "smtp";
 
@@ -51,10 +57,19 @@ struct tls_sni_ctx {
 	SSL_CTX *ctx;
 };
 
+/* [tls] client_cert_map, shared by a set and by every handshake started
+ * on it (a reload may free the set while a handshake still needs the
+ * map). */
+struct tls_certmap_ref {
+	atomic_size_t refs;
+	struct certmap *map;
+};
+
 struct tls_ctx_set {
 	SSL_CTX *def;
 	struct tls_sni_ctx *snis;
 	size_t nsnis;
+	struct tls_certmap_ref *map; /* NULL: no certificate logins */
 };
 
 struct tls_server {
@@ -172,7 +187,15 @@ static int tls_no_passphrase_cb(char *buf, int size, int rwflag, void *arg)
  * in TLS 1.2 but resumes anyway, so the session id context, which OpenSSL
  * does check before resuming (session ids and tickets alike), is made to
  * depend on the name the client sends.  This runs on the ClientHello,
- * before the resumption decision. */
+ * before the resumption decision.
+ *
+ * The name also selects the client CA ([sni] client_ca), and the
+ * listener decides whether a certificate is asked for at all: a session
+ * made where none was asked for must not resume where one is required
+ * (nginx CVE-2014-3616, CVE-2025-23419), so the listener's mode goes into
+ * the context as well.  A reload makes new contexts, and with them new
+ * ticket keys and an empty cache: no session outlives a change of the
+ * client CA, the CRL or the map. */
 static int tls_client_hello_cb(SSL *ssl, int *alert, void *arg)
 {
 	static const unsigned char base[] = TLS_SESSION_ID_CONTEXT;
@@ -182,6 +205,9 @@ static int tls_client_hello_cb(SSL *ssl, int *alert, void *arg)
 	unsigned int dlen = 0;
 	size_t extlen, nlen = 0;
 	EVP_MD_CTX *md;
+
+	struct tls_handshake *hs = SSL_get_app_data(ssl);
+	unsigned char certs = hs != NULL ? (unsigned char)hs->certs : 0;
 
 	(void)arg;
 	/* server_name: list length (2), type 0 (1), name length (2), name. */
@@ -203,6 +229,8 @@ static int tls_client_hello_cb(SSL *ssl, int *alert, void *arg)
 	if (EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1 ||
 	    EVP_DigestUpdate(md, base, sizeof(base) - 1) != 1 ||
 	    EVP_DigestUpdate(md, ":", 1) != 1 ||
+	    EVP_DigestUpdate(md, &certs, 1) != 1 ||
+	    EVP_DigestUpdate(md, ":", 1) != 1 ||
 	    EVP_DigestUpdate(md, name, nlen) != 1 ||
 	    EVP_DigestFinal_ex(md, digest, &dlen) != 1 ||
 	    SSL_set_session_id_context(ssl, digest,
@@ -216,6 +244,8 @@ static int tls_client_hello_cb(SSL *ssl, int *alert, void *arg)
 	EVP_MD_CTX_free(md);
 	return SSL_CLIENT_HELLO_SUCCESS;
 }
+
+static int tls_ssl_use_client_ca(SSL *ssl, const struct tls_handshake *hs);
 
 /* Chooses the certificate by SNI.  It looks the name up in the server's
  * current set at handshake time, so that a reload takes effect at once, and
@@ -247,7 +277,8 @@ static int tls_servername_cb(SSL *ssl, int *alert, void *arg)
 	}
 	/* Still under the lock: SSL_set_SSL_CTX takes the SSL's own
 	 * reference before a reload on another loop can free the set. */
-	if (SSL_get_SSL_CTX(ssl) != ctx && SSL_set_SSL_CTX(ssl, ctx) == NULL) {
+	if ((SSL_get_SSL_CTX(ssl) != ctx && SSL_set_SSL_CTX(ssl, ctx) == NULL) ||
+	    tls_ssl_use_client_ca(ssl, hs) < 0) {
 		pthread_mutex_unlock(&hs->srv->lock);
 		*alert = SSL_AD_INTERNAL_ERROR;
 		return SSL_TLSEXT_ERR_ALERT_FATAL;
@@ -291,19 +322,68 @@ static int tls_alpn_select_cb(SSL *ssl, const unsigned char **out,
  * handshake, it is just never reported by tls_conn_peer_subject(), and the
  * client can still use AUTH.  Proof of possession of the key is still
  * checked by OpenSSL (CertificateVerify). */
-static int tls_verify_cb(int ok, X509_STORE_CTX *store)
+static void tls_verify_note(X509_STORE_CTX *store)
 {
 	struct tls_handshake *hs;
 	SSL *ssl;
 
-	if (!ok) {
-		ssl = X509_STORE_CTX_get_ex_data(
-		    store, SSL_get_ex_data_X509_STORE_CTX_idx());
-		hs = ssl != NULL ? SSL_get_app_data(ssl) : NULL;
-		if (hs != NULL)
-			hs->verify_failed = true;
+	ssl = X509_STORE_CTX_get_ex_data(store,
+					 SSL_get_ex_data_X509_STORE_CTX_idx());
+	hs = ssl != NULL ? SSL_get_app_data(ssl) : NULL;
+	if (hs != NULL && !hs->verify_failed) {
+		hs->verify_failed = true;
+		hs->verify_error = X509_STORE_CTX_get_error(store);
 	}
+}
+
+static int tls_verify_cb(int ok, X509_STORE_CTX *store)
+{
+	if (!ok)
+		tls_verify_note(store);
 	return 1;
+}
+
+/* client_certificates = required: a certificate that does not verify
+ * ends the handshake (OpenSSL sends the alert). */
+static int tls_verify_required_cb(int ok, X509_STORE_CTX *store)
+{
+	if (!ok)
+		tls_verify_note(store);
+	return ok;
+}
+
+/* Whether ctx verifies client certificates (it has a client CA). */
+static bool tls_ctx_has_client_ca(const SSL_CTX *ctx)
+{
+	const tls_x509_names *names = SSL_CTX_get_client_CA_list(ctx);
+
+	return names != NULL && sk_X509_NAME_num(names) > 0;
+}
+
+/* Asks ssl's client for a certificate as its listener says, with the CA
+ * of the context it is on now (the default one, then the one its SNI name
+ * chose: the verify mode and CA names are the SSL's own, copied from the
+ * context it was made on, so they are set again after a switch). */
+static int tls_ssl_use_client_ca(SSL *ssl, const struct tls_handshake *hs)
+{
+	SSL_CTX *ctx = SSL_get_SSL_CTX(ssl);
+	tls_x509_names *names;
+
+	if (hs->certs == TLS_CLIENT_CERTS_OFF || !tls_ctx_has_client_ca(ctx)) {
+		SSL_set_verify(ssl, SSL_VERIFY_NONE, NULL);
+		return 0;
+	}
+	names = SSL_dup_CA_list(SSL_CTX_get_client_CA_list(ctx));
+	if (names == NULL)
+		return -1;
+	SSL_set_client_CA_list(ssl, names);
+	if (hs->certs == TLS_CLIENT_CERTS_REQUIRED)
+		SSL_set_verify(ssl,
+			       SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
+			       tls_verify_required_cb);
+	else
+		SSL_set_verify(ssl, SSL_VERIFY_PEER, tls_verify_cb);
+	return 0;
 }
 
 static int tls_parse_min_version(const char *s, int *version_r)
@@ -328,10 +408,9 @@ static void tls_config_where(const struct config *cfg, char *buf, size_t size)
 		snprintf(buf, size, "%s: ", cfg->path);
 }
 
-/* A typedef, because clang-format cannot parse STACK_OF(X509_NAME) *p. */
-typedef STACK_OF(X509_NAME) tls_x509_names;
 
-/* The client CA, shared by every context of a set. */
+/* A client CA file, with the CRLs of [tls] client_crl: shared by every
+ * context of a set that names the same file. */
 struct tls_client_ca {
 	X509_STORE *store;
 	tls_x509_names *names;
@@ -345,10 +424,72 @@ static void tls_client_ca_finish(struct tls_client_ca *ca)
 	ca->names = NULL;
 }
 
+/* The CRLs of file (PEM, one or more).  Certificates are refused there:
+ * the file is no place to add trust anchors by mistake. */
+static tls_x509_crls *tls_crls_load(const char *file, char **error_r)
+{
+	STACK_OF(X509_INFO) *infos = NULL;
+	tls_x509_crls *crls = NULL;
+	char buf[256];
+	BIO *in;
+	int i;
+
+	ERR_clear_error();
+	in = BIO_new_file(file, "r");
+	if (in == NULL) {
+		*error_r = xasprintf("%s: cannot open client CRL file: %s",
+				     file, tls_openssl_reason(buf, sizeof(buf)));
+		goto out;
+	}
+	infos = PEM_X509_INFO_read_bio(in, NULL, NULL, NULL);
+	if (infos == NULL) {
+		*error_r = xasprintf("%s: cannot read CRLs: %s", file,
+				     tls_openssl_reason(buf, sizeof(buf)));
+		goto out;
+	}
+	crls = sk_X509_CRL_new_null();
+	if (crls == NULL)
+		fatal("tls: out of memory (sk_X509_CRL_new_null)");
+	for (i = 0; i < sk_X509_INFO_num(infos); i++) {
+		X509_INFO *info = sk_X509_INFO_value(infos, i);
+
+		if (info->x509 != NULL || info->x_pkey != NULL) {
+			*error_r = xasprintf("%s: holds a certificate or key; "
+					     "client_crl takes CRLs only",
+					     file);
+			goto fail;
+		}
+		if (info->crl == NULL)
+			continue;
+		if (sk_X509_CRL_push(crls, info->crl) == 0)
+			fatal("tls: out of memory (sk_X509_CRL_push)");
+		info->crl = NULL;
+	}
+	if (sk_X509_CRL_num(crls) == 0) {
+		*error_r = xasprintf("%s: no CRL found", file);
+		goto fail;
+	}
+	goto out;
+fail:
+	sk_X509_CRL_pop_free(crls, X509_CRL_free);
+	crls = NULL;
+out:
+	sk_X509_INFO_pop_free(infos, X509_INFO_free);
+	BIO_free(in);
+	ERR_clear_error();
+	return crls;
+}
+
+/* crls may be NULL (no revocation check).  With them, every certificate of
+ * the chain is checked, the client's and each CA's under the root:
+ * X509_V_FLAG_CRL_CHECK_ALL, and an issuer without a CRL in the file fails
+ * the check ("unable to get certificate CRL"), as does a CRL past its
+ * nextUpdate: revocation is checked or the certificate is not used. */
 static int tls_client_ca_load(struct tls_client_ca *ca, const char *file,
-			      char **error_r)
+			      const tls_x509_crls *crls, char **error_r)
 {
 	char buf[256];
+	int i;
 
 	ca->store = NULL;
 	ca->names = NULL;
@@ -360,6 +501,14 @@ static int tls_client_ca_load(struct tls_client_ca *ca, const char *file,
 			      file, tls_openssl_reason(buf, sizeof(buf)));
 		goto fail;
 	}
+	for (i = 0; crls != NULL && i < sk_X509_CRL_num(crls); i++) {
+		if (X509_STORE_add_crl(ca->store, sk_X509_CRL_value(crls, i)) !=
+		    1)
+			fatal("tls: out of memory (X509_STORE_add_crl)");
+	}
+	if (crls != NULL)
+		X509_STORE_set_flags(ca->store, X509_V_FLAG_CRL_CHECK |
+						    X509_V_FLAG_CRL_CHECK_ALL);
 	/* The names sent in CertificateRequest, so that a client with several
 	 * certificates picks one we can verify. */
 	ca->names = SSL_load_client_CA_file(file);
@@ -374,6 +523,47 @@ fail:
 	ERR_clear_error();
 	tls_client_ca_finish(ca);
 	return -1;
+}
+
+/* The client CAs of one set: one per distinct file. */
+struct tls_client_cas {
+	const char **files;
+	struct tls_client_ca *cas;
+	size_t n;
+	tls_x509_crls *crls;
+};
+
+static void tls_client_cas_finish(struct tls_client_cas *cas)
+{
+	for (size_t i = 0; i < cas->n; i++)
+		tls_client_ca_finish(&cas->cas[i]);
+	free(cas->cas);
+	free(cas->files);
+	sk_X509_CRL_pop_free(cas->crls, X509_CRL_free);
+	memset(cas, 0, sizeof(*cas));
+}
+
+/* The loaded CA of file (NULL: none), loading it on first use. */
+static int tls_client_cas_get(struct tls_client_cas *cas, const char *file,
+			      const struct tls_client_ca **ca_r,
+			      char **error_r)
+{
+	*ca_r = NULL;
+	if (file == NULL)
+		return 0;
+	for (size_t i = 0; i < cas->n; i++) {
+		if (strcmp(cas->files[i], file) == 0) {
+			*ca_r = &cas->cas[i];
+			return 0;
+		}
+	}
+	cas->cas = xreallocarray(cas->cas, cas->n + 1, sizeof(*cas->cas));
+	cas->files = xreallocarray(cas->files, cas->n + 1, sizeof(*cas->files));
+	if (tls_client_ca_load(&cas->cas[cas->n], file, cas->crls, error_r) < 0)
+		return -1;
+	cas->files[cas->n] = file;
+	*ca_r = &cas->cas[cas->n++];
+	return 0;
 }
 
 /* A context with every setting from [tls] and no certificate yet. */
@@ -493,8 +683,8 @@ fail:
 	return -1;
 }
 
-/* Asks for a client certificate (without requiring one) and verifies it
- * against the client CA. */
+/* Gives ctx a client CA to verify against.  Whether a certificate is
+ * asked for is each connection's (tls_ssl_use_client_ca()). */
 static void tls_ctx_use_client_ca(SSL_CTX *ctx, const struct tls_client_ca *ca,
 				  const char *file)
 {
@@ -504,28 +694,58 @@ static void tls_ctx_use_client_ca(SSL_CTX *ctx, const struct tls_client_ca *ca,
 		fatal("%s: out of memory copying client CA names", file);
 	SSL_CTX_set1_cert_store(ctx, ca->store);
 	SSL_CTX_set_client_CA_list(ctx, names);
-	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, tls_verify_cb);
 }
 
 /* One context for one certificate: every setting from [tls], the chain and
- * key, and the client CA if there is one. */
+ * key, and the client CA (ca_file, loaded in cas) if there is one. */
 static SSL_CTX *tls_ctx_new(const struct config *cfg, const char *cert,
-			    const char *key, const struct tls_client_ca *ca,
-			    char **error_r)
+			    const char *key, struct tls_client_cas *cas,
+			    const char *ca_file, char **error_r)
 {
 	SSL_CTX *ctx = tls_ctx_new_settings(cfg, error_r);
+	const struct tls_client_ca *ca = NULL;
 
 	if (ctx == NULL)
 		return NULL;
 	if (tls_ctx_load_pair(ctx, cert, key, error_r) < 0)
 		goto fail;
-	if (ca != NULL && ca->store != NULL)
-		tls_ctx_use_client_ca(ctx, ca, cfg->tls.client_ca);
+	if (cas != NULL && tls_client_cas_get(cas, ca_file, &ca, error_r) < 0)
+		goto fail;
+	if (ca != NULL)
+		tls_ctx_use_client_ca(ctx, ca, ca_file);
 	return ctx;
 
 fail:
 	SSL_CTX_free(ctx);
 	return NULL;
+}
+
+static struct tls_certmap_ref *tls_certmap_ref_new(struct certmap *map)
+{
+	struct tls_certmap_ref *ref = xcalloc(1, sizeof(*ref));
+
+	atomic_init(&ref->refs, 1);
+	ref->map = map;
+	return ref;
+}
+
+static void tls_certmap_ref_drop(struct tls_certmap_ref *ref)
+{
+	if (ref == NULL || atomic_fetch_sub(&ref->refs, 1) > 1)
+		return;
+	certmap_free(ref->map);
+	free(ref);
+}
+
+/* The map's errors as one message: the first, and how many there were. */
+static char *tls_certmap_errors(const struct config_errors *errors)
+{
+	const struct config_error *e = &errors->items[0];
+
+	if (errors->count == 0)
+		return xstrdup("client_cert_map: cannot load");
+	return xasprintf("%s:%d: %s%s", e->file, e->line, e->message,
+			 errors->count > 1 ? " (and more errors)" : "");
 }
 
 static void tls_ctx_set_finish(struct tls_ctx_set *set)
@@ -538,37 +758,50 @@ static void tls_ctx_set_finish(struct tls_ctx_set *set)
 	}
 	free(set->snis);
 	SSL_CTX_free(set->def);
+	tls_certmap_ref_drop(set->map);
 	memset(set, 0, sizeof(*set));
 }
 
 static int tls_ctx_set_init(struct tls_ctx_set *set, const struct config *cfg,
 			    char **error_r)
 {
-	struct tls_client_ca ca = {NULL, NULL};
+	struct config_errors errors = {NULL, 0};
+	struct tls_client_cas cas;
+	struct certmap *map;
 	char where[512];
 	size_t i;
 
 	memset(set, 0, sizeof(*set));
+	memset(&cas, 0, sizeof(cas));
 	if (cfg->tls.certificate == NULL) {
 		tls_config_where(cfg, where, sizeof(where));
 		*error_r = xasprintf(
 		    "%stls: no certificate configured in [tls]", where);
 		return -1;
 	}
-	if (cfg->tls.client_ca != NULL &&
-	    tls_client_ca_load(&ca, cfg->tls.client_ca, error_r) < 0)
+	if (cfg->tls.client_crl != NULL &&
+	    (cas.crls = tls_crls_load(cfg->tls.client_crl, error_r)) == NULL)
 		return -1;
+	if (cfg->tls.client_cert_map != NULL) {
+		map = certmap_read(cfg->tls.client_cert_map, &errors);
+		if (map == NULL) {
+			*error_r = tls_certmap_errors(&errors);
+			config_errors_finish(&errors);
+			goto fail;
+		}
+		set->map = tls_certmap_ref_new(map);
+	}
 
-	set->def =
-	    tls_ctx_new(cfg, cfg->tls.certificate, cfg->tls.key, &ca, error_r);
+	set->def = tls_ctx_new(cfg, cfg->tls.certificate, cfg->tls.key, &cas,
+			       config_client_ca(cfg, NULL), error_r);
 	if (set->def == NULL)
 		goto fail;
 	if (cfg->nsnis > 0)
 		set->snis = xcalloc(cfg->nsnis, sizeof(*set->snis));
 	for (i = 0; i < cfg->nsnis; i++) {
 		const struct config_sni *sni = &cfg->snis[i];
-		SSL_CTX *ctx =
-		    tls_ctx_new(cfg, sni->certificate, sni->key, &ca, error_r);
+		SSL_CTX *ctx = tls_ctx_new(cfg, sni->certificate, sni->key, &cas,
+					   config_client_ca(cfg, sni), error_r);
 
 		if (ctx == NULL)
 			goto fail;
@@ -576,11 +809,12 @@ static int tls_ctx_set_init(struct tls_ctx_set *set, const struct config *cfg,
 		set->snis[i].ctx = ctx;
 		set->nsnis = i + 1;
 	}
-	tls_client_ca_finish(&ca);
+	/* Each context holds its own reference on its store. */
+	tls_client_cas_finish(&cas);
 	return 0;
 
 fail:
-	tls_client_ca_finish(&ca);
+	tls_client_cas_finish(&cas);
 	tls_ctx_set_finish(set);
 	return -1;
 }
@@ -645,6 +879,9 @@ SSL *tls_server_ssl_new(struct tls_server *srv, struct tls_handshake *hs)
 	hs->srv = srv;
 	pthread_mutex_lock(&srv->lock);
 	ssl = SSL_new(srv->ctxs.def);
+	hs->map = srv->ctxs.map;
+	if (hs->map != NULL)
+		atomic_fetch_add(&hs->map->refs, 1);
 	pthread_mutex_unlock(&srv->lock);
 	/* SSL_new fails only when out of memory (the context is complete):
 	 * abort like every other allocation, rather than hand the caller a
@@ -653,8 +890,24 @@ SSL *tls_server_ssl_new(struct tls_server *srv, struct tls_handshake *hs)
 		fatal("tls: out of memory (SSL_new)");
 	SSL_set_app_data(ssl, hs);
 	SSL_set_accept_state(ssl);
+	if (tls_ssl_use_client_ca(ssl, hs) < 0)
+		fatal("tls: out of memory (client CA names)");
 	atomic_fetch_add(&srv->refs, 1);
 	return ssl;
+}
+
+void tls_handshake_finish(struct tls_handshake *hs)
+{
+	tls_certmap_ref_drop(hs->map);
+	hs->map = NULL;
+}
+
+const char *tls_handshake_login(const struct tls_handshake *hs, X509 *peer,
+				int *line_r)
+{
+	if (hs->map == NULL)
+		return NULL;
+	return certmap_match(hs->map->map, peer, line_r);
 }
 
 BIO_METHOD *tls_server_bio_method(struct tls_server *srv,
@@ -683,7 +936,7 @@ static int tls_check_pair(const struct config *cfg, const char *cert,
 	char *date = NULL;
 	long n;
 
-	ctx = tls_ctx_new(cfg, cert, key, NULL, &error);
+	ctx = tls_ctx_new(cfg, cert, key, NULL, NULL, &error);
 	if (ctx == NULL) {
 		fprintf(err, "%s\n", error);
 		free(error);
@@ -717,11 +970,102 @@ static int tls_check_pair(const struct config *cfg, const char *cert,
 	return 0;
 }
 
+/* One line per CRL: its issuer and nextUpdate; a warning for one past
+ * it (certificates of that issuer will not verify until it is renewed). */
+static void tls_check_crls(const char *file, const tls_x509_crls *crls,
+			   FILE *out, FILE *err)
+{
+	for (int i = 0; i < sk_X509_CRL_num(crls); i++) {
+		X509_CRL *crl = sk_X509_CRL_value(crls, i);
+		const ASN1_TIME *next = X509_CRL_get0_nextUpdate(crl);
+		char *issuer = tls_name_oneline(X509_CRL_get_issuer(crl),
+						SIZE_MAX);
+		BIO *mem = tls_mem_bio_new();
+		char *date = NULL;
+		long n = 0;
+
+		if (next != NULL && ASN1_TIME_print(mem, next) == 1)
+			n = BIO_get_mem_data(mem, &date);
+		fprintf(out, "tls: %s: CRL issuer=%s nextUpdate=%.*s\n", file,
+			issuer != NULL ? issuer : "", (int)(n > 0 ? n : 0),
+			n > 0 ? date : "");
+		if (next != NULL && X509_cmp_current_time(next) < 0)
+			fprintf(err,
+				"%s: warning: the CRL of %s is past its "
+				"nextUpdate: certificates it covers will not "
+				"verify\n",
+				file, issuer != NULL ? issuer : "");
+		BIO_free(mem);
+		free(issuer);
+	}
+}
+
+/* The client CA files (each once), the CRLs and the map. */
+static int tls_check_client_certs(const struct config *cfg, FILE *out,
+				  FILE *err)
+{
+	struct config_errors errors = {NULL, 0};
+	struct tls_client_cas cas;
+	const struct tls_client_ca *ca;
+	struct certmap *map;
+	char *error = NULL, *subject;
+	size_t before;
+	int ret = 0;
+
+	memset(&cas, 0, sizeof(cas));
+	if (cfg->tls.client_crl != NULL) {
+		cas.crls = tls_crls_load(cfg->tls.client_crl, &error);
+		if (cas.crls == NULL) {
+			fprintf(err, "%s\n", error);
+			free(error);
+			error = NULL;
+			ret = -1;
+		} else {
+			tls_check_crls(cfg->tls.client_crl, cas.crls, out, err);
+		}
+	}
+	for (size_t j = 0; j <= cfg->nsnis; j++) {
+		const char *file = config_client_ca(
+		    cfg, j < cfg->nsnis ? &cfg->snis[j] : NULL);
+
+		before = cas.n;
+		if (tls_client_cas_get(&cas, file, &ca, &error) < 0) {
+			fprintf(err, "%s\n", error);
+			free(error);
+			error = NULL;
+			ret = -1;
+			break;
+		}
+		if (ca == NULL || cas.n == before)
+			continue; /* none, or printed already */
+		for (int i = 0; i < sk_X509_NAME_num(ca->names); i++) {
+			subject = tls_name_oneline(
+			    sk_X509_NAME_value(ca->names, i), SIZE_MAX);
+			fprintf(out, "tls: %s: client CA subject=%s\n", file,
+				subject != NULL ? subject : "");
+			free(subject);
+		}
+	}
+	tls_client_cas_finish(&cas);
+	if (cfg->tls.client_cert_map != NULL) {
+		map = certmap_read(cfg->tls.client_cert_map, &errors);
+		if (map == NULL) {
+			config_errors_print(&errors, err);
+			ret = -1;
+		} else {
+			fprintf(out, "tls: %s: client_cert_map rules=%zu\n",
+				cfg->tls.client_cert_map, certmap_count(map));
+		}
+		certmap_free(map);
+		config_errors_finish(&errors);
+	}
+	return ret;
+}
+
 int tls_check_config(const struct config *cfg, FILE *out, FILE *err)
 {
-	struct tls_client_ca ca;
-	char *error = NULL, *subject, where[512];
-	int ret = 0, i, n;
+	char *error = NULL, where[512];
+	int ret = 0;
 	SSL_CTX *ctx;
 	size_t j;
 
@@ -750,23 +1094,7 @@ int tls_check_config(const struct config *cfg, FILE *out, FILE *err)
 				   err) < 0)
 			ret = -1;
 	}
-	if (cfg->tls.client_ca != NULL) {
-		if (tls_client_ca_load(&ca, cfg->tls.client_ca, &error) < 0) {
-			fprintf(err, "%s\n", error);
-			free(error);
-			ret = -1;
-		} else {
-			n = sk_X509_NAME_num(ca.names);
-			for (i = 0; i < n; i++) {
-				subject = tls_name_oneline(
-				    sk_X509_NAME_value(ca.names, i), SIZE_MAX);
-				fprintf(out, "tls: %s: client CA subject=%s\n",
-					cfg->tls.client_ca,
-					subject != NULL ? subject : "");
-				free(subject);
-			}
-			tls_client_ca_finish(&ca);
-		}
-	}
+	if (tls_check_client_certs(cfg, out, err) < 0)
+		ret = -1;
 	return ret;
 }

@@ -26,6 +26,7 @@
 #include "tls/tls-conn.h"
 
 struct config;
+struct tls_certmap_ref;
 struct tls_server;
 
 /* Builds contexts from cfg->tls and cfg->snis.  Returns NULL and sets
@@ -57,6 +58,8 @@ struct tls_handshake {
 	bool sni_matched;   /* the SNI name selected an [sni] certificate */
 	bool alpn_refused;  /* ALPN offered without smtp */
 	bool verify_failed; /* a client certificate did not verify */
+	int verify_error;   /* its first X509_V_ERR_* */
+	struct tls_certmap_ref *map; /* the set's, when the SSL was made */
 };
 
 /* A server-side SSL (accept state) on the current default context, whose
@@ -66,6 +69,15 @@ struct tls_handshake {
 SSL *tls_server_ssl_new(struct tls_server *srv, struct tls_handshake *hs);
 
 void tls_server_unref(struct tls_server *srv);
+
+/* Gives back what tls_server_ssl_new() took for the handshake (the map);
+ * after SSL_free(). */
+void tls_handshake_finish(struct tls_handshake *hs);
+
+/* The login client_cert_map gives peer (verified by the caller), or NULL;
+ * the string lives until tls_handshake_finish(). */
+const char *tls_handshake_login(const struct tls_handshake *hs, X509 *peer,
+				int *line_r);
 
 /* The connections' BIO method: made by make() on first use, then shared by
  * every connection of srv on every thread, and freed with the server's

@@ -160,6 +160,25 @@ static const struct sasl_case sasl_cases[] = {
      NULL, NULL},
     {"login_equals_as_password_is_bad_base64", SASL_MECH_LOGIN, B64("bob"),
      RAW("="), NO_LINE, CONT, SASL_BAD_BASE64, END, CH_PASS, NULL, NULL, NULL},
+    /* EXTERNAL (RFC 4422 Appendix A): only an authzid, maybe empty. */
+    {"external_ir_empty", SASL_MECH_EXTERNAL, RAW("="), NO_LINE, NO_LINE,
+     SASL_OK, END, END, NULL, NULL, "", ""},
+    {"external_ir_authzid", SASL_MECH_EXTERNAL, B64("monitor"), NO_LINE,
+     NO_LINE, SASL_OK, END, END, NULL, NULL, "monitor", ""},
+    {"external_empty_line_after_challenge", SASL_MECH_EXTERNAL, NO_LINE,
+     RAW(""), NO_LINE, CONT, SASL_OK, END, CH_EMPTY, NULL, "", ""},
+    {"external_equals_after_challenge", SASL_MECH_EXTERNAL, NO_LINE, RAW("="),
+     NO_LINE, CONT, SASL_OK, END, CH_EMPTY, NULL, "", ""},
+    {"external_authzid_after_challenge", SASL_MECH_EXTERNAL, NO_LINE,
+     B64("alice"), NO_LINE, CONT, SASL_OK, END, CH_EMPTY, NULL, "alice", ""},
+    {"external_nul_in_authzid", SASL_MECH_EXTERNAL, B64("ali\0ce"), NO_LINE,
+     NO_LINE, SASL_BAD_SYNTAX, END, END, NULL, NULL, NULL, NULL},
+    {"external_crlf_in_authzid", SASL_MECH_EXTERNAL, NO_LINE, B64("a\r\nb"),
+     NO_LINE, CONT, SASL_BAD_SYNTAX, END, CH_EMPTY, NULL, NULL, NULL},
+    {"external_cancel", SASL_MECH_EXTERNAL, NO_LINE, RAW("*"), NO_LINE, CONT,
+     SASL_CANCELLED, END, CH_EMPTY, NULL, NULL, NULL},
+    {"external_bad_base64", SASL_MECH_EXTERNAL, RAW("bW9u!"), NO_LINE,
+     NO_LINE, SASL_BAD_BASE64, END, END, NULL, NULL, NULL, NULL},
 };
 
 /* The line the client sends for m: m->text itself or its base64. */
@@ -488,6 +507,10 @@ static void run_mech_cases(void)
 		   "mechanism name bounded by its length");
 	TAP_EQ_STR(sasl_mech_name(SASL_MECH_PLAIN), "PLAIN", "name of PLAIN");
 	TAP_EQ_STR(sasl_mech_name(SASL_MECH_LOGIN), "LOGIN", "name of LOGIN");
+	TAP_EQ_STR(sasl_mech_name(SASL_MECH_EXTERNAL), "EXTERNAL",
+		   "name of EXTERNAL");
+	TAP_EQ_INT(sasl_mech_from_name("external", 8), SASL_MECH_EXTERNAL,
+		   "EXTERNAL in any case");
 	TAP_EQ_STR(sasl_mech_name(SASL_MECH_NONE), "NONE", "name of NONE");
 
 	TAP_EQ_INT(sasl_start(&st, SASL_MECH_NONE, NULL, 0, &creds, &challenge),

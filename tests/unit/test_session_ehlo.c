@@ -27,7 +27,7 @@ static const char *joined(char lines[][64], size_t n)
 static void test_before_any_probe_the_conservative_set(struct config *cfg)
 {
 	char lines[16][64];
-	size_t n = session_ehlo_lines(cfg, NULL, true, false, lines, 16);
+	size_t n = session_ehlo_lines(cfg, NULL, true, 0, lines, 16);
 
 	TAP_EQ_STR(joined(lines, n),
 		   "STARTTLS|PIPELINING|SIZE 1000|ENHANCEDSTATUSCODES|"
@@ -47,14 +47,14 @@ static void test_after_tls_auth_and_the_backend_extensions(struct config *cfg)
 	ehlo_caps_add_line(&caps, "STARTTLS", 8);
 	ehlo_caps_add_line(&caps, "XCLIENT NAME ADDR", 17);
 	ehlo_caps_add_line(&caps, "SIZE 500", 8);
-	n = session_ehlo_lines(cfg, &caps, false, true, lines, 16);
+	n = session_ehlo_lines(cfg, &caps, false, cfg->auth.mechanisms, lines, 16);
 	TAP_EQ_STR(joined(lines, n),
 		   "PIPELINING|SIZE 500|8BITMIME|LIMITS RCPTMAX=50|"
 		   "AUTH PLAIN LOGIN",
 		   "after TLS: the backend's pass-through extensions, SIZE "
 		   "the smaller, PIPELINING the proxy's own, then AUTH");
 	cfg->auth.mechanisms = AUTH_MECH_LOGIN;
-	n = session_ehlo_lines(cfg, &caps, false, true, lines, 16);
+	n = session_ehlo_lines(cfg, &caps, false, cfg->auth.mechanisms, lines, 16);
 	TAP_EQ_STR(lines[n - 1], "AUTH LOGIN",
 		   "AUTH names the configured mechanisms only");
 	cfg->auth.mechanisms = AUTH_MECH_PLAIN | AUTH_MECH_LOGIN;
@@ -68,7 +68,7 @@ test_a_non_esmtp_backend_shows_only_the_proxys_own(struct config *cfg)
 	size_t n;
 
 	memset(&none, 0, sizeof(none));
-	n = session_ehlo_lines(cfg, &none, false, false, lines, 16);
+	n = session_ehlo_lines(cfg, &none, false, 0, lines, 16);
 	TAP_EQ_STR(joined(lines, n), "PIPELINING|SIZE 1000|LIMITS RCPTMAX=50",
 		   "a HELO-only backend: PIPELINING, SIZE and the proxy's "
 		   "LIMITS, nothing else");
@@ -77,10 +77,10 @@ test_a_non_esmtp_backend_shows_only_the_proxys_own(struct config *cfg)
 static void test_never_more_than_max(struct config *cfg)
 {
 	char lines[2][64];
-	size_t n = session_ehlo_lines(cfg, NULL, true, true, lines, 2);
+	size_t n = session_ehlo_lines(cfg, NULL, true, cfg->auth.mechanisms, lines, 2);
 
 	TAP_EQ_INT(n, 2, "max lines are filled, no more");
-	n = session_ehlo_lines(cfg, NULL, true, true, lines, 0);
+	n = session_ehlo_lines(cfg, NULL, true, cfg->auth.mechanisms, lines, 0);
 	TAP_EQ_INT(n, 0, "max 0: nothing written");
 }
 
