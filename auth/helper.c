@@ -259,9 +259,16 @@ static int helper_worker_serve(const struct config *cfg, int fd,
 		return -1;
 	memset(&resp, 0, sizeof(resp));
 	resp.id = req.id;
-	resp.result = auth_pam_authenticate(cfg->auth.pam_service, req.user,
-					    req.password, req.addr, resp.user,
-					    sizeof(resp.user), &reason);
+	if (req.account_only)
+		/* AUTH EXTERNAL: the account phase alone (proto.h says why
+		 * the helper answers it). */
+		resp.result =
+		    auth_pam_account(cfg->auth.pam_service, req.user, req.addr,
+				     resp.user, sizeof(resp.user), &reason);
+	else
+		resp.result = auth_pam_authenticate(
+		    cfg->auth.pam_service, req.user, req.password, req.addr,
+		    resp.user, sizeof(resp.user), &reason);
 	auth_request_wipe(&req);
 	snprintf(resp.reason, sizeof(resp.reason), "%s", reason);
 	n = auth_response_encode(&resp, out, sizeof(out));

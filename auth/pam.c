@@ -9,7 +9,8 @@
 /* PAM_TTY: some modules (pam_unix, pam_faillock, auditing) log it. */
 #define AUTH_PAM_TTY "smtp"
 
-/* What the conversation answers with: appdata_ptr of struct pam_conv. */
+/* What the conversation answers with: appdata_ptr of struct pam_conv.
+ * password is NULL for an account check: there is none to give. */
 struct auth_pam_creds {
 	const char *user;
 	const char *password;
@@ -49,6 +50,12 @@ static void auth_pam_responses_free(struct pam_response *resp, int n)
  *
  * PAM_ERROR_MSG and PAM_TEXT_INFO are dropped, not logged: a module may
  * echo what the user typed.
+ *
+ * In an account check (creds->password NULL) every prompt is refused: an
+ * account module has no business asking, and whatever we answered (an
+ * empty password, the user name) would be a guess that some module could
+ * take for a credential.  PAM_CONV_ERR then makes the check TEMPFAIL
+ * "pam_error", a stack to fix rather than a verdict.
  */
 static int auth_pam_conv(int num_msg, const struct pam_message **msg,
 			 struct pam_response **resp_r, void *appdata_ptr)
@@ -73,9 +80,13 @@ static int auth_pam_conv(int num_msg, const struct pam_message **msg,
 			goto fail;
 		switch (msg[i]->msg_style) {
 		case PAM_PROMPT_ECHO_OFF:
+			if (creds->password == NULL)
+				goto fail;
 			answer = creds->password;
 			break;
 		case PAM_PROMPT_ECHO_ON:
+			if (creds->password == NULL)
+				goto fail;
 			answer = creds->user;
 			break;
 		case PAM_ERROR_MSG:
@@ -152,28 +163,27 @@ static int auth_pam_user_valid(const char *name, size_t out_size)
 	return 1;
 }
 
-enum auth_result auth_pam_authenticate(const char *service, const char *user,
-				       const char *password, const char *rhost,
-				       char *pam_user_out, size_t pam_user_size,
-				       const char **reason_r)
+/* The start of every transaction: pam_start() and the items both kinds
+ * set.  Returns a PAM status; *pamh_r is NULL when pam_start() failed
+ * (the handle, if any, is ended here), else it is auth_pam_end()'s to
+ * end.  conv is copied by pam_start(); its appdata_ptr must outlive the
+ * handle. */
+static int auth_pam_begin(const char *service, const char *user,
+			  const char *rhost, const struct pam_conv *conv,
+			  pam_handle_t **pamh_r)
 {
-	struct auth_pam_creds creds = {user, password};
-	const struct pam_conv conv = {auth_pam_conv, &creds};
 	void (*delay_fn)(int, unsigned, void *) = auth_pam_no_delay;
 	pam_handle_t *pamh = NULL;
-	const void *item = NULL;
-	enum auth_result result;
 	int status;
 
-	if (pam_user_size > 0)
-		pam_user_out[0] = '\0';
-	status = pam_start(service, user, &conv, &pamh);
+	*pamh_r = NULL;
+	status = pam_start(service, user, conv, &pamh);
 	if (status != PAM_SUCCESS) {
 		if (pamh != NULL)
 			pam_end(pamh, status);
-		*reason_r = "pam_error";
-		return AUTH_RESULT_TEMPFAIL;
+		return status;
 	}
+	*pamh_r = pamh;
 	if (rhost != NULL && rhost[0] != '\0')
 		status = pam_set_item(pamh, PAM_RHOST, rhost);
 	if (status == PAM_SUCCESS)
@@ -183,12 +193,23 @@ enum auth_result auth_pam_authenticate(const char *service, const char *user,
 		 * (pam_fail_delay(3)); through uintptr_t to say so. */
 		status = pam_set_item(pamh, PAM_FAIL_DELAY,
 				      (const void *)(uintptr_t)delay_fn);
-	if (status == PAM_SUCCESS)
-		status = pam_authenticate(pamh, PAM_SILENT |
-						    PAM_DISALLOW_NULL_AUTHTOK);
-	if (status == PAM_SUCCESS)
-		status =
-		    pam_acct_mgmt(pamh, PAM_SILENT | PAM_DISALLOW_NULL_AUTHTOK);
+	return status;
+}
+
+/* The end of every transaction: status is what the phases left; on
+ * success PAM_USER is checked and copied out.  Ends the handle. */
+static enum auth_result auth_pam_end(pam_handle_t *pamh, int status,
+				     char *pam_user_out, size_t pam_user_size,
+				     const char **reason_r)
+{
+	const void *item = NULL;
+	enum auth_result result;
+
+	if (pamh == NULL) {
+		/* pam_start() failed: no stack ran, nothing was decided. */
+		*reason_r = "pam_error";
+		return AUTH_RESULT_TEMPFAIL;
+	}
 	if (status == PAM_SUCCESS) {
 		status = pam_get_item(pamh, PAM_USER, &item);
 		if (status == PAM_SUCCESS &&
@@ -201,4 +222,52 @@ enum auth_result auth_pam_authenticate(const char *service, const char *user,
 		memcpy(pam_user_out, item, strlen(item) + 1);
 	pam_end(pamh, status);
 	return result;
+}
+
+enum auth_result auth_pam_authenticate(const char *service, const char *user,
+				       const char *password, const char *rhost,
+				       char *pam_user_out, size_t pam_user_size,
+				       const char **reason_r)
+{
+	struct auth_pam_creds creds = {user, password};
+	const struct pam_conv conv = {auth_pam_conv, &creds};
+	pam_handle_t *pamh;
+	int status;
+
+	if (pam_user_size > 0)
+		pam_user_out[0] = '\0';
+	status = auth_pam_begin(service, user, rhost, &conv, &pamh);
+	if (status == PAM_SUCCESS)
+		status = pam_authenticate(pamh, PAM_SILENT |
+						    PAM_DISALLOW_NULL_AUTHTOK);
+	if (status == PAM_SUCCESS)
+		status =
+		    pam_acct_mgmt(pamh, PAM_SILENT | PAM_DISALLOW_NULL_AUTHTOK);
+	return auth_pam_end(pamh, status, pam_user_out, pam_user_size,
+			    reason_r);
+}
+
+enum auth_result auth_pam_account(const char *service, const char *user,
+				  const char *rhost, char *pam_user_out,
+				  size_t pam_user_size, const char **reason_r)
+{
+	/* No password: the conversation refuses every prompt. */
+	struct auth_pam_creds creds = {user, NULL};
+	const struct pam_conv conv = {auth_pam_conv, &creds};
+	pam_handle_t *pamh;
+	int status;
+
+	if (pam_user_size > 0)
+		pam_user_out[0] = '\0';
+	status = auth_pam_begin(service, user, rhost, &conv, &pamh);
+	/* pam_acct_mgmt() alone: the client certificate, verified by the
+	 * network process, stands for pam_authenticate().  Without
+	 * PAM_DISALLOW_NULL_AUTHTOK: it asks a module to answer
+	 * PAM_NEW_AUTHTOK_REQD for a user with an empty password
+	 * (pam_acct_mgmt(3)), and a user who logs in by certificate only
+	 * may well have none. */
+	if (status == PAM_SUCCESS)
+		status = pam_acct_mgmt(pamh, PAM_SILENT);
+	return auth_pam_end(pamh, status, pam_user_out, pam_user_size,
+			    reason_r);
 }

@@ -4,16 +4,23 @@
  * LDAP, fork; only a worker process may call this, never the helper's
  * poll() loop and never the network process.
  *
- * The transaction is pam_start(service, user), PAM_RHOST = the client
+ * A transaction is pam_start(service, user), PAM_RHOST = the client
  * address, PAM_TTY = "smtp", a no-op PAM_FAIL_DELAY callback (the proxy
- * applies the failure delay itself, with a timer), pam_authenticate() and
- * pam_acct_mgmt(), both with PAM_SILENT | PAM_DISALLOW_NULL_AUTHTOK.  An
- * expired account or password is a failure, as in OpenSMTPD and Dovecot.
+ * applies the failure delay itself, with a timer), then its phases:
  *
- * Only a verdict about the credentials is permanent (FAIL); a PAM stack
- * that cannot decide (missing module, unreachable directory, conversation
- * error) answers TEMPFAIL "pam_error", so that a client is never told 535
- * for a password that may well be right.
+ *   login (password)     pam_authenticate() and pam_acct_mgmt(), both
+ *                        with PAM_SILENT | PAM_DISALLOW_NULL_AUTHTOK;
+ *   account (client      pam_acct_mgmt() with PAM_SILENT only, never the
+ *   certificate)         auth stack; the conversation refuses every
+ *                        prompt, as there is no password to give.
+ *
+ * then PAM_USER, checked, is the identity.  An expired account or
+ * password is a failure, as in OpenSMTPD and Dovecot.
+ *
+ * Only a verdict about the credentials or the account is permanent
+ * (FAIL); a PAM stack that cannot decide (missing module, unreachable
+ * directory, conversation error) answers TEMPFAIL "pam_error", so that a
+ * client is never told 535 for a password that may well be right.
  */
 #ifndef SUBMITPROXY_AUTH_PAM_H
 #define SUBMITPROXY_AUTH_PAM_H

@@ -6,11 +6,17 @@
  *   u32 length of the rest | u8 version | u8 type | u32 id | body
  *
  *   request body:   str user | str password | str addr
+ *   account body:   str user | str addr
  *   response body:  u8 result | str user | str reason
  *
  * where str is u16 length + that many bytes, no terminating NUL.  The
  * encoding is canonical: decode followed by encode gives back the same
  * bytes (the fuzzer checks it).
+ *
+ * An account request has no password field at all, rather than an empty
+ * one: the type alone says which it is, and a frame of one type never
+ * decodes as the other (one string more or less is a frame that does not
+ * end where its last field does).
  *
  * Everything the decoders accept, the encoders accept, and the other way
  * round: a field the encoder refuses can never be produced by a peer
@@ -150,11 +156,18 @@ long auth_request_encode(const struct auth_request *req, unsigned char *out,
 {
 	struct proto_writer w = {out, out_size, 0, 0};
 
-	proto_put_header(&w, AUTH_MSG_REQUEST, req->id);
+	/* A password in an account request means the caller confused the
+	 * two: refused rather than silently left out. */
+	if (req->account_only && req->password[0] != '\0')
+		return -1;
+	proto_put_header(
+	    &w, req->account_only ? AUTH_MSG_ACCOUNT : AUTH_MSG_REQUEST,
+	    req->id);
 	proto_put_str(&w, req->user, sizeof(req->user), 1, AUTH_PROTO_USER_MAX,
 		      PROTO_FIELD_NAME);
-	proto_put_str(&w, req->password, sizeof(req->password), 0,
-		      AUTH_PROTO_PASSWORD_MAX, PROTO_FIELD_SECRET);
+	if (!req->account_only)
+		proto_put_str(&w, req->password, sizeof(req->password), 0,
+			      AUTH_PROTO_PASSWORD_MAX, PROTO_FIELD_SECRET);
 	proto_put_str(&w, req->addr, sizeof(req->addr), 0, AUTH_PROTO_ADDR_MAX,
 		      PROTO_FIELD_NAME);
 	return proto_finish(&w);
@@ -266,9 +279,8 @@ static size_t proto_get_str(struct proto_reader *r, char *dst, size_t min,
 }
 
 /* Checks the prefix against the frame length and reads the header.
- * Returns the id. */
-static uint32_t proto_get_header(struct proto_reader *r,
-				 enum auth_msg_type type)
+ * Returns the id; *type_r is the type byte (0 once r failed). */
+static uint32_t proto_get_header(struct proto_reader *r, unsigned *type_r)
 {
 	uint32_t id;
 
@@ -277,13 +289,13 @@ static uint32_t proto_get_header(struct proto_reader *r,
 	if (r->size == 0 ||
 	    auth_frame_complete(r->buf, r->size) != (long)r->size) {
 		r->failed = 1;
+		*type_r = 0;
 		return 0;
 	}
 	r->pos = AUTH_PROTO_PREFIX_SIZE;
 	if (proto_get_u8(r) != AUTH_PROTO_VERSION)
 		r->failed = 1;
-	if (proto_get_u8(r) != (unsigned)type)
-		r->failed = 1;
+	*type_r = proto_get_u8(r);
 	id = proto_get_u32(r);
 	return id;
 }
@@ -292,11 +304,19 @@ int auth_request_decode(const unsigned char *frame, size_t len,
 			struct auth_request *req)
 {
 	struct proto_reader r = {frame, len, 0, 0};
+	unsigned type;
 
-	req->id = proto_get_header(&r, AUTH_MSG_REQUEST);
+	req->id = proto_get_header(&r, &type);
+	if (type != AUTH_MSG_REQUEST && type != AUTH_MSG_ACCOUNT)
+		r.failed = 1;
+	req->account_only = type == AUTH_MSG_ACCOUNT;
 	proto_get_str(&r, req->user, 1, AUTH_PROTO_USER_MAX, PROTO_FIELD_NAME);
-	proto_get_str(&r, req->password, 0, AUTH_PROTO_PASSWORD_MAX,
-		      PROTO_FIELD_SECRET);
+	if (req->account_only)
+		/* Not on the wire; nothing of an earlier request stays. */
+		explicit_bzero(req->password, sizeof(req->password));
+	else
+		proto_get_str(&r, req->password, 0, AUTH_PROTO_PASSWORD_MAX,
+			      PROTO_FIELD_SECRET);
 	proto_get_str(&r, req->addr, 0, AUTH_PROTO_ADDR_MAX, PROTO_FIELD_NAME);
 	if (r.failed || r.pos != r.size) {
 		/* Never leave half a password behind in a rejected request. */
@@ -310,10 +330,12 @@ int auth_response_decode(const unsigned char *frame, size_t len,
 			 struct auth_response *resp)
 {
 	struct proto_reader r = {frame, len, 0, 0};
-	unsigned result;
+	unsigned type, result;
 	size_t user_len;
 
-	resp->id = proto_get_header(&r, AUTH_MSG_RESPONSE);
+	resp->id = proto_get_header(&r, &type);
+	if (type != AUTH_MSG_RESPONSE)
+		r.failed = 1;
 	result = proto_get_u8(&r);
 	user_len = proto_get_str(&r, resp->user, 0, AUTH_PROTO_USER_MAX,
 				 PROTO_FIELD_NAME);

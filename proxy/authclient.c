@@ -237,30 +237,36 @@ static void auth_client_on_write(uv_write_t *req, int status)
 		auth_client_lost(c, uv_strerror(status));
 }
 
-struct auth_pending *auth_client_submit(struct auth_client *c,
-					const char *user, const char *password,
-					const char *addr, auth_client_cb *cb,
-					void *arg)
+/* Copies a field whole or not at all: a user name cut short could name
+ * another account, and an account request has no password to stop it. */
+static bool auth_client_field(char *dst, size_t size, const char *src)
 {
-	struct auth_request req;
+	size_t len = strlen(src);
+
+	if (len >= size)
+		return false;
+	memcpy(dst, src, len + 1);
+	return true;
+}
+
+/* Sends req (user, password, addr and kind filled in) under the next id,
+ * and wipes it. */
+static struct auth_pending *auth_client_send(struct auth_client *c,
+					     struct auth_request *req,
+					     auth_client_cb *cb, void *arg)
+{
 	struct auth_pending *p;
 	struct auth_write *w;
 	uv_buf_t buf;
 	uint32_t id;
 	long n;
 
-	if (!c->up)
-		return NULL;
-	memset(&req, 0, sizeof(req));
-	id = req.id = c->next_id++;
+	id = req->id = c->next_id++;
 	if (c->next_id == 0)
 		c->next_id = 1;
-	snprintf(req.user, sizeof(req.user), "%s", user);
-	snprintf(req.password, sizeof(req.password), "%s", password);
-	snprintf(req.addr, sizeof(req.addr), "%s", addr);
 	w = xmalloc(sizeof(*w) + AUTH_PROTO_FRAME_MAX);
-	n = auth_request_encode(&req, w->frame, AUTH_PROTO_FRAME_MAX);
-	auth_request_wipe(&req);
+	n = auth_request_encode(req, w->frame, AUTH_PROTO_FRAME_MAX);
+	auth_request_wipe(req);
 	if (n < 0) {
 		free(w);
 		return NULL;
@@ -277,7 +283,7 @@ struct auth_pending *auth_client_submit(struct auth_client *c,
 
 	p = xcalloc(1, sizeof(*p));
 	p->c = c;
-	p->id = id;  /* req was wiped with the password */
+	p->id = id; /* req was wiped with the password */
 	p->cb = cb;
 	p->arg = arg;
 	p->deadline_ms = uv_now(c->loop) + c->timeout_ms;
@@ -289,6 +295,41 @@ struct auth_pending *auth_client_submit(struct auth_client *c,
 	c->tail = p;
 	auth_client_arm(c);
 	return p;
+}
+
+struct auth_pending *auth_client_submit(struct auth_client *c,
+					const char *user, const char *password,
+					const char *addr, auth_client_cb *cb,
+					void *arg)
+{
+	struct auth_request req;
+
+	if (!c->up)
+		return NULL;
+	memset(&req, 0, sizeof(req));
+	if (!auth_client_field(req.user, sizeof(req.user), user) ||
+	    !auth_client_field(req.password, sizeof(req.password), password) ||
+	    !auth_client_field(req.addr, sizeof(req.addr), addr)) {
+		auth_request_wipe(&req);
+		return NULL;
+	}
+	return auth_client_send(c, &req, cb, arg);
+}
+
+struct auth_pending *auth_client_account(struct auth_client *c,
+					 const char *user, const char *addr,
+					 auth_client_cb *cb, void *arg)
+{
+	struct auth_request req;
+
+	if (!c->up)
+		return NULL;
+	memset(&req, 0, sizeof(req));
+	req.account_only = true;
+	if (!auth_client_field(req.user, sizeof(req.user), user) ||
+	    !auth_client_field(req.addr, sizeof(req.addr), addr))
+		return NULL;
+	return auth_client_send(c, &req, cb, arg);
 }
 
 void auth_client_cancel(struct auth_pending *p)

@@ -34,7 +34,8 @@ struct auth_client *auth_client_create(uv_loop_t *loop, int fd,
 				       void *lost_arg);
 
 /* Sends one request.  Returns NULL (and calls nothing) if the channel is
- * down or the request cannot be encoded; the caller answers 454 itself.
+ * down or the request cannot be encoded (a field over its auth/proto.h
+ * maximum is refused, never cut short); the caller answers 454 itself.
  * The password is copied into the frame, which is wiped once written. */
 struct auth_pending *auth_client_submit(struct auth_client *c,
 					const char *user, const char *password,

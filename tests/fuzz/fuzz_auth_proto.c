@@ -12,7 +12,9 @@
  * what decodes re-encodes to exactly the same bytes (the encoding is
  * canonical and the encoders accept all the decoders do); decoded user
  * and address are non-empty / free of CR and LF, reasons are [a-z_]+,
- * user names appear only on OK; a rejected request is left all zero.
+ * user names appear only on OK; a rejected request is left all zero; a
+ * request is account_only exactly when its type is AUTH_MSG_ACCOUNT, and
+ * then carries no password.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -45,6 +47,10 @@ static void fuzz_request(const unsigned char *frame, size_t len)
 	FUZZ_CHECK(req.user[0] != '\0');
 	FUZZ_CHECK(strpbrk(req.user, "\r\n") == NULL);
 	FUZZ_CHECK(strpbrk(req.addr, "\r\n") == NULL);
+	/* Byte 5: the type, after the length prefix and the version. */
+	FUZZ_CHECK(req.account_only == (frame[5] == AUTH_MSG_ACCOUNT));
+	FUZZ_CHECK(req.account_only || frame[5] == AUTH_MSG_REQUEST);
+	FUZZ_CHECK(!req.account_only || req.password[0] == '\0');
 	m = auth_request_encode(&req, out, sizeof(out));
 	FUZZ_CHECK(m == (long)len && memcmp(out, frame, len) == 0);
 	auth_request_wipe(&req);

@@ -18,6 +18,15 @@
  * The service "sp-test" runs, before pam_matrix, pam_exec with a script
  * that sleeps for the users "slow" (3 s) and "nap0".."nap3" (2 s): the
  * slow stack that worker-death, timeout and concurrency tests need.
+ *
+ * The service "sp-account" is for account checks (AUTH_MSG_ACCOUNT): its
+ * auth stack is pam_deny, so a login that ran it could not succeed; its
+ * account stack refuses the user "locked" (pam_succeed_if), runs the
+ * test module pam_sp_prompt.so (tests/unit/pam_prompt.c, its path the
+ * test's argument) that prompts for the users "prompt_off" and
+ * "prompt_on", then pam_matrix.  pam_matrix's account phase answers
+ * PAM_PERM_DENIED for a user without a passdb line, or whose line names
+ * another service.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -43,9 +52,13 @@
 #define PAM_WRAPPER_LIB	  "/usr/lib/x86_64-linux-gnu/libpam_wrapper.so"
 #define PAM_MATRIX_MODULE "/usr/lib/x86_64-linux-gnu/pam_wrapper/pam_matrix.so"
 #define PAM_EXEC_MODULE	  "/usr/lib/x86_64-linux-gnu/security/pam_exec.so"
+#define PAM_DENY_MODULE	  "/usr/lib/x86_64-linux-gnu/security/pam_deny.so"
 #define TEST_SERVICE	  "sp-test"
+#define ACCOUNT_SERVICE	  "sp-account"
 #define TEST_DIR_ENV	  "SP_AUTH_TEST_DIR"
 #define WORKER_TITLE	  "sp-auth-worker"
+#define PAM_SUCCEED_IF_MODULE                                                  \
+	"/usr/lib/x86_64-linux-gnu/security/pam_succeed_if.so"
 
 /* ---- environment ------------------------------------------------------ */
 
@@ -67,7 +80,8 @@ static int write_file(const char *dir, const char *name, const char *text,
 
 static void remove_test_dir(const char *dir)
 {
-	static const char *const names[] = {TEST_SERVICE, "passdb", "slow.sh"};
+	static const char *const names[] = {TEST_SERVICE, ACCOUNT_SERVICE,
+					    "passdb", "slow.sh"};
 	char path[512];
 	size_t i;
 
@@ -149,10 +163,10 @@ static void remove_stale_pam_wrapper_dirs(void)
 
 /* Writes the PAM configuration and re-executes the test under
  * pam_wrapper.  Returns only on failure. */
-static int reexec_with_pam_wrapper(char **argv)
+static int reexec_with_pam_wrapper(const char *prompt_module, char **argv)
 {
 	char dir[] = "/tmp/sp-auth-test.XXXXXX";
-	char text[2048];
+	char text[2048], prompt_line[512] = "";
 
 	if (mkdtemp(dir) == NULL) {
 		perror("mkdtemp");
@@ -161,9 +175,12 @@ static int reexec_with_pam_wrapper(char **argv)
 	snprintf(text, sizeof(text),
 		 "alice:secret:%s\nbob:hunter2:%s\nslow:slowpw:%s\n"
 		 "nap0:nappw:%s\nnap1:nappw:%s\nnap2:nappw:%s\n"
-		 "nap3:nappw:%s\n",
+		 "nap3:nappw:%s\n"
+		 "carol:carolpw:%s\nlocked:lockedpw:%s\n"
+		 "prompt_off:x:%s\nprompt_on:x:%s\n",
 		 TEST_SERVICE, TEST_SERVICE, TEST_SERVICE, TEST_SERVICE,
-		 TEST_SERVICE, TEST_SERVICE, TEST_SERVICE);
+		 TEST_SERVICE, TEST_SERVICE, TEST_SERVICE, ACCOUNT_SERVICE,
+		 ACCOUNT_SERVICE, ACCOUNT_SERVICE, ACCOUNT_SERVICE);
 	if (write_file(dir, "passdb", text, 0600) < 0)
 		goto fail;
 	/* pam_exec runs it with PAM_USER in a clean environment: absolute
@@ -184,6 +201,18 @@ static int reexec_with_pam_wrapper(char **argv)
 		 PAM_EXEC_MODULE, dir, PAM_MATRIX_MODULE, dir,
 		 PAM_MATRIX_MODULE, dir);
 	if (write_file(dir, TEST_SERVICE, text, 0644) < 0)
+		goto fail;
+	if (prompt_module != NULL)
+		snprintf(prompt_line, sizeof(prompt_line),
+			 "account required %s\n", prompt_module);
+	snprintf(text, sizeof(text),
+		 "auth requisite %s\n"
+		 "account requisite %s quiet user notin locked\n"
+		 "%s"
+		 "account required %s passdb=%s/passdb\n",
+		 PAM_DENY_MODULE, PAM_SUCCEED_IF_MODULE, prompt_line,
+		 PAM_MATRIX_MODULE, dir);
+	if (write_file(dir, ACCOUNT_SERVICE, text, 0644) < 0)
 		goto fail;
 
 	setenv_prepend("LD_PRELOAD", PAM_WRAPPER_LIB, ':');
@@ -252,6 +281,22 @@ static size_t put_request(unsigned char *out, size_t size, uint32_t id,
 	return n > 0 ? (size_t)n : 0;
 }
 
+/* Appends one encoded account request (AUTH_MSG_ACCOUNT). */
+static size_t put_account(unsigned char *out, size_t size, uint32_t id,
+			  const char *user)
+{
+	struct auth_request req;
+	long n;
+
+	memset(&req, 0, sizeof(req));
+	req.id = id;
+	req.account_only = true;
+	snprintf(req.user, sizeof(req.user), "%s", user);
+	snprintf(req.addr, sizeof(req.addr), "192.0.2.7");
+	n = auth_request_encode(&req, out, size);
+	return n > 0 ? (size_t)n : 0;
+}
+
 static int net_send(struct net *n, uint32_t id, const char *user,
 		    const char *password)
 {
@@ -298,6 +343,20 @@ static int net_ask(struct net *n, uint32_t id, const char *user,
 		   const char *password, struct auth_response *resp)
 {
 	if (net_send(n, id, user, password) < 0)
+		return -1;
+	if (net_recv(n, resp, 5000) < 0)
+		return -1;
+	return resp->id == id ? 0 : -1;
+}
+
+/* Sends one account request and waits for its answer. */
+static int net_ask_account(struct net *n, uint32_t id, const char *user,
+			   struct auth_response *resp)
+{
+	unsigned char frame[AUTH_PROTO_FRAME_MAX];
+	size_t len = put_account(frame, sizeof(frame), id, user);
+
+	if (len == 0 || write_all(n->fd, frame, len) < 0)
 		return -1;
 	if (net_recv(n, resp, 5000) < 0)
 		return -1;
@@ -392,6 +451,45 @@ static void check_single_requests(struct net *n)
 		   strcmp(resp.reason, "auth_err") == 0,
 	       "unknown user: reason user_unknown or auth_err (got %s)",
 	       resp.reason);
+}
+
+/* Account requests on the login stack: pam_matrix's account phase only.
+ * "slow" sleeps 3 s in the auth stack (pam_exec): answered at once, the
+ * auth stack never ran. */
+static void check_account_requests(struct net *n)
+{
+	struct auth_response resp;
+	uint64_t t0;
+
+	TAP_EQ_INT(net_ask_account(n, 10, "alice", &resp), 0,
+		   "account, existing user: answered, id echoed");
+	TAP_EQ_INT(resp.result, AUTH_RESULT_OK, "account, existing user: OK");
+	TAP_EQ_STR(resp.user, "alice",
+		   "account, existing user: PAM_USER returned");
+	TAP_EQ_STR(resp.reason, "ok", "account, existing user: reason ok");
+
+	t0 = now_ms();
+	TAP_EQ_INT(net_ask_account(n, 11, "slow", &resp), 0,
+		   "account, user slow in auth: answered");
+	TAP_OK(resp.result == AUTH_RESULT_OK && strcmp(resp.user, "slow") == 0,
+	       "account, user slow in auth: OK as slow (result %d)",
+	       (int)resp.result);
+	TAP_OK(now_ms() - t0 < 1500,
+	       "account, user slow in auth: the auth stack did not run "
+	       "(%llu ms)",
+	       (unsigned long long)(now_ms() - t0));
+
+	TAP_EQ_INT(net_ask_account(n, 12, "nobody", &resp), 0,
+		   "account, unknown user: answered");
+	TAP_EQ_INT(resp.result, AUTH_RESULT_FAIL,
+		   "account, unknown user: FAIL");
+	TAP_EQ_STR(resp.reason, "perm_denied",
+		   "account, unknown user: pam_matrix says perm_denied");
+	TAP_EQ_STR(resp.user, "", "account, unknown user: no user name");
+
+	TAP_EQ_INT(net_ask(n, 13, "alice", "secret", &resp), 0,
+		   "after account requests, a password request is answered");
+	TAP_EQ_INT(resp.result, AUTH_RESULT_OK, "and is OK");
 }
 
 /* Eight requests in one write, four of which take two seconds in PAM:
@@ -589,6 +687,7 @@ static void check_signal_forwarding(void)
 static int scenario_basic(struct net *n)
 {
 	check_single_requests(n);
+	check_account_requests(n);
 	check_concurrency(n);
 	check_worker_death(n);
 	check_signal_forwarding();
@@ -643,6 +742,90 @@ static int scenario_queue(struct net *n)
 	TAP_EQ_INT(net_ask(n, 2000, "alice", "secret", &resp), 0,
 		   "queue: a new request after that is answered");
 	TAP_EQ_INT(resp.result, AUTH_RESULT_OK, "queue: by a fresh worker, OK");
+	return 0;
+}
+
+/* The service sp-account (auth stack pam_deny), one worker.  Three
+ * account requests in one write: one goes to the worker, two through the
+ * queue (re-encoded from there), each with its own answer. */
+static int scenario_account(struct net *n)
+{
+	static const struct {
+		const char *user;
+		enum auth_result result;
+		const char *reason;
+	} reqs[3] = {
+	    {"carol", AUTH_RESULT_OK, "ok"},
+	    {"locked", AUTH_RESULT_FAIL, "auth_err"},
+	    {"alice", AUTH_RESULT_FAIL, "perm_denied"},
+	};
+	unsigned char out[3 * 128];
+	struct auth_response resp;
+	size_t len = 0, i;
+
+	for (i = 0; i < 3; i++)
+		len += put_account(out + len, sizeof(out) - len,
+				   (uint32_t)(1 + i), reqs[i].user);
+	TAP_EQ_INT(write_all(n->fd, out, len), 0,
+		   "account: three account requests sent at once");
+	for (i = 0; i < 3; i++) {
+		const char *user = reqs[i].user;
+		const char *want_user =
+		    reqs[i].result == AUTH_RESULT_OK ? user : "";
+
+		memset(&resp, 0, sizeof(resp));
+		TAP_OK(net_recv(n, &resp, 5000) == 0 && resp.id == 1 + i,
+		       "account: answer %zu, in order (id %lu)", i + 1,
+		       (unsigned long)resp.id);
+		TAP_OK(resp.result == reqs[i].result &&
+			   strcmp(resp.reason, reqs[i].reason) == 0,
+		       "account: %s: result %d reason %s (got %d %s)", user,
+		       (int)reqs[i].result, reqs[i].reason, (int)resp.result,
+		       resp.reason);
+		TAP_OK(strcmp(resp.user, want_user) == 0,
+		       "account: %s: PAM_USER \"%s\" (got \"%s\")", user,
+		       want_user, resp.user);
+	}
+
+	TAP_EQ_INT(net_ask(n, 10, "carol", "carolpw", &resp), 0,
+		   "account: a password login on the same stack is answered");
+	TAP_OK(resp.result == AUTH_RESULT_FAIL &&
+		   strcmp(resp.reason, "auth_err") == 0,
+	       "account: and refused by pam_deny, so the account check "
+	       "above never ran the auth stack (got %d %s)",
+	       (int)resp.result, resp.reason);
+
+	TAP_EQ_INT(net_ask_account(n, 11, "nobody", &resp), 0,
+		   "account: unknown user answered");
+	TAP_OK(resp.result == AUTH_RESULT_FAIL,
+	       "account: unknown user FAIL (reason %s)", resp.reason);
+	return 0;
+}
+
+/* An account module that prompts: the conversation answers nothing in an
+ * account check, and a stack that cannot decide is TEMPFAIL. */
+static int scenario_account_prompt(struct net *n)
+{
+	struct auth_response resp;
+
+	TAP_EQ_INT(net_ask_account(n, 1, "prompt_off", &resp), 0,
+		   "account prompt: echo-off prompt answered");
+	TAP_OK(resp.result == AUTH_RESULT_TEMPFAIL &&
+		   strcmp(resp.reason, "pam_error") == 0,
+	       "account prompt: a password prompt gets no answer: TEMPFAIL "
+	       "pam_error (got %d %s)",
+	       (int)resp.result, resp.reason);
+	TAP_EQ_INT(net_ask_account(n, 2, "prompt_on", &resp), 0,
+		   "account prompt: echo-on prompt answered");
+	TAP_OK(resp.result == AUTH_RESULT_TEMPFAIL &&
+		   strcmp(resp.reason, "pam_error") == 0,
+	       "account prompt: an echo-on prompt gets no answer either: "
+	       "TEMPFAIL pam_error (got %d %s)",
+	       (int)resp.result, resp.reason);
+	TAP_OK(net_ask_account(n, 3, "carol", &resp) == 0 &&
+		   resp.result == AUTH_RESULT_OK,
+	       "account prompt: the module stays out of other users' way "
+	       "(control)");
 	return 0;
 }
 
@@ -905,20 +1088,23 @@ static void run_scenario(const char *name, const struct config *cfg,
 
 int main(int argc, char **argv)
 {
+	/* meson passes the test module's path (tests/meson.build). */
+	const char *prompt_module =
+	    argc > 1 && access(argv[1], R_OK) == 0 ? argv[1] : NULL;
 	struct config cfg;
 	const char *dir;
 
-	(void)argc;
 	if (getenv("PAM_WRAPPER") == NULL) {
 		if (access(PAM_WRAPPER_LIB, R_OK) != 0 ||
 		    access(PAM_MATRIX_MODULE, R_OK) != 0 ||
-		    access(PAM_EXEC_MODULE, R_OK) != 0) {
-			printf(
-			    "1..0 # SKIP pam_wrapper, pam_matrix or pam_exec "
-			    "not installed\n");
+		    access(PAM_EXEC_MODULE, R_OK) != 0 ||
+		    access(PAM_DENY_MODULE, R_OK) != 0 ||
+		    access(PAM_SUCCEED_IF_MODULE, R_OK) != 0) {
+			printf("1..0 # SKIP pam_wrapper, pam_matrix, pam_exec, "
+			       "pam_deny or pam_succeed_if not installed\n");
 			return 0;
 		}
-		return reexec_with_pam_wrapper(argv);
+		return reexec_with_pam_wrapper(prompt_module, argv);
 	}
 	dir = getenv(TEST_DIR_ENV);
 
@@ -949,6 +1135,15 @@ int main(int argc, char **argv)
 		     scenario_channel_protocol_error, 1, 0, 5000);
 	run_scenario("all_channels_closed", &cfg, 2,
 		     scenario_all_channels_closed, 7, 1, 10000);
+
+	cfg.auth.pam_service = ACCOUNT_SERVICE;
+	cfg.auth.helper_workers = 1;
+	run_scenario("account", &cfg, 1, scenario_account, 0, 1, 10000);
+	if (prompt_module != NULL)
+		run_scenario("account_prompt", &cfg, 1, scenario_account_prompt,
+			     0, 1, 10000);
+	else
+		printf("# account_prompt skipped: no test module given\n");
 
 	cfg.auth.pam_service = "sp-missing";
 	run_scenario("pam_error", &cfg, 1, scenario_pam_error, 1, 1, 5000);

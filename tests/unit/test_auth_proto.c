@@ -1,6 +1,7 @@
 /*
  * test_auth_proto.c - the network process <-> auth helper codec
- * (auth/proto.h): round trips, and one test per rejection rule.
+ * (auth/proto.h): round trips, and one test per rejection rule, for
+ * password requests, account requests (AUTH_MSG_ACCOUNT) and responses.
  */
 #include <stdint.h>
 #include <string.h>
@@ -85,6 +86,26 @@ static size_t raw_request(unsigned char *out, const char *user, size_t user_len,
 			 lens, 3);
 }
 
+/* An account request with user, addr given as (bytes, length). */
+static size_t raw_account(unsigned char *out, const char *user, size_t user_len,
+			  const char *addr, size_t addr_len)
+{
+	const char *strs[2] = {user, addr};
+	size_t lens[2] = {user_len, addr_len};
+
+	return raw_frame(out, AUTH_PROTO_VERSION, AUTH_MSG_ACCOUNT, 7, strs,
+			 lens, 2);
+}
+
+static struct auth_request make_account(uint32_t id, const char *user,
+					const char *addr)
+{
+	struct auth_request req = make_request(id, user, "", addr);
+
+	req.account_only = true;
+	return req;
+}
+
 static void set_len(unsigned char *frame, uint32_t rest)
 {
 	frame[0] = (unsigned char)(rest >> 24);
@@ -113,6 +134,191 @@ static void test_request_round_trip(void)
 	TAP_EQ_STR(out.password, req.password,
 		   "password with CR, LF and control bytes survives");
 	TAP_EQ_STR(out.addr, req.addr, "address survives");
+}
+
+static void test_account_round_trip(void)
+{
+	unsigned char buf[AUTH_PROTO_FRAME_MAX];
+	struct auth_request req =
+	    make_account(0xcafe, "alice@example.org", "[2001:db8::1]:4711");
+	struct auth_request out;
+	long n;
+
+	n = auth_request_encode(&req, buf, sizeof(buf));
+	TAP_OK(n > 0, "account request encodes");
+	TAP_EQ_INT(buf[5], AUTH_MSG_ACCOUNT, "account request: type 3");
+	TAP_EQ_INT(n, 4 + 6 + 2 + 17 + 2 + 18,
+		   "account request: user and address, no password field");
+	TAP_EQ_INT(auth_frame_complete(buf, (size_t)n), n,
+		   "an encoded account request is one complete frame");
+	memset(&out, 0xa5, sizeof(out));
+	TAP_EQ_INT(auth_request_decode(buf, (size_t)n, &out), 0,
+		   "account request decodes");
+	TAP_OK(out.account_only, "account request: decoded as account_only");
+	TAP_EQ_INT(out.id, 0xcafe, "account request: id survives");
+	TAP_EQ_STR(out.user, req.user, "account request: user survives");
+	TAP_EQ_STR(out.addr, req.addr, "account request: address survives");
+	TAP_OK(all_zero(out.password, sizeof(out.password)),
+	       "account request: password empty, nothing of the old one left");
+
+	req = make_request(1, "alice", "secret", "::1");
+	n = auth_request_encode(&req, buf, sizeof(buf));
+	TAP_EQ_INT(buf[5], AUTH_MSG_REQUEST, "password request: type 1");
+	memset(&out, 0xa5, sizeof(out));
+	TAP_EQ_INT(auth_request_decode(buf, (size_t)n, &out), 0,
+		   "password request decodes");
+	TAP_OK(!out.account_only, "password request: not account_only");
+
+	memset(&req, 0, sizeof(req));
+	req.account_only = true;
+	memset(req.user, 'u', AUTH_PROTO_USER_MAX);
+	memset(req.addr, 'a', AUTH_PROTO_ADDR_MAX);
+	n = auth_request_encode(&req, buf, sizeof(buf));
+	TAP_OK(n > 0, "account request with fields at their maximum encodes");
+	TAP_EQ_INT(auth_request_decode(buf, (size_t)n, &out), 0, "and decodes");
+	TAP_EQ_INT(strlen(out.user), AUTH_PROTO_USER_MAX,
+		   "maximum user length survives an account request");
+
+	req = make_account(2, "bob", "");
+	n = auth_request_encode(&req, buf, sizeof(buf));
+	TAP_EQ_INT(auth_request_decode(buf, (size_t)n, &out), 0,
+		   "account request with an empty address round-trips");
+}
+
+static void test_account_encode_rejects_bad_fields(void)
+{
+	unsigned char buf[AUTH_PROTO_FRAME_MAX];
+	struct auth_request req;
+
+	req = make_account(1, "alice", "::1");
+	snprintf(req.password, sizeof(req.password), "secret");
+	TAP_EQ_INT(auth_request_encode(&req, buf, sizeof(buf)), -1,
+		   "encode: an account request carrying a password is "
+		   "refused");
+	req = make_account(1, "", "::1");
+	TAP_EQ_INT(auth_request_encode(&req, buf, sizeof(buf)), -1,
+		   "encode: account request with empty user is refused");
+	req = make_account(1, "a\nb", "::1");
+	TAP_EQ_INT(auth_request_encode(&req, buf, sizeof(buf)), -1,
+		   "encode: LF in an account request's user is refused");
+	req = make_account(1, "alice", "::1\r");
+	TAP_EQ_INT(auth_request_encode(&req, buf, sizeof(buf)), -1,
+		   "encode: CR in an account request's address is refused");
+	req = make_account(1, "alice", "");
+	memset(req.user, 'u', sizeof(req.user)); /* no NUL at all */
+	TAP_EQ_INT(auth_request_encode(&req, buf, sizeof(buf)), -1,
+		   "encode: account request with unterminated user is "
+		   "refused");
+	req = make_account(1, "alice", "127.0.0.1");
+	TAP_EQ_INT(auth_request_encode(&req, buf, 16), -1,
+		   "encode: account request into too small a buffer is "
+		   "refused");
+}
+
+/* The type decides the layout: a frame of one kind never decodes as the
+ * other, whatever its strings. */
+static void test_account_and_request_kept_apart(void)
+{
+	unsigned char buf[AUTH_PROTO_FRAME_MAX];
+	const char *strs[3] = {"alice", "", "1.2.3.4"};
+	size_t lens[3] = {5, 0, 7};
+	struct auth_request req;
+	struct auth_response resp;
+	size_t n;
+
+	/* A password request's layout (empty password) under type 3. */
+	n = raw_frame(buf, AUTH_PROTO_VERSION, AUTH_MSG_ACCOUNT, 1, strs, lens,
+		      3);
+	TAP_EQ_INT(auth_request_decode(buf, n, &req), -1,
+		   "decode: an account frame with a password field is "
+		   "rejected");
+	TAP_OK(all_zero(&req, sizeof(req)),
+	       "a rejected account request leaves nothing behind");
+	/* An account request's layout under type 1. */
+	strs[1] = "1.2.3.4";
+	lens[1] = 7;
+	n = raw_frame(buf, AUTH_PROTO_VERSION, AUTH_MSG_REQUEST, 1, strs, lens,
+		      2);
+	TAP_EQ_INT(auth_request_decode(buf, n, &req), -1,
+		   "decode: a password request without its address (an "
+		   "account layout) is rejected");
+
+	n = raw_account(buf, "alice", 5, "1.2.3.4", 7);
+	TAP_EQ_INT(auth_request_decode(buf, n, &req), 0,
+		   "hand-made account request decodes (control)");
+	TAP_OK(req.account_only && strcmp(req.password, "") == 0,
+	       "hand-made account request: account_only, no password");
+	buf[5] = AUTH_MSG_REQUEST;
+	TAP_EQ_INT(auth_request_decode(buf, n, &req), -1,
+		   "decode: an account frame relabelled as a password "
+		   "request is rejected");
+	n = raw_account(buf, "alice", 5, "1.2.3.4", 7);
+	TAP_EQ_INT(auth_response_decode(buf, n, &resp), -1,
+		   "decode: an account request where a response is expected "
+		   "is rejected");
+	n = raw_account(buf, "alice", 5, "1.2.3.4", 7);
+	buf[4] = 2;
+	TAP_EQ_INT(auth_request_decode(buf, n, &req), -1,
+		   "decode: an account request of version 2 is rejected");
+}
+
+static void test_account_decode_rejects_bad_strings(void)
+{
+	unsigned char buf[AUTH_PROTO_FRAME_MAX];
+	char big[AUTH_PROTO_USER_MAX + 2];
+	struct auth_request req;
+	size_t n;
+
+	memset(big, 'x', sizeof(big));
+
+	n = raw_account(buf, "alice", 5, "1.2.3.4", 7);
+	buf[n] = 0;
+	set_len(buf, (uint32_t)(n + 1 - 4));
+	TAP_EQ_INT(auth_request_decode(buf, n + 1, &req), -1,
+		   "decode account: trailing bytes are rejected");
+	n = raw_account(buf, "alice", 5, "1.2.3.4", 7);
+	buf[n - 7 - 1] = 8;
+	TAP_EQ_INT(auth_request_decode(buf, n, &req), -1,
+		   "decode account: an address overrunning the frame is "
+		   "rejected");
+	n = raw_account(buf, "alice", 5, "1.2.3.4", 7);
+	TAP_EQ_INT(auth_request_decode(buf, n - 1, &req), -1,
+		   "decode account: a frame cut inside a string is rejected");
+	n = raw_account(buf, "alice", 5, "", 0);
+	set_len(buf, (uint32_t)(n - 2 - 4)); /* the prefix agrees */
+	TAP_EQ_INT(auth_request_decode(buf, n - 2, &req), -1,
+		   "decode account: a frame without its address is rejected");
+
+	n = raw_account(buf, "al\0ce", 5, "1.2.3.4", 7);
+	TAP_EQ_INT(auth_request_decode(buf, n, &req), -1,
+		   "decode account: NUL in user is rejected");
+	n = raw_account(buf, "al\rce", 5, "1.2.3.4", 7);
+	TAP_EQ_INT(auth_request_decode(buf, n, &req), -1,
+		   "decode account: CR in user is rejected");
+	n = raw_account(buf, "al\nce", 5, "1.2.3.4", 7);
+	TAP_EQ_INT(auth_request_decode(buf, n, &req), -1,
+		   "decode account: LF in user is rejected");
+	n = raw_account(buf, "alice", 5, "1.2\0.4", 7);
+	TAP_EQ_INT(auth_request_decode(buf, n, &req), -1,
+		   "decode account: NUL in address is rejected");
+	n = raw_account(buf, "alice", 5, "1.2\r.4", 7);
+	TAP_EQ_INT(auth_request_decode(buf, n, &req), -1,
+		   "decode account: CR in address is rejected");
+	n = raw_account(buf, "alice", 5, "1.2\n.4", 7);
+	TAP_EQ_INT(auth_request_decode(buf, n, &req), -1,
+		   "decode account: LF in address is rejected");
+	TAP_OK(all_zero(&req, sizeof(req)),
+	       "a rejected account request leaves nothing behind");
+
+	n = raw_account(buf, "", 0, "1.2.3.4", 7);
+	TAP_EQ_INT(auth_request_decode(buf, n, &req), -1,
+		   "decode account: empty user is rejected");
+	n = raw_account(buf, big, AUTH_PROTO_USER_MAX + 1, "", 0);
+	TAP_EQ_INT(auth_request_decode(buf, n, &req), -1,
+		   "decode account: user over its maximum is rejected");
+	n = raw_account(buf, "alice", 5, big, AUTH_PROTO_ADDR_MAX + 1);
+	TAP_EQ_INT(auth_request_decode(buf, n, &req), -1,
+		   "decode account: address over its maximum is rejected");
 }
 
 static void test_request_limits_round_trip(void)
@@ -423,6 +629,10 @@ int main(void)
 {
 	test_request_round_trip();
 	test_request_limits_round_trip();
+	test_account_round_trip();
+	test_account_encode_rejects_bad_fields();
+	test_account_and_request_kept_apart();
+	test_account_decode_rejects_bad_strings();
 	test_response_round_trip();
 	test_encode_rejects_bad_fields();
 	test_decode_rejects_bad_header();
