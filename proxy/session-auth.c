@@ -422,8 +422,12 @@ void session_auth_start(struct session_auth *a, const char *args,
 	if (mech == SASL_MECH_EXTERNAL && a->env.cert_login == NULL) {
 		/* Not offered: no certificate, or one that did not verify
 		 * or maps to no login (the tls event said which). */
-		a->mech = mech;
-		session_auth_log(a, "auth_unavailable", "no_certificate_login");
+		/* Not a failed login (fail2ban reads auth_*): a client that
+		 * tries a mechanism it was not offered. */
+		log_info(a->env.sid,
+			 "event=reject ip=%s cmd=AUTH mech=EXTERNAL "
+			 "reason=no_certificate_login",
+			 a->env.ip);
 		result_set(r, SESSION_AUTH_REFUSED,
 			   "504 5.5.4 Unrecognized authentication type");
 		return;

@@ -1258,23 +1258,21 @@ static void session_on_handshake_done(void *arg)
 	/* The certificate's part: what it is and what it logs in as when it
 	 * verified (sha256 is what a client_cert_map rule names), why not
 	 * when it did not. */
-	cert[0] = '\0';
-	if (sha256 != NULL) {
+	{
 		char login_text[SANITIZE_BUFSIZE];
+		char rule_text[32] = "";
 
 		if (login != NULL)
-			snprintf(cert, sizeof(cert),
-				 " cert_sha256=%s cert_login=\"%s\" "
-				 "cert_rule=%d",
-				 sha256,
-				 sanitize(login_text, sizeof(login_text), login,
-					  strlen(login)),
+			snprintf(rule_text, sizeof(rule_text), " cert_rule=%d",
 				 rule);
-		else
-			snprintf(cert, sizeof(cert),
-				 " cert_sha256=%s cert_login=\"\"", sha256);
-	} else if (cert_error != NULL) {
-		snprintf(cert, sizeof(cert), " cert_error=\"%s\"", cert_error);
+		snprintf(cert, sizeof(cert),
+			 "%s%s cert_login=\"%s\"%s cert_error=\"%s\"",
+			 sha256 != NULL ? " cert_sha256=" : "",
+			 sha256 != NULL ? sha256 : "",
+			 login != NULL ? sanitize(login_text, sizeof(login_text),
+						  login, strlen(login))
+				       : "",
+			 rule_text, cert_error != NULL ? cert_error : "");
 	}
 	log_info(s->sid,
 		 "event=tls ip=%s version=%s cipher=%s sni=\"%s\" "
