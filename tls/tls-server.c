@@ -38,9 +38,11 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "common/log.h"
 #include "common/util.h"
 #include "config/config.h"
 #include "tls/certmap.h"
+#include "tls/ocsp.h"
 
 /* Identifies this server's sessions in the cache (RFC 5246 §7.4.1.2 session
  * ids and tickets are only resumed within the same context). */
@@ -697,18 +699,30 @@ static void tls_ctx_use_client_ca(SSL_CTX *ctx, const struct tls_client_ca *ca,
 }
 
 /* One context for one certificate: every setting from [tls], the chain and
- * key, and the client CA (ca_file, loaded in cas) if there is one. */
+ * key, the OCSP response to staple (ocsp NULL: none), and the client CA
+ * (ca_file, loaded in cas) if there is one. */
 static SSL_CTX *tls_ctx_new(const struct config *cfg, const char *cert,
-			    const char *key, struct tls_client_cas *cas,
-			    const char *ca_file, char **error_r)
+			    const char *key, const char *ocsp,
+			    struct tls_client_cas *cas, const char *ca_file,
+			    char **error_r)
 {
 	SSL_CTX *ctx = tls_ctx_new_settings(cfg, error_r);
 	const struct tls_client_ca *ca = NULL;
+	char *ocsp_error = NULL;
 
 	if (ctx == NULL)
 		return NULL;
 	if (tls_ctx_load_pair(ctx, cert, key, error_r) < 0)
 		goto fail;
+	/* A bad staple never fails the context: without one the client
+	 * only looks the status up itself, while a start or reload refused
+	 * over it would take TLS away (ocsp.h). */
+	if (ocsp != NULL && tls_ocsp_attach(ctx, ocsp, &ocsp_error) < 0) {
+		log_warn(NULL,
+			 "event=ocsp state=refused file=\"%s\" error=\"%s\"",
+			 ocsp, ocsp_error);
+		free(ocsp_error);
+	}
 	if (cas != NULL && tls_client_cas_get(cas, ca_file, &ca, error_r) < 0)
 		goto fail;
 	if (ca != NULL)
@@ -792,7 +806,8 @@ static int tls_ctx_set_init(struct tls_ctx_set *set, const struct config *cfg,
 		set->map = tls_certmap_ref_new(map);
 	}
 
-	set->def = tls_ctx_new(cfg, cfg->tls.certificate, cfg->tls.key, &cas,
+	set->def = tls_ctx_new(cfg, cfg->tls.certificate, cfg->tls.key,
+			       cfg->tls.ocsp_response, &cas,
 			       config_client_ca(cfg, NULL), error_r);
 	if (set->def == NULL)
 		goto fail;
@@ -800,7 +815,8 @@ static int tls_ctx_set_init(struct tls_ctx_set *set, const struct config *cfg,
 		set->snis = xcalloc(cfg->nsnis, sizeof(*set->snis));
 	for (i = 0; i < cfg->nsnis; i++) {
 		const struct config_sni *sni = &cfg->snis[i];
-		SSL_CTX *ctx = tls_ctx_new(cfg, sni->certificate, sni->key, &cas,
+		SSL_CTX *ctx = tls_ctx_new(cfg, sni->certificate, sni->key,
+					   sni->ocsp_response, &cas,
 					   config_client_ca(cfg, sni), error_r);
 
 		if (ctx == NULL)
@@ -926,8 +942,8 @@ BIO_METHOD *tls_server_bio_method(struct tls_server *srv,
 /* ---- -t ---- */
 
 static int tls_check_pair(const struct config *cfg, const char *cert,
-			  const char *key, const char *hostname, FILE *out,
-			  FILE *err)
+			  const char *key, const char *ocsp,
+			  const char *hostname, FILE *out, FILE *err)
 {
 	char *error = NULL, *subject;
 	SSL_CTX *ctx;
@@ -936,7 +952,8 @@ static int tls_check_pair(const struct config *cfg, const char *cert,
 	char *date = NULL;
 	long n;
 
-	ctx = tls_ctx_new(cfg, cert, key, NULL, NULL, &error);
+	/* The staple is checked below, printed rather than logged. */
+	ctx = tls_ctx_new(cfg, cert, key, NULL, NULL, NULL, &error);
 	if (ctx == NULL) {
 		fprintf(err, "%s\n", error);
 		free(error);
@@ -963,6 +980,9 @@ static int tls_check_pair(const struct config *cfg, const char *cert,
 	    X509_check_host(leaf, hostname, 0, 0, NULL) != 1)
 		fprintf(err, "%s: warning: certificate does not name host %s\n",
 			cert, hostname);
+	/* A warning too: the server starts without the staple. */
+	if (ocsp != NULL)
+		(void)tls_ocsp_check(ctx, ocsp, out, err);
 	BIO_free(mem);
 	free(subject);
 	SSL_CTX_free(ctx);
@@ -1084,14 +1104,14 @@ int tls_check_config(const struct config *cfg, FILE *out, FILE *err)
 		fprintf(err, "%stls: [sni] sections need a [tls] certificate\n",
 			where);
 		ret = -1;
-	} else if (tls_check_pair(cfg, cfg->tls.certificate, cfg->tls.key, NULL,
-				  out, err) < 0) {
+	} else if (tls_check_pair(cfg, cfg->tls.certificate, cfg->tls.key,
+				  cfg->tls.ocsp_response, NULL, out, err) < 0) {
 		ret = -1;
 	}
 	for (j = 0; j < cfg->nsnis; j++) {
 		if (tls_check_pair(cfg, cfg->snis[j].certificate,
-				   cfg->snis[j].key, cfg->snis[j].hostname, out,
-				   err) < 0)
+				   cfg->snis[j].key, cfg->snis[j].ocsp_response,
+				   cfg->snis[j].hostname, out, err) < 0)
 			ret = -1;
 	}
 	if (tls_check_client_certs(cfg, out, err) < 0)
