@@ -47,17 +47,27 @@ static void test_after_tls_auth_and_the_backend_extensions(struct config *cfg)
 	ehlo_caps_add_line(&caps, "STARTTLS", 8);
 	ehlo_caps_add_line(&caps, "XCLIENT NAME ADDR", 17);
 	ehlo_caps_add_line(&caps, "SIZE 500", 8);
-	n = session_ehlo_lines(cfg, &caps, false, cfg->auth.mechanisms, lines, 16);
+	n = session_ehlo_lines(cfg, &caps, false, cfg->auth.mechanisms, lines,
+			       16);
 	TAP_EQ_STR(joined(lines, n),
 		   "PIPELINING|SIZE 500|8BITMIME|LIMITS RCPTMAX=50|"
 		   "AUTH PLAIN LOGIN",
 		   "after TLS: the backend's pass-through extensions, SIZE "
 		   "the smaller, PIPELINING the proxy's own, then AUTH");
 	cfg->auth.mechanisms = AUTH_MECH_LOGIN;
-	n = session_ehlo_lines(cfg, &caps, false, cfg->auth.mechanisms, lines, 16);
+	n = session_ehlo_lines(cfg, &caps, false, cfg->auth.mechanisms, lines,
+			       16);
 	TAP_EQ_STR(lines[n - 1], "AUTH LOGIN",
 		   "AUTH names the configured mechanisms only");
 	cfg->auth.mechanisms = AUTH_MECH_PLAIN | AUTH_MECH_LOGIN;
+	n = session_ehlo_lines(cfg, &caps, false,
+			       cfg->auth.mechanisms | AUTH_MECH_EXTERNAL, lines,
+			       16);
+	TAP_EQ_STR(lines[n - 1], "AUTH PLAIN LOGIN EXTERNAL",
+		   "a mapped client certificate adds EXTERNAL");
+	n = session_ehlo_lines(cfg, &caps, false, AUTH_MECH_EXTERNAL, lines,
+			       16);
+	TAP_EQ_STR(lines[n - 1], "AUTH EXTERNAL", "EXTERNAL alone");
 }
 
 static void
@@ -77,10 +87,12 @@ test_a_non_esmtp_backend_shows_only_the_proxys_own(struct config *cfg)
 static void test_never_more_than_max(struct config *cfg)
 {
 	char lines[2][64];
-	size_t n = session_ehlo_lines(cfg, NULL, true, cfg->auth.mechanisms, lines, 2);
+	size_t n = session_ehlo_lines(cfg, NULL, true, cfg->auth.mechanisms,
+				      lines, 2);
 
 	TAP_EQ_INT(n, 2, "max lines are filled, no more");
-	n = session_ehlo_lines(cfg, NULL, true, cfg->auth.mechanisms, lines, 0);
+	n = session_ehlo_lines(cfg, NULL, true, cfg->auth.mechanisms, lines,
+			       0);
 	TAP_EQ_INT(n, 0, "max 0: nothing written");
 }
 
