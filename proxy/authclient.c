@@ -237,36 +237,39 @@ static void auth_client_on_write(uv_write_t *req, int status)
 		auth_client_lost(c, uv_strerror(status));
 }
 
-/* Copies a field whole or not at all: a user name cut short could name
- * another account, and an account request has no password to stop it. */
-static bool auth_client_field(char *dst, size_t size, const char *src)
-{
-	size_t len = strlen(src);
-
-	if (len >= size)
-		return false;
-	memcpy(dst, src, len + 1);
-	return true;
-}
-
-/* Sends req (user, password, addr and kind filled in) under the next id,
- * and wipes it. */
+/* Sends one request: the user, password (NULL: an account request) and
+ * address copied whole or not at all (a user name cut short could name
+ * another account), under the next id; every copy of the password is
+ * wiped before this returns or, for the frame, once it is written. */
 static struct auth_pending *auth_client_send(struct auth_client *c,
-					     struct auth_request *req,
+					     const char *user,
+					     const char *password,
+					     const char *addr,
 					     auth_client_cb *cb, void *arg)
 {
+	struct auth_request req;
 	struct auth_pending *p;
 	struct auth_write *w;
 	uv_buf_t buf;
 	uint32_t id;
 	long n;
 
-	id = req->id = c->next_id++;
+	if (!c->up || strlen(user) >= sizeof(req.user) ||
+	    strlen(addr) >= sizeof(req.addr) ||
+	    (password != NULL && strlen(password) >= sizeof(req.password)))
+		return NULL;
+	memset(&req, 0, sizeof(req));
+	id = req.id = c->next_id++;
 	if (c->next_id == 0)
 		c->next_id = 1;
+	req.account_only = password == NULL;
+	snprintf(req.user, sizeof(req.user), "%s", user);
+	if (password != NULL)
+		snprintf(req.password, sizeof(req.password), "%s", password);
+	snprintf(req.addr, sizeof(req.addr), "%s", addr);
 	w = xmalloc(sizeof(*w) + AUTH_PROTO_FRAME_MAX);
-	n = auth_request_encode(req, w->frame, AUTH_PROTO_FRAME_MAX);
-	auth_request_wipe(req);
+	n = auth_request_encode(&req, w->frame, AUTH_PROTO_FRAME_MAX);
+	auth_request_wipe(&req);
 	if (n < 0) {
 		free(w);
 		return NULL;
@@ -302,34 +305,14 @@ struct auth_pending *auth_client_submit(struct auth_client *c,
 					const char *addr, auth_client_cb *cb,
 					void *arg)
 {
-	struct auth_request req;
-
-	if (!c->up)
-		return NULL;
-	memset(&req, 0, sizeof(req));
-	if (!auth_client_field(req.user, sizeof(req.user), user) ||
-	    !auth_client_field(req.password, sizeof(req.password), password) ||
-	    !auth_client_field(req.addr, sizeof(req.addr), addr)) {
-		auth_request_wipe(&req);
-		return NULL;
-	}
-	return auth_client_send(c, &req, cb, arg);
+	return auth_client_send(c, user, password, addr, cb, arg);
 }
 
 struct auth_pending *auth_client_account(struct auth_client *c,
 					 const char *user, const char *addr,
 					 auth_client_cb *cb, void *arg)
 {
-	struct auth_request req;
-
-	if (!c->up)
-		return NULL;
-	memset(&req, 0, sizeof(req));
-	req.account_only = true;
-	if (!auth_client_field(req.user, sizeof(req.user), user) ||
-	    !auth_client_field(req.addr, sizeof(req.addr), addr))
-		return NULL;
-	return auth_client_send(c, &req, cb, arg);
+	return auth_client_send(c, user, NULL, addr, cb, arg);
 }
 
 void auth_client_cancel(struct auth_pending *p)
