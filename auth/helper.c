@@ -36,6 +36,7 @@
  * was killed, or broke the protocol).
  */
 #include "auth/helper.h"
+#include "auth/helperstats.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -95,6 +96,7 @@ struct helper_worker {
 	uint32_t id;	     /* the request in flight, when busy */
 	size_t chan;	     /* and the channel it came from */
 	uint64_t started_ms; /* when it was sent */
+	bool forked;	     /* once: a later fork is a restart */
 };
 
 struct helper_queued {
@@ -147,6 +149,10 @@ struct helper {
 	size_t fork_cap, fork_next, nforks;
 
 	struct pollfd *pfds; /* sig_fd, one per channel, one per worker */
+
+	/* What the network process's metrics read (auth/helperstats.h):
+	 * written, never read back. */
+	struct helper_stats *stats;
 };
 
 enum { HELPER_PFD_SIG, HELPER_PFD_CHANS };
@@ -379,6 +385,9 @@ static void helper_worker_spawn(struct helper *h, struct helper_worker *w,
 	w->pid = pid;
 	w->fd = sv[0];
 	w->busy = false;
+	if (w->forked)
+		helper_stats_restarted(h->stats);
+	w->forked = true;
 	log_info(NULL, "event=auth_worker_start pid=%ld slot=%zu", (long)pid,
 		 slot);
 }
@@ -1048,10 +1057,27 @@ static void helper_poll_setup(struct helper *h)
 	}
 }
 
+/* The figures of auth/helperstats.h, once a round. */
+static void helper_stats_update(const struct helper *h)
+{
+	unsigned alive = 0, busy = 0;
+
+	if (h->stats == NULL)
+		return;
+	for (size_t i = 0; i < h->nworkers; i++) {
+		if (h->workers[i].pid > 0 && h->workers[i].fd >= 0)
+			alive++;
+		if (h->workers[i].busy)
+			busy++;
+	}
+	helper_stats_set(h->stats, alive, busy, (unsigned)h->qlen);
+}
+
 static void helper_loop(struct helper *h)
 {
 	uint64_t deadline = helper_pump(h);
 
+	helper_stats_update(h);
 	while (!helper_done(h)) {
 		const struct pollfd *workers = &h->pfds[helper_pfd_workers(h)];
 		nfds_t nfds = helper_pfd_workers(h) + h->nworkers;
@@ -1088,6 +1114,7 @@ static void helper_loop(struct helper *h)
 			}
 		}
 		deadline = helper_pump(h);
+		helper_stats_update(h);
 	}
 }
 
@@ -1214,7 +1241,7 @@ static int helper_fail_early(pid_t network_pid)
 }
 
 int auth_helper_run(const struct config *cfg, const int *fds, size_t nfds,
-		    pid_t network_pid)
+		    pid_t network_pid, struct helper_stats *stats)
 {
 	struct helper *h;
 	int status;
@@ -1240,6 +1267,7 @@ int auth_helper_run(const struct config *cfg, const int *fds, size_t nfds,
 		errno = err;
 		return helper_fail_early(network_pid);
 	}
+	h->stats = stats;
 	log_info(NULL,
 		 "event=auth_helper_start pid=%ld network_pid=%ld "
 		 "workers=%zu channels=%zu",

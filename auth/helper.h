@@ -40,6 +40,7 @@
 #include <sys/types.h>
 
 struct config;
+struct helper_stats;
 
 /* Runs the helper loop in the calling (parent) process until the network
  * process (network_pid) exits.  fds[0..nfds-1] (nfds >= 1) are the
@@ -50,8 +51,9 @@ struct config;
  * (it is then killed).  SIGTERM, SIGINT and SIGHUP received by the helper
  * are forwarded to the network process.  Returns the exit status to use:
  * the network process's, or 1 if it died by a signal or the helper could
- * not start. */
+ * not start.  stats (auth/helperstats.h, or NULL) gets the helper's
+ * figures for the network process's metrics. */
 int auth_helper_run(const struct config *cfg, const int *fds, size_t nfds,
-		    pid_t network_pid);
+		    pid_t network_pid, struct helper_stats *stats);
 
 #endif

@@ -68,6 +68,7 @@ enum config_section_kind {
 	SECTION_LIMITS,
 	SECTION_RELAY,
 	SECTION_POLICY,
+	SECTION_METRICS,
 	SECTION_COUNT
 };
 
@@ -795,6 +796,81 @@ static void backends_free(struct config_backend *list, size_t count)
 /* "127.0.0.1:25, 127.0.0.1:2525 xclient=no, unix:/run/mta.sock": the
  * backends in order of preference (DESIGN.md: the first healthy one takes
  * a session, the others are its failover). */
+/* [metrics] address: one IPv4:PORT or [IPv6]:PORT. */
+static int set_metrics_address(struct config_parser *p,
+			       const struct config_key *key, void *field,
+			       const char *value)
+{
+	struct config *cfg = p->cfg;
+
+	(void)key;
+	(void)field;
+	if (value_parse_sockaddr(value, &cfg->metrics.address) < 0) {
+		config_error(p, p->lineno,
+			     "invalid address \"%.*s\" (expected IPv4:PORT "
+			     "or [IPv6]:PORT)",
+			     config_quote_len(value), value);
+		return -1;
+	}
+	cfg->metrics.enabled = true;
+	return 0;
+}
+
+/* [metrics] allow: CIDR, CIDR, ... */
+static int set_metrics_allow(struct config_parser *p,
+			     const struct config_key *key, void *field,
+			     const char *value)
+{
+	struct config *cfg = p->cfg;
+	struct config_cidr *list = NULL;
+	size_t n = 0;
+	const char *s = value;
+	int ret = 0;
+
+	(void)key;
+	(void)field;
+	for (;;) {
+		const char *end = strchr(s, ',');
+		size_t len = end != NULL ? (size_t)(end - s) : strlen(s);
+		char *item;
+
+		while (len > 0 && isspace((unsigned char)*s)) {
+			s++;
+			len--;
+		}
+		while (len > 0 && isspace((unsigned char)s[len - 1]))
+			len--;
+		item = xmemdup(s, len);
+		list = xreallocarray(list, n + 1, sizeof(*list));
+		if (len == 0) {
+			config_error(p, p->lineno,
+				     "empty entry in the allow list");
+			ret = -1;
+		} else if (value_parse_cidr(item, &list[n]) < 0) {
+			config_error(p, p->lineno,
+				     "invalid address range \"%.*s\" "
+				     "(expected ADDRESS or ADDRESS/PREFIX, "
+				     "with no bits set past the prefix)",
+				     config_quote_len(item), item);
+			ret = -1;
+		} else {
+			n++;
+		}
+		free(item);
+		if (end == NULL)
+			break;
+		s = end + 1;
+	}
+	if (ret < 0) {
+		free(list);
+		return -1;
+	}
+	free(cfg->metrics.allow);
+	cfg->metrics.allow = list;
+	cfg->metrics.nallow = n;
+	return 0;
+}
+
 static int set_backend_addresses(struct config_parser *p,
 				 const struct config_key *key, void *field,
 				 const char *value)
@@ -1071,6 +1147,11 @@ static const struct config_key policy_keys[] = {
     {"on_store_error", set_store_error, CFG(policy.on_store_error), 0, 0},
 };
 
+static const struct config_key metrics_keys[] = {
+    {"address", set_metrics_address, CFG(metrics), 0, 0},
+    {"allow", set_metrics_allow, CFG(metrics), 0, 0},
+};
+
 #define SECTION(name, kind, named, keys)                                       \
 	{                                                                      \
 		name, kind, named, keys, ARRAY_SIZE(keys)                      \
@@ -1086,6 +1167,7 @@ static const struct config_section_type config_sections[] = {
     SECTION("limits", SECTION_LIMITS, false, limits_keys),
     SECTION("relay", SECTION_RELAY, false, relay_keys),
     SECTION("policy", SECTION_POLICY, false, policy_keys),
+    SECTION("metrics", SECTION_METRICS, false, metrics_keys),
 };
 
 static_assert(ARRAY_SIZE(config_sections) == SECTION_COUNT,
@@ -1099,6 +1181,7 @@ static_assert(ARRAY_SIZE(backend_keys) <= CONFIG_SECTION_KEYS_MAX, "keys");
 static_assert(ARRAY_SIZE(limits_keys) <= CONFIG_SECTION_KEYS_MAX, "keys");
 static_assert(ARRAY_SIZE(relay_keys) <= CONFIG_SECTION_KEYS_MAX, "keys");
 static_assert(ARRAY_SIZE(policy_keys) <= CONFIG_SECTION_KEYS_MAX, "keys");
+static_assert(ARRAY_SIZE(metrics_keys) <= CONFIG_SECTION_KEYS_MAX, "keys");
 
 static size_t config_key_index(const struct config_section_type *type,
 			       const char *name)
@@ -1796,6 +1879,7 @@ void config_free(struct config *cfg)
 	free(cfg->limits.user_limits);
 	storeurl_free(&cfg->policy.store);
 	free(cfg->policy.key_prefix);
+	free(cfg->metrics.allow);
 	free(cfg);
 }
 

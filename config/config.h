@@ -89,6 +89,13 @@ struct config_addr {
 	char text[64];
 };
 
+/* An address range of [metrics] allow. */
+struct config_cidr {
+	int family; /* AF_INET or AF_INET6 */
+	unsigned char addr[16];
+	unsigned prefix;
+};
+
 /* A parsed [policy] store URL (config/storeurl.h). */
 struct config_store {
 	enum store_kind kind;
@@ -237,6 +244,16 @@ struct config {
 		enum nul_bytes_policy nul_bytes;       /* reject */
 		char *sender_map;                      /* NULL if unset */
 	} relay;
+
+	struct {
+		/* [metrics] address: where /metrics and /healthz are
+		 * served (proxy/metricsd.h); none unless set. */
+		bool enabled;
+		struct config_addr address;
+		/* Who may ask; none listed: whoever reaches address. */
+		struct config_cidr *allow;
+		size_t nallow;
+	} metrics;
 };
 
 /* One problem in a configuration file.  line is 0 for the file as a

@@ -241,3 +241,73 @@ int value_parse_sockaddr(const char *s, struct config_addr *addr_r)
 	*addr_r = addr;
 	return 0;
 }
+
+int value_parse_cidr(const char *s, struct config_cidr *cidr_r)
+{
+	char host[INET6_ADDRSTRLEN];
+	const char *slash = strchr(s, '/');
+	size_t host_len = slash != NULL ? (size_t)(slash - s) : strlen(s);
+	struct config_cidr c;
+	uint32_t prefix;
+	unsigned max;
+
+	if (host_len == 0 || host_len >= sizeof(host))
+		return -EINVAL;
+	memcpy(host, s, host_len);
+	host[host_len] = '\0';
+	memset(&c, 0, sizeof(c));
+	if (inet_pton(AF_INET, host, c.addr) == 1) {
+		c.family = AF_INET;
+		max = 32;
+	} else if (inet_pton(AF_INET6, host, c.addr) == 1) {
+		c.family = AF_INET6;
+		max = 128;
+	} else {
+		return -EINVAL;
+	}
+	prefix = max;
+	if (slash != NULL) {
+		int r = value_parse_uint32(slash + 1, 0, max, &prefix);
+
+		if (r < 0)
+			return r;
+	}
+	for (unsigned bit = prefix; bit < max; bit++)
+		if (c.addr[bit / 8] & (0x80u >> (bit % 8)))
+			return -EINVAL;
+	c.prefix = prefix;
+	*cidr_r = c;
+	return 0;
+}
+
+bool value_cidr_match(const struct config_cidr *c, const struct sockaddr *sa)
+{
+	static const unsigned char v4mapped[12] = {0, 0, 0, 0, 0, 0,
+						   0, 0, 0, 0, 0xff, 0xff};
+	const unsigned char *a;
+	unsigned full, rest;
+
+	if (sa->sa_family == AF_INET) {
+		if (c->family != AF_INET)
+			return false;
+		a = (const unsigned char *)&((const struct sockaddr_in *)sa)
+			->sin_addr;
+	} else if (sa->sa_family == AF_INET6) {
+		a = (const unsigned char *)&((const struct sockaddr_in6 *)sa)
+			->sin6_addr;
+		if (c->family == AF_INET) {
+			if (memcmp(a, v4mapped, sizeof(v4mapped)) != 0)
+				return false;
+			a += sizeof(v4mapped);
+		}
+	} else {
+		return false;
+	}
+	full = c->prefix / 8;
+	rest = c->prefix % 8;
+	if (memcmp(a, c->addr, full) != 0)
+		return false;
+	if (rest == 0)
+		return true;
+	return ((a[full] ^ c->addr[full]) & (0xffu << (8 - rest)) & 0xff) == 0;
+}

@@ -93,6 +93,15 @@ size_t backends_count(const struct backends *t)
 	return t->count;
 }
 
+const char *backends_entry(const struct backends *t, size_t i,
+			   enum backend_state *state)
+{
+	if (i >= t->count)
+		return NULL;
+	*state = t->items[i].state;
+	return t->items[i].address;
+}
+
 enum backend_state backends_state(const struct backends *t, const char *address)
 {
 	const struct backend_health *e = backends_find(t, address);

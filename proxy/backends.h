@@ -65,6 +65,11 @@ void backends_configure(struct backends *t, const struct config_backend *list,
 /* Number of entries (tests). */
 size_t backends_count(const struct backends *t);
 
+/* Entry i (in the order of the last backends_configure() list): its
+ * address, and its state in *state; NULL for i >= backends_count(). */
+const char *backends_entry(const struct backends *t, size_t i,
+			   enum backend_state *state);
+
 /* BACKEND_UNKNOWN for an address the table does not hold. */
 enum backend_state backends_state(const struct backends *t,
 				  const char *address);

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -22,6 +23,8 @@
 #include "common/util.h"
 #include "config/config.h"
 #include "proxy/listener.h"
+#include "proxy/metrics.h"
+#include "proxy/metricsd.h"
 #include "proxy/probe.h"
 #include "proxy/sdnotify.h"
 #include "proxy/sendermap.h"
@@ -43,6 +46,8 @@ struct control {
 	struct shared shared;
 	struct listeners *listeners;
 	struct probe *probe;
+	struct metrics *metrics; /* the counters; always there */
+	struct metricsd *metricsd; /* [metrics] address, or NULL */
 
 	struct worker *workers;
 	size_t nworkers;    /* initialised */
@@ -261,6 +266,22 @@ static bool listeners_equal(const struct config *a, const struct config *b)
 	return true;
 }
 
+/* [metrics]: the endpoint's socket is bound before the privilege drop,
+ * and its allow list copied when it started. */
+static bool metrics_config_equal(const struct config *a,
+				 const struct config *b)
+{
+	if (a->metrics.enabled != b->metrics.enabled)
+		return false;
+	if (a->metrics.enabled &&
+	    strcmp(a->metrics.address.text, b->metrics.address.text) != 0)
+		return false;
+	return a->metrics.nallow == b->metrics.nallow &&
+	       (a->metrics.nallow == 0 ||
+		memcmp(a->metrics.allow, b->metrics.allow,
+		       a->metrics.nallow * sizeof(*a->metrics.allow)) == 0);
+}
+
 /* What a reload cannot change live keeps its running value, and says so:
  * the listening sockets (bound before the privilege drop, or passed by
  * systemd), the user, and [auth], which belongs to the helper process. */
@@ -296,6 +317,19 @@ static void reload_keep_fixed(const struct config *old, struct config *next)
 		free(next->server.user);
 		next->server.user = xstrdup(old->server.user);
 		next->server.workers = old->server.workers;
+	}
+	if (!metrics_config_equal(old, next)) {
+		log_warn(NULL, "event=reload_ignored section=metrics "
+			       "keys=\"address allow\" "
+			       "reason=\"the endpoint keeps them until "
+			       "restart\"");
+		free(next->metrics.allow);
+		next->metrics = old->metrics;
+		next->metrics.allow = NULL;
+		if (old->metrics.nallow > 0)
+			next->metrics.allow = (struct config_cidr *)xmemdup(
+			    old->metrics.allow,
+			    old->metrics.nallow * sizeof(*old->metrics.allow));
 	}
 	if (strcmp(old->auth.pam_service, next->auth.pam_service) != 0 ||
 	    old->auth.helper_workers != next->auth.helper_workers ||
@@ -356,6 +390,7 @@ static void control_on_reload_signal(uv_signal_t *sig, int signum)
 			  "configuration error%s\"",
 			  errors.count, errors.count == 1 ? "" : "s");
 		config_errors_finish(&errors);
+		metrics_reload(false, 0);
 		goto out;
 	}
 	config_errors_finish(&errors);
@@ -367,7 +402,7 @@ static void control_on_reload_signal(uv_signal_t *sig, int signum)
 		if (map == NULL) {
 			log_error(NULL, "event=reload status=failed "
 					"error=\"sender_map\"");
-			goto out;
+			goto out_failed;
 		}
 	}
 	if (next->limits.user_limits != NULL) {
@@ -377,7 +412,7 @@ static void control_on_reload_signal(uv_signal_t *sig, int signum)
 		if (limits == NULL) {
 			log_error(NULL, "event=reload status=failed "
 					"error=\"user_limits\"");
-			goto out;
+			goto out_failed;
 		}
 	}
 	if (config_wants_tls(next)) {
@@ -405,6 +440,7 @@ static void control_on_reload_signal(uv_signal_t *sig, int signum)
 	userlimits_free(ctl->userlimits);
 	ctl->userlimits = limits;
 	log_info(NULL, "event=reload status=ok");
+	metrics_reload(true, time(NULL));
 	sd_notify_send("READY=1");
 	return;
 
@@ -412,6 +448,10 @@ tls_failed:
 	log_error(NULL, "event=reload status=failed error=\"%s\"",
 		  error ? error : "TLS set-up failed");
 	free(error);
+	metrics_reload(false, 0);
+	goto out;
+out_failed:
+	metrics_reload(false, 0);
 out:
 	sendermap_free(map);
 	userlimits_free(limits);
@@ -457,7 +497,8 @@ static void close_all(const int *fds, size_t n)
 
 int control_run(struct config *cfg, const int *auth_fds, size_t nfds,
 		const struct control_activation *act, const sigset_t *old_mask,
-		control_drop_privileges_fn *drop_privileges)
+		control_drop_privileges_fn *drop_privileges,
+		const struct helper_stats *helper_stats)
 {
 	static const struct worker_hooks hooks_template = {
 	    .auth_lost = control_worker_auth_lost,
@@ -508,6 +549,11 @@ int control_run(struct config *cfg, const int *auth_fds, size_t nfds,
 	if (getrandom(seed, sizeof(seed), 0) != sizeof(seed))
 		fatal("getrandom failed");
 	shared_init(&ctl.shared, seed[0], seed[1]);
+	/* The counters exist with or without [metrics]: counting is a
+	 * store to the thread's own slot, cheaper than asking. */
+	ctl.metrics =
+	    metrics_create(cfg, (unsigned)nfds, &ctl.shared, helper_stats);
+	metrics_bind(ctl.metrics, METRICS_SLOT_CONTROL);
 	uv_signal_init(&ctl.loop, &ctl.sigterm);
 	uv_signal_init(&ctl.loop, &ctl.sigint);
 	uv_signal_init(&ctl.loop, &ctl.sighup);
@@ -538,15 +584,21 @@ int control_run(struct config *cfg, const int *auth_fds, size_t nfds,
 			close(auth_fds[i]);
 		else if (worker_init(&ctl.workers[i], (unsigned)i, cfg, ctl.tls,
 				     ctl.sendermap, ctl.userlimits, &ctl.shared,
-				     auth_fds[i], &hooks) == 0)
+				     auth_fds[i], &hooks) == 0) {
+			ctl.workers[i].metrics = ctl.metrics;
 			ctl.nworkers++;
+		}
 		else
 			rc = 1; /* worker_init closed its fd */
 	}
 	if (rc == 0)
 		ctl.listeners = listeners_open(&ctl.loop, cfg, act->fds, act->n,
 					       control_on_accept, &ctl);
-	if (rc != 0 || ctl.listeners == NULL || drop_privileges(cfg) < 0) {
+	if (rc == 0 && ctl.listeners != NULL && cfg->metrics.enabled &&
+	    (ctl.metricsd = metricsd_open(cfg, ctl.metrics)) == NULL)
+		rc = 1;
+	if (rc != 0 || ctl.listeners == NULL || drop_privileges(cfg) < 0 ||
+	    (ctl.metricsd != NULL && metricsd_start(ctl.metricsd) < 0)) {
 		rc = 1;
 	} else {
 		/* Threads only after the privilege drop: every thread of
@@ -593,6 +645,10 @@ int control_run(struct config *cfg, const int *auth_fds, size_t nfds,
 	uv_close((uv_handle_t *)&ctl.sweep_timer, NULL);
 	uv_close((uv_handle_t *)&ctl.hold_timer, NULL);
 	uv_run(&ctl.loop, UV_RUN_DEFAULT);
+	/* Every loop has ended: nothing counts any more, nothing scrapes. */
+	metricsd_close(ctl.metricsd);
+	metrics_bind(NULL, 0);
+	metrics_destroy(ctl.metrics);
 	free(ctl.workers);
 	free(ctl.loads);
 	shared_finish(&ctl.shared);

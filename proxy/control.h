@@ -33,9 +33,12 @@ typedef int control_drop_privileges_fn(const struct config *cfg);
 /* Runs the network process until it stops; returns its exit status (0, or
  * 1 if the start failed).  auth_fds are its ends of the channels to the
  * auth helper, one per worker.  Signals in control_signals() are blocked
- * on entry; old_mask is restored once their handlers are installed. */
+ * on entry; old_mask is restored once their handlers are installed.
+ * helper_stats: the auth helper's page for the metrics, or NULL. */
+struct helper_stats;
 int control_run(struct config *cfg, const int *auth_fds, size_t nfds,
 		const struct control_activation *act, const sigset_t *old_mask,
-		control_drop_privileges_fn *drop_privileges);
+		control_drop_privileges_fn *drop_privileges,
+		const struct helper_stats *helper_stats);
 
 #endif

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "auth/helper.h"
+#include "auth/helperstats.h"
 #include "common/log.h"
 #include "common/signals.h"
 #include "common/util.h"
@@ -148,6 +149,7 @@ static int run(struct config **cfgp, const struct control_activation *act)
 	struct config *cfg = *cfgp;
 	size_t n = cfg->server.workers, made;
 	sigset_t stop_signals, old_mask;
+	struct helper_stats *stats;
 	int *helper_fds, *net_fds;
 	pid_t pid;
 	int rc;
@@ -173,6 +175,8 @@ static int run(struct config **cfgp, const struct control_activation *act)
 		helper_fds[made] = sv[0];
 		net_fds[made] = sv[1];
 	}
+	/* Before the fork: both processes see the one page. */
+	stats = made == n ? helper_stats_create() : NULL;
 	pid = made == n ? (fflush(NULL), fork()) : -1;
 	if (made == n && pid < 0)
 		log_error(NULL, "event=start_error error=\"fork: %s\"",
@@ -182,15 +186,18 @@ static int run(struct config **cfgp, const struct control_activation *act)
 		close_all(net_fds, made);
 		free(helper_fds);
 		free(net_fds);
+		helper_stats_destroy(stats);
 		return 1;
 	}
 	if (pid == 0) {
 		close_all(helper_fds, n);
 		free(helper_fds);
 		*cfgp = NULL; /* the network process owns it now */
+		helper_stats_seal(stats);
 		rc = control_run(cfg, net_fds, n, act, &old_mask,
-				 server_drop_privileges);
+				 server_drop_privileges, stats);
 		free(net_fds);
+		helper_stats_destroy(stats);
 		return rc;
 	}
 	close_all(net_fds, n);
@@ -198,8 +205,9 @@ static int run(struct config **cfgp, const struct control_activation *act)
 	/* The listening sockets are the network process's alone. */
 	for (size_t i = 0; i < act->n; i++)
 		close(act->fds[i].fd);
-	rc = auth_helper_run(cfg, helper_fds, n, pid);
+	rc = auth_helper_run(cfg, helper_fds, n, pid, stats);
 	free(helper_fds);
+	helper_stats_destroy(stats);
 	return rc;
 }
 

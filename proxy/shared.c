@@ -1,6 +1,7 @@
 /* shared.c - see shared.h */
 #include "proxy/shared.h"
 
+#include <stdio.h>
 #include <string.h>
 #include <uv.h>
 
@@ -76,6 +77,25 @@ void shared_backends_configure(struct shared *sh, const struct config *cfg)
 	pthread_mutex_lock(&sh->lock);
 	backends_configure(sh->backends, cfg->backend.list, cfg->backend.count);
 	pthread_mutex_unlock(&sh->lock);
+}
+
+size_t shared_backends_status(struct shared *sh,
+			      struct shared_backend_status *out, size_t max)
+{
+	size_t n = 0;
+	const char *address;
+	enum backend_state state;
+
+	pthread_mutex_lock(&sh->lock);
+	while (n < max &&
+	       (address = backends_entry(sh->backends, n, &state)) != NULL) {
+		snprintf(out[n].address, sizeof(out[n].address), "%s",
+			 address);
+		out[n].state = state;
+		n++;
+	}
+	pthread_mutex_unlock(&sh->lock);
+	return n;
 }
 
 int shared_backend_pick(struct shared *sh, const struct config *cfg,

@@ -40,6 +40,7 @@
 #include <stdint.h>
 
 #include "proxy/addrtable.h"
+#include "proxy/backends.h"
 #include "proxy/memstore.h"
 #include "proxy/smtp-relay-parse.h"
 
@@ -113,6 +114,15 @@ void shared_backend_probe_done(struct shared *sh, const struct config *cfg,
  * backends (backends_caps()); false if none is known yet. */
 bool shared_backend_caps(struct shared *sh, const struct config *cfg,
 			 struct ehlo_caps *caps);
+
+/* A copy of the backends' states for a scrape (proxy/metrics.h): at most
+ * max entries, each address cut to fit; returns how many. */
+struct shared_backend_status {
+	char address[128];
+	enum backend_state state;
+};
+size_t shared_backends_status(struct shared *sh,
+			      struct shared_backend_status *out, size_t max);
 
 /* A process-wide unique session id. */
 uint64_t shared_next_sid(struct shared *sh);

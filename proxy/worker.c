@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "proxy/authclient.h"
+#include "proxy/metrics.h"
 #include "common/log.h"
 #include "proxy/policy.h"
 #include "proxy/sendermap.h"
@@ -160,8 +161,11 @@ static void worker_thread_main(void *arg)
 	/* Stop and reload are the control loop's. */
 	control_signals(&set);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	if (w->metrics != NULL)
+		metrics_bind(w->metrics, w->index);
 	uv_run(&w->loop, UV_RUN_DEFAULT);
 	worker_wind_down(w);
+	metrics_bind(NULL, 0);
 	w->hooks.exited(w->hooks.arg, w);
 }
 

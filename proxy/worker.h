@@ -34,6 +34,7 @@
 #include "proxy/session.h"
 
 struct auth_client;
+struct metrics;
 struct session;
 struct sendermap;
 struct shared;
@@ -82,6 +83,9 @@ struct worker {
 
 	struct shared *shared;
 	struct worker_hooks hooks;
+	/* Its thread counts into slot index of this (proxy/metrics.h);
+	 * set before worker_start(), or NULL. */
+	struct metrics *metrics;
 
 	/* What its sessions may use, and the worker's own current state:
 	 * env.cfg, env.sendermap and env.userlimits are references the

@@ -1065,7 +1065,7 @@ static void run_scenario(const char *name, const struct config *cfg,
 	}
 	close(rep[1]);
 	t0 = now_ms();
-	status = auth_helper_run(cfg, fds, nchannels, pid);
+	status = auth_helper_run(cfg, fds, nchannels, pid, NULL);
 	t0 = now_ms() - t0;
 	r = read(rep[0], counts, sizeof(counts));
 	close(rep[0]);
