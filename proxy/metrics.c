@@ -653,7 +653,10 @@ static const char *const tls_failure_names[] = {
     [METRICS_TLS_FAIL_TIMEOUT] = "timeout",
     [METRICS_TLS_FAIL_BAD_CERTIFICATE] = "bad_certificate",
     [METRICS_TLS_FAIL_CERTIFICATE_REQUIRED] = "certificate_required",
+    [METRICS_TLS_FAIL_SERVER_CERTIFICATE_REFUSED] =
+	"server_certificate_refused",
     [METRICS_TLS_FAIL_NOT_TLS] = "not_tls",
+    [METRICS_TLS_FAIL_CLOSED] = "closed",
     [METRICS_TLS_FAIL_OTHER] = "other",
 };
 static_assert(sizeof(tls_failure_names) / sizeof(tls_failure_names[0]) ==

@@ -68,8 +68,12 @@ enum metrics_tls_failure {
 	METRICS_TLS_FAIL_ALPN,
 	METRICS_TLS_FAIL_TIMEOUT,
 	METRICS_TLS_FAIL_BAD_CERTIFICATE, /* client certificate refused */
-	METRICS_TLS_FAIL_CERTIFICATE_REQUIRED,
+	METRICS_TLS_FAIL_CERTIFICATE_REQUIRED, /* ... or none given */
+	/* The client's alert refused ours (unknown CA, bad certificate):
+	 * a self-signed or incomplete chain shows here. */
+	METRICS_TLS_FAIL_SERVER_CERTIFICATE_REFUSED,
 	METRICS_TLS_FAIL_NOT_TLS, /* plaintext on a TLS port, garbage */
+	METRICS_TLS_FAIL_CLOSED,  /* the client left mid-handshake */
 	METRICS_TLS_FAIL_OTHER,
 	METRICS_TLS_FAILURE_COUNT
 };
