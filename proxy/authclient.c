@@ -8,6 +8,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "proxy/metrics.h"
 
 /* Answers in flight are tiny; this bounds what a confused helper can make
  * us hold. */
@@ -18,6 +19,7 @@ struct auth_pending {
 	struct auth_pending *next, *prev;
 	uint32_t id;
 	uint64_t deadline_ms;
+	uint64_t sent_ns; /* uv_hrtime(): the answer's latency */
 	auth_client_cb *cb;
 	void *arg;
 };
@@ -85,6 +87,11 @@ static void auth_client_finish(struct auth_pending *p, enum auth_result result,
 	auth_client_cb *cb = p->cb;
 	void *arg = p->arg;
 
+	metrics_helper_done((uv_hrtime() - p->sent_ns) / 1000,
+			    resp != NULL ? METRICS_HELPER_ANSWERED
+			    : strcmp(reason, "timeout") == 0
+				? METRICS_HELPER_TIMEOUT
+				: METRICS_HELPER_LOST);
 	auth_pending_unlink(p);
 	free(p);
 	if (resp == NULL) {
@@ -129,6 +136,7 @@ static void auth_client_lost(struct auth_client *c, const char *why)
 	if (!c->up)
 		return;
 	c->up = false;
+	metrics_helper_lost();
 	log_error(NULL, "event=auth_helper_lost error=\"%s\"", why);
 	uv_read_stop((uv_stream_t *)&c->pipe);
 	auth_client_fail_all(c, "helper_lost");
@@ -220,6 +228,7 @@ struct auth_client *auth_client_create(uv_loop_t *loop, int fd,
 	if (r < 0) {
 		log_error(NULL, "event=auth_helper_lost error=\"%s\"",
 			  uv_strerror(r));
+		metrics_helper_lost();
 		return c; /* stays down: every submit fails */
 	}
 	c->up = true;
@@ -290,6 +299,8 @@ static struct auth_pending *auth_client_send(struct auth_client *c,
 	p->cb = cb;
 	p->arg = arg;
 	p->deadline_ms = uv_now(c->loop) + c->timeout_ms;
+	p->sent_ns = uv_hrtime();
+	metrics_helper_sent();
 	p->prev = c->tail;
 	if (c->tail != NULL)
 		c->tail->next = p;
@@ -319,6 +330,8 @@ void auth_client_cancel(struct auth_pending *p)
 {
 	struct auth_client *c = p->c;
 
+	metrics_helper_done((uv_hrtime() - p->sent_ns) / 1000,
+			    METRICS_HELPER_CANCELLED);
 	auth_pending_unlink(p);
 	free(p);
 	auth_client_arm(c);
@@ -331,6 +344,8 @@ void auth_client_close(struct auth_client *c)
 	c->up = false;
 	for (p = c->head; p != NULL; p = next) {
 		next = p->next;
+		metrics_helper_done((uv_hrtime() - p->sent_ns) / 1000,
+				    METRICS_HELPER_CANCELLED);
 		free(p);
 	}
 	c->head = c->tail = NULL;

@@ -906,6 +906,10 @@ static void render_backends(struct metrics_text *t, struct metrics *m)
 	uint64_t buckets[HIST_MAX_BOUNDS + 1], sum;
 	char b[256], lb[300];
 
+	/* The configured backends have their series before they count. */
+	for (size_t i = 0; i < n; i++)
+		(void)names_index(&m->backends, st[i].address);
+
 	family(t, "submitproxy_backend_up", "gauge",
 	       "1 when the backend is up or not tried yet (sessions use "
 	       "it), 0 when it is down.");
@@ -1141,22 +1145,21 @@ bool metrics_healthy(struct metrics *m, char *reason, size_t reason_size)
 	struct shared_backend_status st[CONFIG_BACKENDS_MAX];
 	size_t n, up = 0;
 
-	for (unsigned i = 0; i + 1 < m->nslots; i++) {
+	for (unsigned i = 0; i < m->nslots; i++) {
 		struct metrics_slot *s = &m->slots[i];
 
 		if (atomic_load_explicit(&s->helper_lost,
 					 memory_order_relaxed)) {
 			snprintf(reason, reason_size,
-				 "auth helper channel lost (worker %u)", i);
+				 "auth helper channel lost");
 			return false;
 		}
 		if (counter_get(&s->helper_timeouts_in_a_row) >= 3) {
 			snprintf(reason, reason_size,
 				 "auth helper not answering: %llu requests "
-				 "timed out in a row (worker %u)",
+				 "timed out in a row",
 				 (unsigned long long)counter_get(
-				     &s->helper_timeouts_in_a_row),
-				 i);
+				     &s->helper_timeouts_in_a_row));
 			return false;
 		}
 	}

@@ -174,7 +174,7 @@ static void metricsd_log(void *cls, const char *fmt, va_list ap)
 		n = (int)sizeof(msg) - 1;
 	while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
 		n--;
-	log_info(NULL, "event=metrics_error error=\"%s\"",
+	log_info(NULL, "event=metrics_http error=\"%s\"",
 		 sanitize(clean, sizeof(clean), msg, (size_t)n));
 }
 
@@ -222,13 +222,15 @@ int metricsd_start(struct metricsd *d)
 	pthread_sigmask(SIG_BLOCK, &block, &old);
 	d->daemon = MHD_start_daemon(
 	    MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG,
-	    0, metricsd_accept, d, metricsd_request, d, MHD_OPTION_LISTEN_SOCKET,
-	    d->fd, MHD_OPTION_CONNECTION_LIMIT, (unsigned)METRICSD_CONNECTIONS,
+	    0, metricsd_accept, d, metricsd_request, d,
+	    /* First, or libmicrohttpd prints on stderr until it is set. */
+	    MHD_OPTION_EXTERNAL_LOGGER, metricsd_log, NULL,
+	    MHD_OPTION_LISTEN_SOCKET, d->fd, MHD_OPTION_CONNECTION_LIMIT,
+	    (unsigned)METRICSD_CONNECTIONS,
 	    MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)METRICSD_PER_ADDRESS,
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)METRICSD_TIMEOUT_S,
 	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)METRICSD_CONN_MEMORY,
-	    MHD_OPTION_EXTERNAL_LOGGER,
-	    metricsd_log, NULL, MHD_OPTION_END);
+	    MHD_OPTION_END);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (d->daemon == NULL) {
 		log_error(NULL,

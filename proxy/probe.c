@@ -1,4 +1,5 @@
 /* probe.c - see probe.h */
+#include "proxy/metrics.h"
 #include "proxy/probe.h"
 
 #include <stdbool.h>
@@ -60,7 +61,9 @@ static void probe_ready(void *arg)
 					  : "xclient = yes but the backend "
 					    "speaks no ESMTP",
 				    NULL);
+		metrics_backend_probe(round->backend->address, false);
 	} else {
+		metrics_backend_probe(round->backend->address, true);
 		shared_backend_up(shared, round->backend, caps, "probe", NULL);
 		log_info(NULL,
 			 "event=backend_probe status=ok backend=%s esmtp=%s "
@@ -79,6 +82,7 @@ static void probe_failed(void *arg, const char *why)
 
 	/* After QUIT the backend closes: that is the round's normal end. */
 	if (!round->done) {
+		metrics_backend_probe(round->backend->address, false);
 		log_debug(NULL,
 			  "event=backend_probe status=failed backend=%s "
 			  "error=\"%s\"",

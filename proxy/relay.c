@@ -11,6 +11,7 @@
 
 #include "config/config.h"
 #include "proxy/linebuf.h"
+#include "proxy/metrics.h"
 #include "common/log.h"
 #include "proxy/smtp-parse.h"
 #include "common/util.h"
@@ -57,6 +58,7 @@ struct relay {
 	void *arg;
 	enum relay_state state;
 	bool probe;
+	uint64_t started_ns; /* uv_hrtime() at create: connect latency */
 	char sid[17];
 
 	/* The client as XCLIENT describes it (copies). */
@@ -335,6 +337,10 @@ static void relay_handover_reply(struct relay *r)
 			relay_fail(r, "backend greeting is not 220");
 			return;
 		}
+		if (!r->probe)
+			metrics_backend_connected(
+			    r->backend->address,
+			    (uv_hrtime() - r->started_ns) / 1000);
 		relay_enter_state(r, RELAY_EHLO);
 		relay_command(r, "EHLO %s", r->cfg->backend.helo_name);
 		return;
@@ -551,10 +557,47 @@ static void relay_on_connect(uv_connect_t *req, int status)
 		       r->cfg->backend.handover_timeout_ms, 0);
 }
 
+/* A failure's kind for the metrics, from where it happened and the words
+ * relay_fail() got (each a literal of this file, or libuv's text for a
+ * socket error). */
+static enum metrics_backend_error relay_error_kind(const struct relay *r,
+						   const char *why)
+{
+	static const char *const timeouts[] = {
+	    "connect timeout", "hand-over timeout", "backend timeout"};
+	static const char *const bad_replies[] = {
+	    "malformed reply line", "reply code changed inside a multi-line "
+				    "reply",
+	    "reply too long",	    "unsolicited reply",
+	    "reply line too long",  "unexpected reply"};
+
+	for (size_t i = 0; i < sizeof(timeouts) / sizeof(timeouts[0]); i++)
+		if (strcmp(why, timeouts[i]) == 0)
+			return METRICS_BACKEND_TIMEOUT;
+	for (size_t i = 0; i < sizeof(bad_replies) / sizeof(bad_replies[0]);
+	     i++)
+		if (strcmp(why, bad_replies[i]) == 0)
+			return METRICS_BACKEND_BAD_REPLY;
+	if (r->state == RELAY_CONNECTING)
+		return METRICS_BACKEND_REFUSED;
+	/* A refusal during the hand-over is a reply ("backend refused
+	 * EHLO", a greeting that is not 220); the rest is the connection
+	 * breaking. */
+	if (r->state < RELAY_READY && strncmp(why, "backend ", 8) == 0 &&
+	    strcmp(why, "backend closed the connection") != 0)
+		return METRICS_BACKEND_REFUSED;
+	if (r->state < RELAY_READY && strncmp(why, "xclient = yes", 13) == 0)
+		return METRICS_BACKEND_REFUSED;
+	return METRICS_BACKEND_LOST;
+}
+
 static void relay_fail(struct relay *r, const char *why)
 {
 	if (r->state >= RELAY_FAILED)
 		return;
+	if (!r->quit_sent && !r->probe)
+		metrics_backend_error(r->backend->address,
+				      relay_error_kind(r, why));
 	/* The probe's QUIT ends in the backend closing: not an error.  A
 	 * probe's failure is the backend_state line the probe writes once
 	 * per change: a backend down for hours is re-probed every
@@ -619,6 +662,7 @@ struct relay *relay_create(uv_loop_t *loop, const struct config *cfg,
 	r->arg = arg;
 	r->probe = client == NULL;
 	r->state = RELAY_CONNECTING;
+	r->started_ns = uv_hrtime();
 	if (client != NULL) {
 		snprintf(r->sid, sizeof(r->sid), "%s", client->sid);
 		r->client_addr = xstrdup(client->addr);

@@ -11,6 +11,7 @@
 #include "common/util.h"
 #include "config/config.h"
 #include "proxy/authclient.h"
+#include "proxy/metrics.h"
 #include "proxy/policy.h"
 
 struct session_auth {
@@ -64,6 +65,26 @@ const char *session_auth_mech(const struct session_auth *a)
 	return sasl_mech_name(a != NULL ? a->mech : SASL_MECH_NONE);
 }
 
+void session_auth_count(const struct session_auth *a,
+			enum metrics_auth_result result)
+{
+	enum sasl_mech mech = a != NULL ? a->mech : SASL_MECH_NONE;
+
+	switch (mech) {
+	case SASL_MECH_PLAIN:
+		metrics_auth(METRICS_MECH_PLAIN, result);
+		break;
+	case SASL_MECH_LOGIN:
+		metrics_auth(METRICS_MECH_LOGIN, result);
+		break;
+	case SASL_MECH_EXTERNAL:
+		metrics_auth(METRICS_MECH_EXTERNAL, result);
+		break;
+	default:
+		break;
+	}
+}
+
 static void result_set(struct session_auth_result *r,
 		       enum session_auth_outcome outcome, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -113,6 +134,11 @@ static void session_auth_failed(struct session_auth *a, const char *reason,
 		policy_auth_failed(a->env.policy, a->env.cfg, a->env.addr,
 				   a->user, a->user_len);
 	session_auth_log(a, "auth_fail", reason);
+	/* The failure that reaches max_failures is answered 421 and ends
+	 * the session (proxy/session.c): counted as that, not as a 535. */
+	session_auth_count(a, session_auth_too_many(a)
+				  ? METRICS_AUTH_THROTTLED_CONNECTION
+				  : METRICS_AUTH_BAD_CREDENTIALS);
 	shift = a->failures - 1 < 6 ? a->failures - 1 : 6;
 	memset(r, 0, sizeof(*r));
 	r->outcome = SESSION_AUTH_FAILED;
@@ -129,6 +155,9 @@ static void session_auth_tempfail(struct session_auth *a, const char *reason,
 				  struct session_auth_result *r)
 {
 	session_auth_log(a, "auth_tempfail", reason);
+	session_auth_count(a, strcmp(reason, "policy_store") == 0
+				  ? METRICS_AUTH_STORE_UNAVAILABLE
+				  : METRICS_AUTH_HELPER_UNAVAILABLE);
 	a->sasl.mech = SASL_MECH_NONE;
 	result_set(r, SESSION_AUTH_TEMPFAIL,
 		   "454 4.7.0 Temporary authentication failure");
@@ -203,6 +232,7 @@ static void session_auth_checked(struct session_auth *a,
 		session_auth_to_helper(a, r);
 		return;
 	case POLICY_AUTH_ADDRESS_THROTTLED:
+		session_auth_count(a, METRICS_AUTH_THROTTLED_ADDRESS);
 		log_info(a->env.sid,
 			 "event=reject ip=%s prefix=%s "
 			 "reason=address_auth_limit failures=%llu",
@@ -213,6 +243,7 @@ static void session_auth_checked(struct session_auth *a,
 			   "your address, try again later");
 		break;
 	case POLICY_AUTH_USER_THROTTLED:
+		session_auth_count(a, METRICS_AUTH_THROTTLED_USER);
 		/* fail2ban reads this too: an address guessing at a
 		 * throttled login is one to ban. */
 		log_info(a->env.sid,

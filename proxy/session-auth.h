@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
+#include "proxy/metrics.h"
 
 struct auth_client;
 struct config;
@@ -92,6 +93,13 @@ void session_auth_response(struct session_auth *a, const char *line, size_t len,
 
 /* A response line too long: the exchange is aborted. */
 void session_auth_abort(struct session_auth *a);
+
+/* Counts the last AUTH's end under its mechanism (proxy/metrics.h).  The
+ * module counts every end it decides; the session counts the two it
+ * learns later: logged in (the backend took the session) and
+ * backend_unavailable. */
+void session_auth_count(const struct session_auth *a,
+			enum metrics_auth_result result);
 
 /* The failure delay is over: true if that was one failure too many on
  * this connection (the session ends with 421), else the 535 is due. */

@@ -1,4 +1,5 @@
 /* session-relay.c - see session-relay.h */
+#include "proxy/metrics.h"
 #include "proxy/session-relay.h"
 
 #include <assert.h>
@@ -174,6 +175,7 @@ static void session_relay_log_transaction(struct session_relay *sr,
 		first =
 		    crlf != NULL ? (size_t)(crlf - reply->text) : reply->len;
 		sanitize(text, sizeof(text), reply->text, first);
+		metrics_transaction(reply->code, tx->rcpts_ok, tx->size);
 	}
 	log_info(sr->env.sid,
 		 "event=transaction ip=%s user=\"%s\" from=<%s> rcpts=%u "

@@ -33,6 +33,7 @@
 #include "config/config.h"
 #include "proxy/addrtable.h"
 #include "proxy/linebuf.h"
+#include "proxy/metrics.h"
 #include "proxy/proxyproto.h"
 #include "proxy/replyq.h"
 #include "proxy/sendermap.h"
@@ -604,6 +605,7 @@ static void session_on_relay_ready(void *arg)
 	if (s->phase != SESSION_PHASE_HANDOVER)
 		return;
 	/* Hand-over complete: PAM and the backend both said yes. */
+	session_auth_count(s->auth, METRICS_AUTH_OK);
 	if (s->implicit == SESSION_IMPLICIT_PENDING) {
 		session_enter_phase(s, SESSION_PHASE_AUTHENTICATED);
 		s->implicit = SESSION_IMPLICIT_NONE;
@@ -628,6 +630,7 @@ static void session_on_relay_unavailable(void *arg, const char *why)
 	if (s->phase != SESSION_PHASE_HANDOVER)
 		return;
 	/* The client stays and may try again. */
+	session_auth_count(s->auth, METRICS_AUTH_BACKEND_UNAVAILABLE);
 	log_info(s->sid,
 		 "event=auth_tempfail ip=%s user=\"%s\" "
 		 "reason=backend_unavailable backend=%s tried=%u "
@@ -990,8 +993,16 @@ static bool session_taking_input(const struct session *s)
 	       s->phase == SESSION_PHASE_DATA;
 }
 
+/* The index of the session's [listener], for the metrics' labels. */
+static size_t session_listener_index(const struct session *s)
+{
+	return (size_t)(s->listener - s->cfg->listeners);
+}
+
 static void session_early_talker(struct session *s)
 {
+	metrics_conn_refused(session_listener_index(s),
+			     METRICS_REFUSED_EARLY_TALKER);
 	log_info(s->sid, "event=reject ip=%s reason=early_talker", s->ip);
 	session_reply(s,
 		      "554 5.5.1 %s Protocol error: talking before the "
@@ -1168,6 +1179,8 @@ static size_t session_proxy_input(struct session *s, const char *data,
 	/* The parser stops at the header's end, which the earlier reads
 	 * had not reached. */
 	if (r != PROXYPROTO_OK || consumed < before) {
+		metrics_conn_refused(session_listener_index(s),
+				     METRICS_REFUSED_PROXY_ERROR);
 		log_info(s->sid, "event=reject ip=%s reason=bad_proxy_header",
 			 s->ip);
 		s->close_reason = "bad PROXY header";
@@ -1370,6 +1383,8 @@ static void session_on_timer(uv_timer_t *t)
 
 	switch (s->phase) {
 	case SESSION_PHASE_PROXY:
+		metrics_conn_refused(session_listener_index(s),
+				     METRICS_REFUSED_PROXY_ERROR);
 		log_info(s->sid,
 			 "event=reject ip=%s reason=proxy_header_timeout",
 			 s->ip);
@@ -1485,6 +1500,7 @@ static void session_destroy(struct session *s)
 		shared_addr_disconnect(s->env->shared, s->addr);
 		s->addr = NULL;
 	}
+	metrics_session_closed(uv_now(s->env->loop) - s->start_ms);
 	log_info(s->sid,
 		 "event=disconnect ip=%s duration_ms=%llu bytes_in=%llu "
 		 "bytes_out=%llu reason=\"%s\"",
@@ -1547,8 +1563,10 @@ static void session_greet(struct session *s)
  * without a byte (cheaper, too, than a handshake for a client we refuse,
  * exactly when the server is busiest). */
 static void session_refuse_connection(struct session *s, const char *reason,
+				      enum metrics_refusal why,
 				      const char *reply)
 {
+	metrics_conn_refused(session_listener_index(s), why);
 	if (s->addr != NULL)
 		/* The prefix the per-address counts key on. */
 		log_info(s->sid, "event=reject ip=%s prefix=%s reason=%s",
@@ -1573,6 +1591,8 @@ static void session_admit(struct session *s, const char *leftover,
 	const struct config_limits *lim = &s->cfg->limits;
 
 	if (s->env->stopping) {
+		metrics_conn_refused(session_listener_index(s),
+				     METRICS_REFUSED_SHUTTING_DOWN);
 		if (s->listener->mode == LISTENER_IMPLICIT_TLS) {
 			s->close_reason = "shutting down";
 			session_destroy(s);
@@ -1583,10 +1603,12 @@ static void session_admit(struct session *s, const char *leftover,
 		session_close(s, "shutting down");
 	} else if (s->open_at_accept > lim->max_connections) {
 		session_refuse_connection(s, "max_connections",
+					  METRICS_REFUSED_MAX_CONNECTIONS,
 					  "Too many connections");
 	} else if (s->addr != NULL &&
 		   s->addr_count > lim->max_connections_per_address) {
 		session_refuse_connection(s, "max_connections_per_address",
+					  METRICS_REFUSED_PER_ADDRESS,
 					  "Too many connections from your "
 					  "address");
 	} else if (s->listener->mode != LISTENER_IMPLICIT_TLS &&
@@ -1613,6 +1635,7 @@ static void session_start(struct session *s)
 
 	session_io_peer(s->io, &ss);
 	session_set_peer(s, &ss);
+	metrics_conn_accepted(session_listener_index(s));
 	log_info(s->sid, "event=connect ip=%s port=%u listener=%s worker=%u",
 		 s->ip, s->port, s->listener->name, s->env->worker_index);
 	if (s->listener->proxy_protocol && !s->env->stopping) {
