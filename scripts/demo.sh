@@ -89,6 +89,9 @@ pam_service = submitproxy
 
 [backend]
 address = 127.0.0.1:$backend_port
+
+[metrics]
+address = 127.0.0.1:9465
 CONF
 
 if [ "$shared" = no ]; then
@@ -109,7 +112,13 @@ Send a test mail from another terminal:
         --auth-user demo --auth-password demo-password \\
         --from demo@example.com --to you@example.com
 
-then look in $demo/mail/.  Ctrl-C stops the demo.
+then look in $demo/mail/.  What it counted (Prometheus format), and
+its health check:
+
+  curl -s http://127.0.0.1:9465/metrics | grep -v '^#'
+  curl -s http://127.0.0.1:9465/healthz
+
+Ctrl-C stops the demo.
 
 MSG
 LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libpam_wrapper.so PAM_WRAPPER=1 \
@@ -135,6 +144,7 @@ done
 
 for n in 2; do
 	sed -e "s/127.0.0.1:2525/127.0.0.1:2526/" -e "s/127.0.0.1:4650/127.0.0.1:4651/" \
+		-e "s/127.0.0.1:9465/127.0.0.1:9466/" \
 		"$demo/submitproxy.conf" > "$demo/submitproxy-$n.conf"
 done
 cp "$demo/submitproxy.conf" "$demo/submitproxy-1.conf"
@@ -164,7 +174,7 @@ submitproxy demo, two instances sharing one Redis
         [limits] user_recipients_per_hour = 3
   login: demo / demo-password; backend: smtp-sink, mail in $demo/mail/
   logs: $demo/instance-1.log and $demo/instance-2.log, shown below
-        as [1] and [2]
+        as [1] and [2]; metrics: http://127.0.0.1:9465/metrics and :9466
 
 From another terminal, three recipients through instance 1:
 
