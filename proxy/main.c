@@ -19,8 +19,10 @@
 #include <errno.h>
 #include <getopt.h>
 #include <grp.h>
+#include <netinet/in.h>
 #include <pwd.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,6 +110,29 @@ static int server_drop_privileges(const struct config *cfg)
 	return 0;
 }
 
+/* -t: where the metrics are, and a warning when anyone may read them. */
+static void check_metrics(const struct config *cfg)
+{
+	const struct sockaddr_storage *ss = &cfg->metrics.address.ss;
+	bool loopback = false;
+
+	if (ss->ss_family == AF_INET)
+		loopback = (ntohl(((const struct sockaddr_in *)ss)
+				      ->sin_addr.s_addr) >> 24) == 127;
+	else if (ss->ss_family == AF_INET6)
+		loopback = IN6_IS_ADDR_LOOPBACK(
+		    &((const struct sockaddr_in6 *)ss)->sin6_addr);
+	printf("metrics: http://%s/metrics and /healthz%s\n",
+	       cfg->metrics.address.text,
+	       cfg->metrics.nallow > 0 ? " (allow list set)" : "");
+	if (!loopback && cfg->metrics.nallow == 0)
+		fprintf(stderr,
+			"warning: [metrics] address %s is not loopback and "
+			"[metrics] allow is unset: anyone who reaches it "
+			"reads the counters\n",
+			cfg->metrics.address.text);
+}
+
 static int check_config(const struct config *cfg)
 {
 	if (config_wants_tls(cfg) && tls_check_config(cfg, stdout, stderr) < 0)
@@ -128,6 +153,8 @@ static int check_config(const struct config *cfg)
 			return 1;
 		userlimits_free(limits);
 	}
+	if (cfg->metrics.enabled)
+		check_metrics(cfg);
 	printf("%s: configuration OK (%zu listener%s)\n", cfg->path,
 	       cfg->nlisteners, cfg->nlisteners == 1 ? "" : "s");
 	return 0;
