@@ -108,6 +108,9 @@ static void control_stop(struct control *ctl, const char *why)
 	log_info(NULL, "event=stop reason=\"%s\" sessions=%u", why,
 		 control_sessions(ctl));
 	sd_notify_send("STOPPING=1\nSTATUS=Stopping");
+	/* /healthz says so while the sessions drain: a balancer stops
+	 * sending before the port closes on it. */
+	metrics_stopping(ctl->metrics);
 	listeners_close(ctl->listeners);
 	ctl->listeners = NULL;
 	uv_timer_stop(&ctl->hold_timer);

@@ -225,6 +225,7 @@ struct metrics {
 	struct shared *shared;
 	const struct helper_stats *helper;
 	time_t started;
+	atomic_bool stopping;
 };
 
 static _Thread_local struct metrics_slot *metrics_here;
@@ -277,6 +278,7 @@ struct metrics *metrics_create(const struct config *cfg, unsigned nworkers,
 	m->shared = sh;
 	m->helper = stats;
 	m->started = time(NULL);
+	atomic_init(&m->stopping, false);
 	return m;
 }
 
@@ -294,6 +296,12 @@ void metrics_destroy(struct metrics *m)
 	names_finish(&m->groups);
 	names_finish(&m->backends);
 	free(m);
+}
+
+void metrics_stopping(struct metrics *m)
+{
+	if (m != NULL)
+		atomic_store(&m->stopping, true);
 }
 
 void metrics_bind(struct metrics *m, unsigned slot)
@@ -1145,6 +1153,10 @@ bool metrics_healthy(struct metrics *m, char *reason, size_t reason_size)
 	struct shared_backend_status st[CONFIG_BACKENDS_MAX];
 	size_t n, up = 0;
 
+	if (atomic_load(&m->stopping)) {
+		snprintf(reason, reason_size, "stopping");
+		return false;
+	}
 	for (unsigned i = 0; i < m->nslots; i++) {
 		struct metrics_slot *s = &m->slots[i];
 

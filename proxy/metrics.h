@@ -189,6 +189,10 @@ void metrics_helper_lost(void);
 /* A reload's result (control loop); when: the wall clock of a good one. */
 void metrics_reload(bool ok, time_t when);
 
+/* The process is stopping (the control loop, at SIGTERM): /healthz
+ * answers 503 "stopping" from now on. */
+void metrics_stopping(struct metrics *m);
+
 /* ---- reading (any thread) ---- */
 
 /* Growable text, for a scrape. */
@@ -202,7 +206,7 @@ void metrics_text_free(struct metrics_text *t);
  * and # TYPE).  Returns 0, or -1 out of memory (t is then freed). */
 int metrics_render(struct metrics *m, struct metrics_text *t);
 
-/* /healthz: true when the auth helper answers (every loop's channel up,
+/* /healthz: false while stopping; else true when the auth helper answers (every loop's channel up,
  * one PAM worker alive, and the last requests did not all time out) and
  * at least one backend of the current configuration is not down; else
  * false with a one-line reason. */
