@@ -80,8 +80,7 @@ package_chroot_install() {
 	pi_deb=$(basename "$3")
 	cp "$3" "$2/root/$pi_deb"
 	package_chroot "$1" "$2" /bin/sh -c '
-		install() {
-			apt-get install -y -q --no-install-recommends "/root/$1"
-		}
+		deb=/root/$1
+		install() { apt-get install -y -q --no-install-recommends "$deb"; }
 		install || { apt-get update -q && install; }' package_chroot_install "$pi_deb"
 }
