@@ -25,8 +25,8 @@
 # (PKGCHECK_BASE=DIR), each run works on a copy removed at exit.  OUT=DIR
 # keeps the built package there.  The host's own configuration is never
 # touched (chroot mounts live in a private mount namespace).  Every step
-# has a time limit; about two minutes with the base cached, three or four
-# without.  Exits 0 if lintian found no error and every check passed.
+# has a time limit; about 40 s with the base cached, 80 s with a fresh
+# debootstrap (two cores, a fast mirror).  Exits 0 if lintian found no error and every check passed.
 set -eu
 cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "package-check: needs root" >&2; exit 2; }

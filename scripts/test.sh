@@ -37,8 +37,8 @@ fi
 # bookworm chroot (scripts/package-check.sh).  A step here, not a meson
 # test: it checks the committed tree's packaging rather than a build
 # directory, so it runs once and not for each of the two builds; it
-# needs root, debootstrap and the Debian mirror; about three minutes
-# (the limit: 15).
+# needs root, debootstrap and the Debian mirror; a minute or two, a
+# fresh debootstrap included (the limit: 15).
 if [ "$(id -u)" -eq 0 ]; then
 	timeout 900 scripts/package-check.sh
 else
