@@ -46,6 +46,18 @@ cat > "$demo/pam/submitproxy" <<PAM
 auth required $matrix passdb=$demo/pam/passdb
 account required $matrix passdb=$demo/pam/passdb
 PAM
+# libpam reads the fallback service "other" along with every service,
+# from pam_wrapper's copy of this directory as from /etc/pam.d; without
+# one, each login logs "PWRAP_ERROR ... _pam_init_handlers: no default
+# config other".  Deny everything, as Debian's /etc/pam.d/other does
+# (the module by its full path, as pam_matrix is).
+deny=/usr/lib/x86_64-linux-gnu/security/pam_deny.so
+cat > "$demo/pam/other" <<PAM
+auth required $deny
+account required $deny
+password required $deny
+session required $deny
+PAM
 
 # The backend: smtp-sink on loopback keeps every message it is given.
 sinkuser=""

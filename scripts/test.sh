@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs what the tests need, builds submitproxy twice (warnings as
 # errors; then with AddressSanitizer + UBSan) and runs the whole suite on
-# both builds.  Exits non-zero on any failure.
+# both builds; as root, also builds and checks the Debian package.  Exits
+# non-zero on any failure.
 #
 #   scripts/test.sh            everything
 #   scripts/test.sh --no-asan  only the plain build
@@ -31,5 +32,16 @@ if [ "$asan" = yes ]; then
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		run_suite build-asan -Dwerror=true -Db_sanitize=address,undefined \
 			-Db_lundef=false -Dbuildtype=debug
+fi
+# The Debian package: built from HEAD, lintian, installed into a fresh
+# bookworm chroot (scripts/package-check.sh).  A step here, not a meson
+# test: it checks the committed tree's packaging rather than a build
+# directory, so it runs once and not for each of the two builds; it
+# needs root, debootstrap and the Debian mirror; a minute or two, a
+# fresh debootstrap included (the limit: 15).
+if [ "$(id -u)" -eq 0 ]; then
+	timeout 900 scripts/package-check.sh
+else
+	echo "package check skipped: it needs root (sudo scripts/package-check.sh)"
 fi
 echo "all test suites passed"

@@ -844,6 +844,13 @@ class _MinimalPam:
         with open(os.path.join(self.services_dir, service), "w") as f:
             f.write("auth required %s passdb=%s\n" % (matrix, passdb))
             f.write("account required %s passdb=%s\n" % (matrix, passdb))
+        # The fallback service "other", deny-all: without it pam_wrapper
+        # logs "PWRAP_ERROR ... no default config other" at each login.
+        deny = "/usr/lib/x86_64-linux-gnu/security/pam_deny.so"
+        if os.path.exists(deny):
+            with open(os.path.join(self.services_dir, "other"), "w") as f:
+                for kind in ("auth", "account", "password", "session"):
+                    f.write("%s required %s\n" % (kind, deny))
 
     def environment(self):
         asan = os.environ.get("ASAN_OPTIONS", "")

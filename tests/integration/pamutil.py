@@ -71,6 +71,20 @@ def pam_wrapper_paths():
     return library, matrix, _find("security/pam_exec.so")
 
 
+def write_other_service(services_dir):
+    """A deny-all "other" service in a pam_wrapper service directory.
+    libpam reads the fallback service "other" with every service, from
+    pam_wrapper's copy of the directory as from /etc/pam.d; without one
+    each PAM transaction logs "PWRAP_ERROR ... _pam_init_handlers: no
+    default config other" into the proxy's log."""
+    deny = _find("security/pam_deny.so")
+    if not deny:
+        return
+    with open(os.path.join(services_dir, "other"), "w") as f:
+        for kind in ("auth", "account", "password", "session"):
+            f.write("%s required %s\n" % (kind, deny))
+
+
 def b64(data):
     if isinstance(data, str):
         data = data.encode("utf-8")
@@ -125,6 +139,7 @@ class MatrixPam:
         os.mkdir(self.services_dir)
         with open(os.path.join(self.services_dir, service), "w") as f:
             f.write("\n".join(lines) + "\n")
+        write_other_service(self.services_dir)
 
     def environment(self):
         """Variables to start the proxy with."""

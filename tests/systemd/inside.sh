@@ -10,27 +10,58 @@ check() {
 }
 journal() { journalctl -u submitproxy.service --no-pager --since "@$1"; }
 
-id submitproxy >/dev/null 2>&1 || systemd-sysusers
+main_pid() { systemctl show -p MainPID --value submitproxy.service; }
+# dpkg -i as an upgrade: the same version again, postinst "configure 0.1.0".
+reinstall() { dpkg -i /root/submitproxy_*_*.deb >/root/dpkg.log 2>&1; }
+
+# The package was installed (by nspawn-check.sh, before boot) onto a
+# system without the certificate its configuration names.
+check "the package made the user (systemd-sysusers)" id submitproxy
+check "the package said it did not start the service, and why" \
+	grep -q 'submitproxy.service was not enabled or started' /root/apt.log
+check "and left it disabled" sh -c '! systemctl is-enabled --quiet submitproxy.service'
+check "and stopped" sh -c '! systemctl is-active --quiet submitproxy.service'
+
 id alice >/dev/null 2>&1 || { useradd -m alice; echo 'alice:s3cret-Pw' | chpasswd; }
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
 	-subj /CN=mail.example.test -keyout /etc/submitproxy/key.pem \
 	-out /etc/submitproxy/cert.pem 2>/dev/null
 chgrp submitproxy /etc/submitproxy/key.pem
 chmod 640 /etc/submitproxy/key.pem
-conf=/etc/submitproxy/submitproxy.conf
-sed -i 's/^workers = .*/workers = 2/; s#^key = .*#key = /etc/submitproxy/key.pem#' $conf
-grep -q '^hostname = mail.example.test' $conf ||
-	sed -i 's/^\[server\]/[server]\nhostname = mail.example.test/' $conf
 postconf -e inet_interfaces=loopback-only 'mynetworks=127.0.0.0/8' \
 	smtpd_authorized_xclient_hosts=127.0.0.1 myhostname=mail.example.test \
 	'mydestination=localhost, mail.example.test'
 systemctl restart postfix
 # Postfix's local delivery makes the mailbox, owned by alice.
 rm -f /var/mail/alice
-systemctl daemon-reload
 
+# Installed anew where the certificate is already in place (the purge
+# keeps it, and the shipped configuration names it): the postinst's
+# check passes, so it enables and starts the service.
+dpkg --purge submitproxy >/dev/null 2>&1
+dpkg -i /root/submitproxy_*_*.deb >/root/dpkg.log 2>&1
+check "installed where a certificate exists, the package enables submitproxy.service" \
+	systemctl is-enabled --quiet submitproxy.service
+check "and starts it (Type=notify)" systemctl is-active --quiet submitproxy.service
+
+conf=/etc/submitproxy/submitproxy.conf
+sed -i 's/^workers = .*/workers = 2/; s#^key = .*#key = /etc/submitproxy/key.pem#' $conf
+grep -q '^hostname = mail.example.test' $conf ||
+	sed -i 's/^\[server\]/[server]\nhostname = mail.example.test/' $conf
 t0=$(date +%s)
-check "submitproxy.service starts (Type=notify)" systemctl start submitproxy.service
+pid=$(main_pid)
+reinstall
+check "an upgrade restarts the running service on the new binary" sh -c "
+	systemctl is-active --quiet submitproxy.service &&
+	[ \"\$(systemctl show -p MainPID --value submitproxy.service)\" != $pid ]"
+pid=$(main_pid)
+sed -i 's#^certificate = .*#certificate = /etc/submitproxy/missing.pem#' $conf
+reinstall
+check "an upgrade leaves it running when its configuration fails -t" sh -c "
+	grep -q 'submitproxy.service was not restarted' /root/dpkg.log &&
+	[ \"\$(systemctl show -p MainPID --value submitproxy.service)\" = $pid ]"
+sed -i 's#^certificate = .*#certificate = /etc/submitproxy/cert.pem#' $conf
+
 check "logins over implicit TLS and STARTTLS deliver; a wrong password is refused" \
 	python3 /root/send.py service
 check "Postfix put the four messages in alice's mailbox" sh -c '
@@ -68,5 +99,10 @@ rm -r /etc/systemd/system/submitproxy.service.d
 sed -i 's#^key = .*#key = /etc/submitproxy/key.pem#' $conf
 systemctl daemon-reload
 systemd-analyze security submitproxy.service --no-pager 2>/dev/null | tail -1
+
+systemctl start submitproxy.service
+check "removing the package stops the service" sh -c '
+	dpkg --remove submitproxy >/dev/null 2>&1 &&
+	! systemctl is-active --quiet submitproxy.service'
 [ $failed -eq 0 ] && echo "all checks passed"
 exit $failed
