@@ -110,6 +110,7 @@ import ssl
 import sys
 import tempfile
 import unittest
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import backends  # noqa: E402
@@ -221,6 +222,7 @@ class CertProxy(pamutil.PamProxy):
              implicit), besides harness's plain one
       [backend] backend: an address, or anything with .address/.port;
              default a RecordingBackend offering XCLIENT (.backend)
+      [metrics] address = 127.0.0.1:metrics_port, if given
     """
 
     LISTENERS = {
@@ -236,7 +238,7 @@ class CertProxy(pamutil.PamProxy):
 
     def __init__(self, test, pam, backend=None, rules=None, tls=None,
                  sni=None, listeners=None, auth=None, server=None,
-                 start=True):
+                 metrics_port=None, start=True):
         authority = ca()
         self.pam = pam
         self.secrets = set(pam.secrets())
@@ -266,6 +268,8 @@ class CertProxy(pamutil.PamProxy):
                              "connect_timeout": "3s", "timeout": "15s"}}
         for name, keys in (sni or {}).items():
             extra["sni " + name] = dict(keys)
+        if metrics_port is not None:
+            extra["metrics"] = {"address": "127.0.0.1:%d" % metrics_port}
         if server:
             merged = dict(harness.DEFAULT_CONFIG["server"])
             merged.update(server)
@@ -775,6 +779,33 @@ class Refusals(CertTestCase):
 
     def test_san_dns_rule_does_not_match_a_san_with_an_embedded_nul(self):
         self.nul_case("san-dns:%s host" % certca.HOST_CN)
+
+
+# ---------------------------------------------------------------- counters
+
+class Counters(CertTestCase):
+    """/metrics counts client certificates by how far each got: presented
+    (verified or not), verified, mapped to a login."""
+
+    def scrape(self, port):
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port,
+                                    timeout=WAIT) as response:
+            return response.read().decode()
+
+    def test_client_certificates_are_counted_presented_verified_mapped(self):
+        port = harness.free_ports(["127.0.0.1"])[0]
+        proxy = self.proxy(metrics_port=port)
+        self.client(proxy, ca().mapped)    # presented, verified, mapped
+        self.client(proxy, ca().unmapped)  # presented, verified
+        self.client(proxy, ca().revoked)   # presented, refused
+        self.client(proxy)                 # none
+        proxy.wait_log_count(4, r"\bevent=tls\b")
+        text = self.scrape(port)
+        for stage, count in (("presented", 3), ("verified", 2),
+                             ("mapped", 1)):
+            sample = ('submitproxy_tls_client_certificates_total'
+                      '{listener="implicit",stage="%s"} %d' % (stage, count))
+            self.assertIn(sample, text.splitlines(), text)
 
 
 # --------------------------------------------- client_certificates = required

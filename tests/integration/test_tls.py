@@ -1427,6 +1427,24 @@ class TlsFailLogLine(TlsTestCase):
                          fields)
         self.assertIn("unknown ca", fields["detail"], fields)
 
+    def test_completed_handshakes_are_counted_by_version_cipher_group(self):
+        proxy, port = self.proxy_with_metrics()
+        first = implicit(proxy, pki().client_context())
+        implicit(proxy, pki().client_context(verify=False),
+                 server_hostname="unknown.example")
+        proxy.wait_log_count(2, r"\bevent=tls\b")
+        text = scrape(port)
+        self.assertEqual(metric(text, "submitproxy_tls_handshakes_total",
+                                listener="implicit", version="TLSv1.3",
+                                cipher=first.sock.cipher()[0],
+                                group="x25519"), 2, text)
+        # Both sent a name, and no [sni] section has either.
+        self.assertEqual(metric(text, "submitproxy_tls_sni_total",
+                                listener="implicit", sni="unmatched"), 2,
+                         text)
+        self.assertEqual(metric(text, "submitproxy_tls_sni_total",
+                                listener="implicit", sni="absent"), 0, text)
+
     def test_twenty_failed_handshakes_from_one_address_log_one_line(self):
         # A scanner cannot flood the log; the counters still count each.
         proxy, port = self.proxy_with_metrics()
