@@ -291,6 +291,14 @@ class MetricsProxy(tlsutil.TlsProxy):
                     if secret in log:
                         raise AssertionError("a password is in the log")
 
+    @property
+    def network_pid(self):
+        """The network process: the pid= of the "event=start ... pid=N"
+        line (tlsutil's property takes the first event=start line, which
+        at log_level debug is one without a pid)."""
+        line = self.wait_log(r"\bevent=start\b", r"\bpid=\d+")
+        return int(harness.parse_log_fields(line)["pid"])
+
     def metrics_port(self):
         return metrics_address(self)[1]
 
