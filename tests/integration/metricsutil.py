@@ -235,8 +235,9 @@ def wait_value(proxy, want, name, timeout=WAIT, **labels):
 class MetricsProxy(tlsutil.TlsProxy):
     """A submitproxy with a STARTTLS listener "sub", an implicit-TLS
     listener "subs", PAM users (default {"alice": password}; the password
-    in .password), its backend at backend (an SmtpSink or an address) and
-    [metrics] address = 127.0.0.1:{port} plus metrics's keys.
+    in .password; or pam, a pamutil.MatrixPam, and its users), its backend
+    at backend (an SmtpSink or an address) and [metrics] address =
+    127.0.0.1:{port} plus metrics's keys.
 
     tls, limits, auth, backend_keys, server: keys for those sections."""
 
@@ -244,12 +245,14 @@ class MetricsProxy(tlsutil.TlsProxy):
 
     def __init__(self, test, backend, users=None, metrics=None, tls=None,
                  limits=None, auth=None, backend_keys=None, server=None,
-                 start=True):
-        if users is None:
+                 pam=None, start=True):
+        if pam is not None:
+            users = pam.users
+        elif users is None:
             users = {self.USER: "pw-" + os.urandom(8).hex()}
         self.users = dict(users)
         self.password = self.users.get(self.USER)
-        self.pam = backends.matrix_pam(test, self.users)
+        self.pam = pam or backends.matrix_pam(test, self.users)
         address = backend if isinstance(backend, str) else backend.address
         backend_section = {"address": address, "xclient": "auto",
                            "connect_timeout": "3s", "timeout": "15s"}

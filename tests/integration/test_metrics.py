@@ -53,6 +53,7 @@ import tlsutil  # noqa: E402
 from backends import SmtpSink  # noqa: E402
 from harness import WAIT, ProxyTestCase  # noqa: E402
 from metricsutil import MetricsProxy  # noqa: E402
+import pamutil  # noqa: E402
 from pamutil import b64  # noqa: E402
 
 CLIENT = "client.example"
@@ -362,6 +363,67 @@ class Counts(MetricsTestCase):
         self.assertEqual(headers.get("Cache-Control"), "no-store")
 
 
+class Refusals(MetricsTestCase):
+
+    def test_refusals_and_throttles_are_counted_by_reason(self):
+        proxy = self.proxy(
+            limits={"greeting_delay": "500ms",
+                    "max_connections_per_address": 1},
+            auth={"max_failures": 2, "address_failure_limit": 2,
+                  "failure_delay": "100ms"})
+
+        # A second connection from the address while the first is open.
+        first = proxy.connect("sub")
+        proxy.session_id(first)
+        second = proxy.connect("sub")
+        code, _ = second.read_reply()
+        self.assertEqual(code // 100, 4)
+        second.read_until_closed()
+        proxy.wait_log(r"\breason=max_connections_per_address\b")
+        first.close()
+        second.close()
+        metricsutil.wait_value(proxy, 0, "submitproxy_sessions")
+
+        # Talking before the greeting.
+        early = proxy.connect("sub")
+        early.send(b"EHLO " + CLIENT.encode() + b"\r\n")
+        self.assertReply(early.read_reply(), 554)
+        early.read_until_closed()
+        early.close()
+        # One connection at a time from here: each waits for the last to
+        # be gone on the proxy's side too.
+        metricsutil.wait_value(proxy, 0, "submitproxy_sessions")
+
+        # max_failures: the second wrong password ends the session.
+        client = self.starttls_client(proxy)
+        self.assertReply(self.auth_plain(proxy, client, "wrong-1"), 535)
+        self.assertReply(self.auth_plain(proxy, client, "wrong-2"), 421)
+        client.read_until_closed()
+        client.close()
+        metricsutil.wait_value(proxy, 0, "submitproxy_sessions")
+
+        # address_failure_limit: those two failures refuse the address,
+        # even with the right password.
+        client = self.starttls_client(proxy)
+        self.assertReply(self.auth_plain(proxy, client), 454, "4.7.0")
+        self.quit(client)
+
+        after = metricsutil.wait_value(proxy, 0, "submitproxy_sessions")
+        self.assertTable(after, "submitproxy_connections_accepted_total",
+                         {("sub",): 5, ("subs",): 0})
+        self.assertTable(after, "submitproxy_connections_refused_total",
+                         {("sub", "max_connections_per_address"): 1,
+                          ("sub", "early_talker"): 1})
+        self.assertTable(after, "submitproxy_auth_attempts_total", {
+            ("PLAIN", "bad_credentials"): 1,
+            ("PLAIN", "throttled_connection"): 1,
+            ("PLAIN", "throttled_address"): 1,
+        })
+        self.assertTable(after, "submitproxy_auth_helper_requests_total",
+                         {("answered",): 2})
+        self.assertEqual(after.total("submitproxy_transactions_total"), 0)
+
+
 # =============================================================== promtool
 
 class Promtool(MetricsTestCase):
@@ -569,6 +631,30 @@ class Health(MetricsTestCase):
         self.quit(client)
         self.assertValue(metricsutil.scrape(proxy), 1,
                          "submitproxy_backend_up", backend=sink.address)
+
+    def test_healthz_is_503_after_three_helper_timeouts_in_a_row(self):
+        password = pamutil.random_password()
+        pam = pamutil.MatrixPam(self, {MetricsProxy.USER: password},
+                                slow=2)
+        proxy = self.proxy(pam=pam, auth={"timeout": "1s"})
+        self.assertEqual(self.healthz(proxy)[0], 200)
+        client = self.starttls_client(proxy)
+        for n in range(3):
+            self.assertReply(self.auth_plain(proxy, client), 454, "4.7.0")
+            if n < 2:
+                self.assertEqual(self.healthz(proxy)[0], 200,
+                                 "%d timeouts in a row" % (n + 1))
+        status, body = self.healthz(proxy)
+        self.assertEqual(
+            (status, body),
+            (503, "auth helper not answering: 3 requests timed out in a "
+                  "row\n"))
+        scrape = metricsutil.scrape(proxy)
+        self.assertTable(scrape, "submitproxy_auth_helper_requests_total",
+                         {("timeout",): 3})
+        self.assertTable(scrape, "submitproxy_auth_attempts_total",
+                         {("PLAIN", "helper_unavailable"): 3})
+        self.quit(client)
 
     def test_haproxy_httpchk_marks_the_instance_down_and_up(self):
         haproxy = backends.require_sbin_command("haproxy", "haproxy")
