@@ -496,6 +496,16 @@ static void session_io_on_read(uv_stream_t *stream, ssize_t nread,
 		if (io->state != SESSION_IO_OPEN || io->failed)
 			return;
 		if (nread == UV_EOF) {
+			/* A client that leaves in the middle of its handshake
+			 * failed it (counted and logged as such), unlike one
+			 * that never started. */
+			if (io->tls != NULL &&
+			    tls_conn_eof(io->tls) == TLS_ERROR) {
+				io->failed = true;
+				io->cb->failed(io->arg, SESSION_IO_TLS_ERROR,
+					       tls_conn_error(io->tls));
+				return;
+			}
 			session_io_eof(io, false);
 			return;
 		}

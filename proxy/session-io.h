@@ -65,7 +65,9 @@ struct session_io_callbacks {
 	 * reading stops until session_io_resume(). */
 	size_t (*input)(void *arg, char *data, size_t len);
 	/* The client will send nothing more (FIN, or TLS close_notify:
-	 * tls), after everything it sent before was taken.  Once only. */
+	 * tls), after everything it sent before was taken.  Once only.  A
+	 * FIN in the middle of a TLS handshake is a failed handshake
+	 * instead (failed with SESSION_IO_TLS_ERROR, tls_conn_eof()). */
 	void (*eof)(void *arg, bool tls);
 	/* The TLS handshake has completed. */
 	void (*handshake_done)(void *arg);

@@ -20,6 +20,7 @@
 #include "proxy/session.h"
 
 #include <assert.h>
+#include <inttypes.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -33,6 +34,7 @@
 #include "config/config.h"
 #include "proxy/addrtable.h"
 #include "proxy/linebuf.h"
+#include "proxy/logratelimit.h"
 #include "proxy/metrics.h"
 #include "proxy/proxyproto.h"
 #include "proxy/replyq.h"
@@ -993,7 +995,9 @@ static bool session_taking_input(const struct session *s)
 	       s->phase == SESSION_PHASE_DATA;
 }
 
-/* The index of the session's [listener], for the metrics' labels. */
+/* The index of the session's [listener], for the metrics' labels (the
+ * listener sections of every configuration mirror the first one's,
+ * session_accept()). */
 static size_t session_listener_index(const struct session *s)
 {
 	return (size_t)(s->listener - s->cfg->listeners);
@@ -1254,6 +1258,104 @@ static void session_on_eof(void *arg, bool tls)
 	session_close(s, reason);
 }
 
+/* ---- handshake results: the event=tls and event=tls_fail lines, and
+ * their counters ---- */
+
+static enum metrics_tls_failure session_tls_failure_metric(enum tls_failure f)
+{
+	switch (f) {
+	case TLS_FAILURE_NO_SHARED_CIPHER:
+		return METRICS_TLS_FAIL_NO_SHARED_CIPHER;
+	case TLS_FAILURE_PROTOCOL_VERSION:
+		return METRICS_TLS_FAIL_PROTOCOL_VERSION;
+	case TLS_FAILURE_ALPN:
+		return METRICS_TLS_FAIL_ALPN;
+	case TLS_FAILURE_CERTIFICATE_REQUIRED:
+		return METRICS_TLS_FAIL_CERTIFICATE_REQUIRED;
+	case TLS_FAILURE_BAD_CERTIFICATE:
+		return METRICS_TLS_FAIL_BAD_CERTIFICATE;
+	case TLS_FAILURE_SERVER_CERTIFICATE_REFUSED:
+		return METRICS_TLS_FAIL_SERVER_CERTIFICATE_REFUSED;
+	case TLS_FAILURE_NOT_TLS:
+		return METRICS_TLS_FAIL_NOT_TLS;
+	case TLS_FAILURE_CLOSED:
+		return METRICS_TLS_FAIL_CLOSED;
+	case TLS_FAILURE_NONE:
+	case TLS_FAILURE_OTHER:
+	case TLS_FAILURE_COUNT:
+		break;
+	}
+	return METRICS_TLS_FAIL_OTHER;
+}
+
+/* A handshake that failed (reason: a tls_failure_name() token, or
+ * "timeout"; detail: the words for it).  Always counted; logged as one
+ * event=tls_fail line, at most one per client prefix per window where
+ * the loop has a limiter (env->tls_fail_log), so that a scanner cannot
+ * flood the log: the next line that gets through says how many were
+ * held back (suppressed=N). */
+static void session_tls_failed(struct session *s, const char *reason,
+			       enum metrics_tls_failure why, const char *detail)
+{
+	const struct tls_conn *tls = session_io_tls(s->io);
+	enum metrics_tls_version client_max = metrics_tls_version_wire(
+	    tls != NULL ? tls_conn_client_max_version(tls) : 0);
+	char detail_text[SANITIZE_BUFSIZE];
+	char suppressed_text[40] = "";
+	uint64_t suppressed = 0;
+	const void *key = s->ip;
+	size_t key_len = strlen(s->ip);
+
+	metrics_tls_failed(session_listener_index(s), why, client_max);
+	if (s->env->tls_fail_log != NULL) {
+		/* The prefix the per-address limits count (a /64 is one
+		 * IPv6 client), else the address as text. */
+		if (s->addr != NULL) {
+			key = &s->paddr.key;
+			key_len = sizeof(s->paddr.key);
+		}
+		if (!logratelimit_allow(s->env->tls_fail_log, key, key_len,
+					uv_now(s->env->loop), &suppressed))
+			return;
+	}
+	if (suppressed > 0)
+		snprintf(suppressed_text, sizeof(suppressed_text),
+			 " suppressed=%" PRIu64, suppressed);
+	sanitize(detail_text, sizeof(detail_text), detail, strlen(detail));
+	log_info(s->sid,
+		 "event=tls_fail ip=%s listener=%s reason=%s "
+		 "client_max_version=%s detail=\"%s\"%s",
+		 s->ip, s->listener->name, reason,
+		 metrics_tls_version_name(client_max), detail_text,
+		 suppressed_text);
+}
+
+/* A handshake done: the counters by version, cipher, group and SNI, and
+ * how far a client certificate got (the getters report a certificate's
+ * subject and fingerprint only when it verified, its verify error when
+ * it did not: presented is either). */
+static void session_tls_count(const struct session *s,
+			      const struct tls_conn *tls)
+{
+	size_t listener = session_listener_index(s);
+	bool verified = tls_conn_peer_sha256(tls) != NULL ||
+			tls_conn_peer_subject(tls) != NULL;
+	enum metrics_sni sni = METRICS_SNI_UNMATCHED;
+
+	if (tls_conn_sni(tls) == NULL)
+		sni = METRICS_SNI_ABSENT;
+	else if (tls_conn_sni_matched(tls))
+		sni = METRICS_SNI_MATCHED;
+	metrics_tls_ok(listener, tls_conn_version(tls), tls_conn_cipher(tls),
+		       tls_conn_group(tls), sni);
+	if (verified || tls_conn_peer_error(tls) != NULL)
+		metrics_tls_client_cert(listener, METRICS_CERT_PRESENTED);
+	if (verified)
+		metrics_tls_client_cert(listener, METRICS_CERT_VERIFIED);
+	if (tls_conn_peer_login(tls, NULL) != NULL)
+		metrics_tls_client_cert(listener, METRICS_CERT_MAPPED);
+}
+
 static void session_on_handshake_done(void *arg)
 {
 	struct session *s = arg;
@@ -1287,10 +1389,12 @@ static void session_on_handshake_done(void *arg)
 				       : "",
 			 rule_text, cert_error != NULL ? cert_error : "");
 	}
+	session_tls_count(s, tls);
 	log_info(s->sid,
-		 "event=tls ip=%s version=%s cipher=%s sni=\"%s\" "
+		 "event=tls ip=%s version=%s cipher=%s group=%s sni=\"%s\" "
 		 "sni_match=%s resumed=%s client_cert=\"%s\"%s",
 		 s->ip, tls_conn_version(tls), tls_conn_cipher(tls),
+		 tls_conn_group(tls),
 		 sni ? sanitize(sni_text, sizeof(sni_text), sni, strlen(sni))
 		     : "",
 		 sni == NULL		     ? "none"
@@ -1326,8 +1430,23 @@ static void session_on_io_failed(void *arg, enum session_io_error error,
 
 	switch (error) {
 	case SESSION_IO_TLS_ERROR:
-		log_info(s->sid, "event=tls_error ip=%s state=%s reason=\"%s\"",
-			 s->ip, session_phase_names[s->phase], why);
+		if (s->phase == SESSION_PHASE_HANDSHAKE) {
+			enum tls_failure f =
+			    tls_conn_failure(session_io_tls(s->io));
+
+			if (f == TLS_FAILURE_NONE)
+				f = TLS_FAILURE_OTHER;
+			session_tls_failed(s, tls_failure_name(f),
+					   session_tls_failure_metric(f), why);
+			/* A FIN in the handshake: what the disconnect line
+			 * said for it before it counted as a failure. */
+			if (f == TLS_FAILURE_CLOSED && s->close_reason == NULL)
+				s->close_reason = "client closed";
+		} else {
+			log_info(s->sid,
+				 "event=tls_error ip=%s state=%s reason=\"%s\"",
+				 s->ip, session_phase_names[s->phase], why);
+		}
 		/* Let the alert OpenSSL queued reach the client. */
 		session_close(s, "TLS error");
 		return;
@@ -1392,10 +1511,8 @@ static void session_on_timer(uv_timer_t *t)
 		session_destroy(s);
 		return;
 	case SESSION_PHASE_HANDSHAKE:
-		log_info(s->sid,
-			 "event=tls_error ip=%s reason=\"handshake "
-			 "timeout\"",
-			 s->ip);
+		session_tls_failed(s, "timeout", METRICS_TLS_FAIL_TIMEOUT,
+				   "handshake timeout");
 		s->close_reason = "TLS handshake timeout";
 		session_destroy(s);
 		return;

@@ -27,6 +27,7 @@
 
 struct auth_client;
 struct config;
+struct logratelimit;
 struct sendermap;
 struct session;
 struct shared;
@@ -47,6 +48,9 @@ struct session_env {
 	struct auth_client *auth;    /* NULL: nobody can log in here */
 	struct shared *shared;	     /* limits shared with other loops */
 	unsigned worker_index;	     /* for the logs */
+	/* The loop's: one event=tls_fail line per client prefix per window
+	 * (proxy/logratelimit.h); NULL: every line. */
+	struct logratelimit *tls_fail_log;
 	bool stopping;		     /* new sessions get 421 */
 	/* Scratch buffers shared by the loop's sessions: every read lands
 	 * in read_buf and is consumed (or copied) before the read callback

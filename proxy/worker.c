@@ -4,9 +4,11 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include "proxy/authclient.h"
+#include "proxy/logratelimit.h"
 #include "proxy/metrics.h"
 #include "common/log.h"
 #include "proxy/policy.h"
@@ -15,6 +17,12 @@
 #include "proxy/userlimits.h"
 #include "common/signals.h"
 #include "common/util.h"
+
+/* event=tls_fail: one line per client prefix per 10 s (a scanner failing
+ * handshakes by the thousand), tracked for up to this many prefixes at
+ * once per loop. */
+#define WORKER_TLS_FAIL_LOG_ENTRIES 1024
+#define WORKER_TLS_FAIL_LOG_WINDOW_MS 10000
 
 size_t worker_pick(const unsigned *loads, size_t n, size_t *next)
 {
@@ -205,6 +213,7 @@ int worker_init(struct worker *w, unsigned index, struct config *cfg,
 		struct userlimits *userlimits, struct shared *shared,
 		int auth_fd, const struct worker_hooks *hooks)
 {
+	uint64_t seed;
 	int r;
 
 	memset(w, 0, sizeof(*w));
@@ -250,6 +259,11 @@ int worker_init(struct worker *w, unsigned index, struct config *cfg,
 	w->env.added = worker_session_add;
 	w->env.removed = worker_session_remove;
 	w->env.owner = w;
+	if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
+		seed = uv_hrtime() ^ (uint64_t)(uintptr_t)w;
+	w->env.tls_fail_log =
+	    logratelimit_create(WORKER_TLS_FAIL_LOG_ENTRIES,
+				WORKER_TLS_FAIL_LOG_WINDOW_MS, seed);
 	return 0;
 }
 
@@ -359,5 +373,7 @@ void worker_join(struct worker *w)
 	w->env.sendermap = NULL;
 	userlimits_free(w->env.userlimits);
 	w->env.userlimits = NULL;
+	logratelimit_destroy(w->env.tls_fail_log);
+	w->env.tls_fail_log = NULL;
 	pthread_mutex_destroy(&w->mail_lock);
 }

@@ -16,6 +16,7 @@
  */
 #include "tls/tls-conn.h"
 
+#include <assert.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,24 @@
 static const char tls_reason_plaintext[] =
     "not a TLS handshake (plaintext on a TLS port?)";
 static const char tls_reason_alpn[] = "ALPN offered without smtp";
+static const char tls_reason_closed[] =
+    "client closed the connection during the handshake";
+
+static const char *const tls_failure_names[] = {
+    [TLS_FAILURE_NONE] = "none",
+    [TLS_FAILURE_NO_SHARED_CIPHER] = "no_shared_cipher",
+    [TLS_FAILURE_PROTOCOL_VERSION] = "protocol_version",
+    [TLS_FAILURE_ALPN] = "alpn",
+    [TLS_FAILURE_CERTIFICATE_REQUIRED] = "certificate_required",
+    [TLS_FAILURE_BAD_CERTIFICATE] = "bad_certificate",
+    [TLS_FAILURE_SERVER_CERTIFICATE_REFUSED] = "server_certificate_refused",
+    [TLS_FAILURE_NOT_TLS] = "not_tls",
+    [TLS_FAILURE_CLOSED] = "closed",
+    [TLS_FAILURE_OTHER] = "other",
+};
+static_assert(sizeof(tls_failure_names) / sizeof(tls_failure_names[0]) ==
+		  TLS_FAILURE_COUNT,
+	      "one name per TLS failure");
 
 enum tls_conn_state {
 	TLS_CONN_ACTIVE,
@@ -75,6 +94,7 @@ struct tls_conn {
 
 	const char *error;  /* static string or error_buf; NULL until a failure */
 	char error_buf[160];
+	enum tls_failure failure; /* NONE unless the handshake failed */
 	/* Set at handshake end if a certificate verified: */
 	char *peer_subject;
 	char peer_sha256[2 * 32 + 1];
@@ -272,53 +292,99 @@ void tls_conn_destroy(struct tls_conn *c)
 	free(c);
 }
 
-static enum tls_result tls_conn_fail(struct tls_conn *c, const char *reason)
+/* failure counts only while the handshake is under way: a failure after
+ * it is no failed handshake (tls_conn_failure()). */
+static enum tls_result
+tls_conn_fail(struct tls_conn *c, enum tls_failure failure, const char *reason)
 {
 	c->state = TLS_CONN_FAILED;
 	c->error = reason;
+	c->failure = c->handshake_done ? TLS_FAILURE_NONE : failure;
 	return TLS_ERROR;
 }
 
-/* Why OpenSSL failed (ret from an SSL_* call), in words for the log. */
-static const char *tls_conn_reason(struct tls_conn *c, int ret)
+/* Why OpenSSL failed (ret from an SSL_* call), in words for the log, and
+ * as a class in *failure_r.  The codes are what OpenSSL 3.0 raises, seen
+ * by experiment (tests/unit/test_tls.c has one case each):
+ *   - a TLS 1.0 or 1.1 client against min_version TLSv1.2, and a TLS
+ *     1.2 client against TLSv1.3: SSL_R_UNSUPPORTED_PROTOCOL; an SSLv3
+ *     (or older) ClientHello: SSL_R_VERSION_TOO_LOW;
+ *   - plaintext: our first-byte check (tls_conn_feed()), or
+ *     SSL_R_HTTP_REQUEST, SSL_R_WRONG_VERSION_NUMBER (record header
+ *     garbage), SSL_R_PACKET_LENGTH_TOO_LONG ...: anything the record
+ *     layer or the ClientHello parser refuses before the client hello
+ *     callback ran is no TLS client;
+ *   - the client's alert about our certificate arrives as
+ *     SSL_R_TLSV1_ALERT_UNKNOWN_CA (a self-signed or incomplete chain,
+ *     what OpenSSL clients send), SSL_R_SSLV3_ALERT_BAD_CERTIFICATE,
+ *     SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN (Java, and name mismatches
+ *     in several clients) and the other certificate alerts. */
+static const char *tls_conn_reason(struct tls_conn *c, int ret,
+				   enum tls_failure *failure_r)
 {
 	int ssl_error = SSL_get_error(c->ssl, ret);
 	unsigned long e;
 	const char *reason;
 
-	if (c->hs.alpn_refused)
+	*failure_r = TLS_FAILURE_OTHER;
+	if (c->hs.alpn_refused) {
+		*failure_r = TLS_FAILURE_ALPN;
 		return tls_reason_alpn;
+	}
 	if (ssl_error != SSL_ERROR_SSL)
 		return "TLS I/O error";
 	e = ERR_peek_error();
-	if (ERR_GET_LIB(e) == ERR_LIB_SSL) {
-		switch (ERR_GET_REASON(e)) {
-		case SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE:
-			return "client certificate required";
-		case SSL_R_CERTIFICATE_VERIFY_FAILED:
-			if (!c->hs.verify_failed)
-				break;
-			snprintf(c->error_buf, sizeof(c->error_buf),
-				 "client certificate not accepted: %s",
-				 X509_verify_cert_error_string(
-				     c->hs.verify_error));
-			return c->error_buf;
-		case SSL_R_NO_SHARED_CIPHER:
-			return "no shared cipher";
-		case SSL_R_UNSUPPORTED_PROTOCOL:
-		case SSL_R_VERSION_TOO_LOW:
-			return "unsupported protocol";
-		case SSL_R_WRONG_VERSION_NUMBER:
-			return "wrong version number";
-		case SSL_R_HTTP_REQUEST:
-		case SSL_R_HTTPS_PROXY_REQUEST:
-			return tls_reason_plaintext;
-		case SSL_R_NO_APPLICATION_PROTOCOL:
-			return tls_reason_alpn;
-		default:
+	if (ERR_GET_LIB(e) != ERR_LIB_SSL)
+		goto generic;
+	switch (ERR_GET_REASON(e)) {
+	case SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE:
+		*failure_r = TLS_FAILURE_CERTIFICATE_REQUIRED;
+		return "client certificate required";
+	case SSL_R_CERTIFICATE_VERIFY_FAILED:
+		*failure_r = TLS_FAILURE_BAD_CERTIFICATE;
+		if (!c->hs.verify_failed)
 			break;
-		}
+		snprintf(c->error_buf, sizeof(c->error_buf),
+			 "client certificate not accepted: %s",
+			 X509_verify_cert_error_string(c->hs.verify_error));
+		return c->error_buf;
+	case SSL_R_NO_SHARED_CIPHER:
+		*failure_r = TLS_FAILURE_NO_SHARED_CIPHER;
+		return "no shared cipher";
+	case SSL_R_UNSUPPORTED_PROTOCOL:
+	case SSL_R_VERSION_TOO_LOW:
+		*failure_r = TLS_FAILURE_PROTOCOL_VERSION;
+		return "unsupported protocol";
+	case SSL_R_WRONG_VERSION_NUMBER:
+		*failure_r = TLS_FAILURE_NOT_TLS;
+		return "wrong version number";
+	case SSL_R_HTTP_REQUEST:
+	case SSL_R_HTTPS_PROXY_REQUEST:
+		*failure_r = TLS_FAILURE_NOT_TLS;
+		return tls_reason_plaintext;
+	case SSL_R_NO_APPLICATION_PROTOCOL:
+		*failure_r = TLS_FAILURE_ALPN;
+		return tls_reason_alpn;
+	case SSL_R_SSLV3_ALERT_BAD_CERTIFICATE:
+	case SSL_R_SSLV3_ALERT_UNSUPPORTED_CERTIFICATE:
+	case SSL_R_SSLV3_ALERT_CERTIFICATE_REVOKED:
+	case SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED:
+	case SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN:
+	case SSL_R_TLSV1_ALERT_UNKNOWN_CA:
+	case SSL_R_TLSV1_BAD_CERTIFICATE_STATUS_RESPONSE:
+		/* OpenSSL's words name the alert ("tlsv1 alert unknown
+		 * ca"). */
+		*failure_r = TLS_FAILURE_SERVER_CERTIFICATE_REFUSED;
+		break;
+	case SSL_R_TLSV1_ALERT_USER_CANCELLED:
+		*failure_r = TLS_FAILURE_CLOSED;
+		break;
+	default:
+		if (!c->hs.client_hello_seen)
+			*failure_r = TLS_FAILURE_NOT_TLS;
+		break;
 	}
+generic:
 	reason = e != 0 ? ERR_reason_error_string(e) : NULL;
 	return reason != NULL ? reason : "TLS error";
 }
@@ -327,14 +393,23 @@ static const char *tls_conn_reason(struct tls_conn *c, int ret)
  * SSL_write_ex: TLS_OK to wait for more input, or a final result. */
 static enum tls_result tls_conn_ssl_result(struct tls_conn *c, int ret)
 {
+	enum tls_failure failure;
+	const char *reason;
+
 	switch (SSL_get_error(c->ssl, ret)) {
 	case SSL_ERROR_WANT_READ:
 		return TLS_OK;
 	case SSL_ERROR_ZERO_RETURN:
+		/* close_notify in the middle of a handshake: the client gave
+		 * up on it, and no session was ever open to close. */
+		if (!c->handshake_done)
+			return tls_conn_fail(c, TLS_FAILURE_CLOSED,
+					     tls_reason_closed);
 		c->state = TLS_CONN_CLOSED;
 		return TLS_CLOSED;
 	default:
-		return tls_conn_fail(c, tls_conn_reason(c, ret));
+		reason = tls_conn_reason(c, ret, &failure);
+		return tls_conn_fail(c, failure, reason);
 	}
 }
 
@@ -417,7 +492,8 @@ static enum tls_result tls_conn_drive(struct tls_conn *c, char *plain)
 		 * non-application records itself, SSL_MODE_AUTO_RETRY): go on
 		 * while it makes progress, never spin. */
 		if (c->in_len == before)
-			return tls_conn_fail(c, "TLS input not consumed");
+			return tls_conn_fail(c, TLS_FAILURE_OTHER,
+					     "TLS input not consumed");
 	}
 }
 
@@ -435,7 +511,8 @@ enum tls_result tls_conn_feed(struct tls_conn *c, const char *data, size_t len)
 	if (c->state == TLS_CONN_CLOSED)
 		return TLS_CLOSED;
 	if (c->in_feed)
-		return tls_conn_fail(c, "tls_conn_feed called re-entrantly");
+		return tls_conn_fail(c, TLS_FAILURE_OTHER,
+				     "tls_conn_feed called re-entrantly");
 	if (len == 0)
 		return TLS_OK;
 	if (!c->first_byte_seen) {
@@ -447,7 +524,8 @@ enum tls_result tls_conn_feed(struct tls_conn *c, const char *data, size_t len)
 		 * talking plaintext to the implicit-TLS port: say so now rather
 		 * than wait for a record header. */
 		if (first != 0x16 && (first & 0x80) == 0)
-			return tls_conn_fail(c, tls_reason_plaintext);
+			return tls_conn_fail(c, TLS_FAILURE_NOT_TLS,
+					     tls_reason_plaintext);
 	}
 
 	c->in_feed = true;
@@ -473,7 +551,8 @@ enum tls_result tls_conn_write(struct tls_conn *c, const char *data, size_t len)
 	if (c->state == TLS_CONN_FAILED)
 		return TLS_ERROR;
 	if (!c->handshake_done)
-		return tls_conn_fail(c, "write before the TLS handshake");
+		return tls_conn_fail(c, TLS_FAILURE_OTHER,
+				     "write before the TLS handshake");
 	ERR_clear_error();
 	while (len > 0) {
 		chunk = len < TLS_RECORD_PLAINTEXT_MAX
@@ -482,7 +561,10 @@ enum tls_result tls_conn_write(struct tls_conn *c, const char *data, size_t len)
 		ret = SSL_write_ex(c->ssl, data, chunk, &n);
 		if (ret != 1) {
 			/* The BIO never blocks, so any failure is final. */
-			res = tls_conn_fail(c, tls_conn_reason(c, ret));
+			enum tls_failure failure;
+			const char *reason = tls_conn_reason(c, ret, &failure);
+
+			res = tls_conn_fail(c, failure, reason);
 			break;
 		}
 		data += n;
@@ -519,6 +601,34 @@ const char *tls_conn_error(const struct tls_conn *c)
 	return c->error != NULL ? c->error : "no error";
 }
 
+enum tls_failure tls_conn_failure(const struct tls_conn *c)
+{
+	return c->failure;
+}
+
+const char *tls_failure_name(enum tls_failure f)
+{
+	if ((unsigned)f >= TLS_FAILURE_COUNT)
+		f = TLS_FAILURE_OTHER;
+	return tls_failure_names[f];
+}
+
+enum tls_result tls_conn_eof(struct tls_conn *c)
+{
+	if (c->state == TLS_CONN_FAILED)
+		return TLS_ERROR;
+	if (c->state == TLS_CONN_CLOSED)
+		return TLS_CLOSED;
+	if (c->handshake_done || !c->first_byte_seen)
+		return TLS_OK;
+	return tls_conn_fail(c, TLS_FAILURE_CLOSED, tls_reason_closed);
+}
+
+unsigned tls_conn_client_max_version(const struct tls_conn *c)
+{
+	return c->hs.client_max_version;
+}
+
 const char *tls_conn_version(const struct tls_conn *c)
 {
 	return SSL_get_version(c->ssl);
@@ -527,6 +637,26 @@ const char *tls_conn_version(const struct tls_conn *c)
 const char *tls_conn_cipher(const struct tls_conn *c)
 {
 	return SSL_get_cipher_name(c->ssl);
+}
+
+const char *tls_conn_group(const struct tls_conn *c)
+{
+	const char *name;
+	int group;
+
+	/* OpenSSL 3.0 reads the group from the SSL's session, which may not
+	 * exist before the handshake ends (SSL_get_negotiated_group() would
+	 * dereference NULL). */
+	if (!c->handshake_done)
+		return "none";
+	/* A NID (3.0); 0 for TLS 1.2 RSA key exchange.  A group OpenSSL
+	 * cannot map to a NID comes back with TLSEXT_nid_unknown set, which
+	 * SSL_group_to_name() does not know either. */
+	group = SSL_get_negotiated_group(c->ssl);
+	if (group == NID_undef)
+		return "none";
+	name = SSL_group_to_name(c->ssl, group);
+	return name != NULL ? name : "unknown";
 }
 
 const char *tls_conn_sni(const struct tls_conn *c)

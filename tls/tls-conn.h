@@ -35,7 +35,9 @@ struct tls_conn;
  *                     write from the callback fails, tls_conn_feed() stops
  *                     and returns TLS_ERROR.
  * After TLS_ERROR the conn is dead: every later call returns TLS_ERROR (any
- * alert was already sent).  After TLS_CLOSED, further input is ignored; call
+ * alert was already sent).  A close_notify before the handshake is done
+ * ends it as a failed handshake (TLS_ERROR, TLS_FAILURE_CLOSED), not as
+ * TLS_CLOSED.  After TLS_CLOSED, further input is ignored; call
  * tls_conn_shutdown() to answer with our close_notify.  Call
  * tls_conn_shutdown() before tls_conn_destroy() on every orderly close:
  * OpenSSL will not resume a session whose connection was dropped without
@@ -99,9 +101,70 @@ bool tls_conn_handshake_done(const struct tls_conn *c);
  * "ALPN offered without smtp", ... Never NULL. */
 const char *tls_conn_error(const struct tls_conn *c);
 
+/* The same failure as a class, for counters and for a log field a
+ * program can match (tls_failure_name()).  A handshake timeout is not
+ * here: the conn has no clock (the session's timer decides it). */
+enum tls_failure {
+	TLS_FAILURE_NONE, /* not failed (or failed after the handshake) */
+	TLS_FAILURE_NO_SHARED_CIPHER,
+	/* The client's best version is below min_version: TLS 1.0/1.1
+	 * (OpenSSL 3.0 says SSL_R_UNSUPPORTED_PROTOCOL), SSLv3 and older
+	 * (SSL_R_VERSION_TOO_LOW), TLS 1.2 against min_version TLSv1.3. */
+	TLS_FAILURE_PROTOCOL_VERSION,
+	TLS_FAILURE_ALPN, /* ALPN offered without smtp (ALPACA) */
+	TLS_FAILURE_CERTIFICATE_REQUIRED, /* REQUIRED, and none was sent */
+	TLS_FAILURE_BAD_CERTIFICATE,	  /* REQUIRED, and it did not verify */
+	/* The client's alert refused our certificate (unknown_ca,
+	 * bad_certificate, certificate_unknown ...): a self-signed or
+	 * incomplete chain, an expired certificate, a name it did not
+	 * expect. */
+	TLS_FAILURE_SERVER_CERTIFICATE_REFUSED,
+	/* Plaintext, HTTP or anything else that is no ClientHello. */
+	TLS_FAILURE_NOT_TLS,
+	/* The client ended the connection (FIN, tls_conn_eof(), or a
+	 * close_notify or user_canceled alert) before the handshake was
+	 * done. */
+	TLS_FAILURE_CLOSED,
+	TLS_FAILURE_OTHER,
+	TLS_FAILURE_COUNT
+};
+
+/* TLS_FAILURE_NONE before any failure and for one after the handshake
+ * (a bad record, a failed write): those are no handshake failures. */
+enum tls_failure tls_conn_failure(const struct tls_conn *c);
+/* "no_shared_cipher", "protocol_version", "alpn",
+ * "certificate_required", "bad_certificate",
+ * "server_certificate_refused", "not_tls", "closed", "other" ("none" for
+ * TLS_FAILURE_NONE): the reason= tokens of the event=tls_fail log line and
+ * of the metrics (proxy/metrics.c names them the same). */
+const char *tls_failure_name(enum tls_failure f);
+
+/* The transport ended (the client's FIN).  During a handshake the client
+ * has started (at least one byte received), that is a failed handshake:
+ * returns TLS_ERROR, and tls_conn_failure() says TLS_FAILURE_CLOSED.
+ * Otherwise (no byte yet, handshake done, already failed or closed)
+ * nothing changes and it returns TLS_OK: a connection that never began
+ * a handshake (a TCP health check) is no failed handshake. */
+enum tls_result tls_conn_eof(struct tls_conn *c);
+
+/* The highest protocol version the client's ClientHello offered, as the
+ * wire carries it (0x0301 TLS 1.0 ... 0x0304 TLS 1.3): the largest
+ * entry of its supported_versions extension (GREASE values, RFC 8701,
+ * left out), else its legacy_version.  Recorded before OpenSSL decides
+ * anything, so a client refused for an old version has it too.  0 when
+ * no ClientHello was seen. */
+unsigned tls_conn_client_max_version(const struct tls_conn *c);
+
 /* After the handshake, for the "tls" log event and the Received header. */
 const char *tls_conn_version(const struct tls_conn *c); /* "TLSv1.3" */
 const char *tls_conn_cipher(const struct tls_conn *c);
+/* The key-exchange group, as OpenSSL 3.0 names it (SSL_group_to_name():
+ * the TLS names "x25519", "x448", "secp256r1", "secp384r1",
+ * "secp521r1", "ffdhe2048" ... of RFC 8446 and RFC 7919, fixed strings
+ * of OpenSSL's group table); "none" without one (TLS 1.2 RSA key
+ * exchange, or before the handshake), "unknown" for a group OpenSSL
+ * has no name for.  Never NULL. */
+const char *tls_conn_group(const struct tls_conn *c);
 const char *tls_conn_sni(const struct tls_conn *c); /* NULL if none */
 bool tls_conn_resumed(const struct tls_conn *c);
 /* Verified client certificate subject (one line, RFC 2253), or NULL. */

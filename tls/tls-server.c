@@ -184,6 +184,43 @@ static int tls_no_passphrase_cb(char *buf, int size, int rwflag, void *arg)
 	return 0;
 }
 
+/* RFC 8701 §2: GREASE versions are 0x0a0a, 0x1a1a ... 0xfafa. */
+static bool tls_version_is_grease(unsigned v)
+{
+	return (v & 0x0f0fu) == 0x0a0au && (v >> 8) == (v & 0xffu);
+}
+
+/* The highest version a ClientHello offers (tls_conn_client_max_version()):
+ * RFC 8446 §4.2.1, a client that sends supported_versions means its list
+ * and not legacy_version (which a TLS 1.3 client sets to 0x0303).  The
+ * callback runs on the parsed ClientHello before OpenSSL chooses a
+ * version (tls_early_post_process_client_hello() calls it first), so a
+ * client refused for an old version is recorded too. */
+static unsigned tls_client_max_version(SSL *ssl)
+{
+	const unsigned char *ext;
+	size_t extlen, listlen;
+	unsigned v, best = 0;
+
+	/* supported_versions: list length (1), then 2 bytes per version. */
+	if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_supported_versions, &ext,
+				      &extlen) == 1 &&
+	    extlen >= 1) {
+		listlen = ext[0];
+		if (listlen > extlen - 1)
+			listlen = extlen - 1;
+		for (size_t i = 1; i + 1 <= listlen; i += 2) {
+			v = ((unsigned)ext[i] << 8) | ext[i + 1];
+			if (!tls_version_is_grease(v) && v > best)
+				best = v;
+		}
+	}
+	/* Without the extension (or with nothing but GREASE in it). */
+	if (best == 0)
+		best = SSL_client_hello_get0_legacy_version(ssl);
+	return best;
+}
+
 /* RFC 6066 §3: a server MUST NOT resume a session under a server name
  * other than the one it was established for.  OpenSSL notices the change
  * in TLS 1.2 but resumes anyway, so the session id context, which OpenSSL
@@ -197,7 +234,10 @@ static int tls_no_passphrase_cb(char *buf, int size, int rwflag, void *arg)
  * (nginx CVE-2014-3616, CVE-2025-23419), so the listener's mode goes into
  * the context as well.  A reload makes new contexts, and with them new
  * ticket keys and an empty cache: no session outlives a change of the
- * client CA, the CRL or the map. */
+ * client CA, the CRL or the map.
+ *
+ * It also notes, for the logs and counters, that a ClientHello came and
+ * the highest version it offers. */
 static int tls_client_hello_cb(SSL *ssl, int *alert, void *arg)
 {
 	static const unsigned char base[] = TLS_SESSION_ID_CONTEXT;
@@ -212,6 +252,10 @@ static int tls_client_hello_cb(SSL *ssl, int *alert, void *arg)
 	unsigned char certs = hs != NULL ? (unsigned char)hs->certs : 0;
 
 	(void)arg;
+	if (hs != NULL) {
+		hs->client_hello_seen = true;
+		hs->client_max_version = tls_client_max_version(ssl);
+	}
 	/* server_name: list length (2), type 0 (1), name length (2), name. */
 	if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &ext,
 				      &extlen) == 1 &&

@@ -59,6 +59,10 @@ struct tls_handshake {
 	bool alpn_refused;  /* ALPN offered without smtp */
 	bool verify_failed; /* a client certificate did not verify */
 	int verify_error;   /* its first X509_V_ERR_* */
+	/* The client hello callback ran, and what it saw: the highest
+	 * version offered, as the wire carries it (0: none). */
+	bool client_hello_seen;
+	unsigned client_max_version;
 	struct tls_certmap_ref *map; /* the set's, when the SSL was made */
 };
 

@@ -72,13 +72,14 @@ LOG FIELDS ASSUMED (the C side is not merged yet; align one side):
     line (like any mechanism not offered); the one line saying why is
     the event=tls line (cert_login="", and cert_error= if it did not
     verify).
-  event=tls_error ip=... state=... reason="..."
+  event=tls_fail ip=... listener=... reason=... client_max_version=...
+      detail="..."
     client_certificates = required refusing a handshake: one line, no
-    event=tls line; the reason says "certificate" when none was sent
-    (OpenSSL: "peer did not return a certificate") and names the verify
-    error when one was sent and refused ("... certificate revoked",
-    "... certificate has expired", "... self-signed certificate in
-    certificate chain").
+    event=tls line; reason=certificate_required when none was sent
+    (detail: "client certificate required") and reason=bad_certificate
+    when one was sent and refused, the detail naming the verify error
+    ("... certificate revoked", "... certificate has expired", "...
+    self-signed certificate in certificate chain").
 
 BEHAVIOUR ASSUMED beyond the issue's text (tests named in brackets):
 
@@ -109,6 +110,7 @@ import ssl
 import sys
 import tempfile
 import unittest
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import backends  # noqa: E402
@@ -220,6 +222,7 @@ class CertProxy(pamutil.PamProxy):
              implicit), besides harness's plain one
       [backend] backend: an address, or anything with .address/.port;
              default a RecordingBackend offering XCLIENT (.backend)
+      [metrics] address = 127.0.0.1:metrics_port, if given
     """
 
     LISTENERS = {
@@ -235,7 +238,7 @@ class CertProxy(pamutil.PamProxy):
 
     def __init__(self, test, pam, backend=None, rules=None, tls=None,
                  sni=None, listeners=None, auth=None, server=None,
-                 start=True):
+                 metrics_port=None, start=True):
         authority = ca()
         self.pam = pam
         self.secrets = set(pam.secrets())
@@ -265,6 +268,8 @@ class CertProxy(pamutil.PamProxy):
                              "connect_timeout": "3s", "timeout": "15s"}}
         for name, keys in (sni or {}).items():
             extra["sni " + name] = dict(keys)
+        if metrics_port is not None:
+            extra["metrics"] = {"address": "127.0.0.1:%d" % metrics_port}
         if server:
             merged = dict(harness.DEFAULT_CONFIG["server"])
             merged.update(server)
@@ -776,20 +781,49 @@ class Refusals(CertTestCase):
         self.nul_case("san-dns:%s host" % certca.HOST_CN)
 
 
+# ---------------------------------------------------------------- counters
+
+class Counters(CertTestCase):
+    """/metrics counts client certificates by how far each got: presented
+    (verified or not), verified, mapped to a login."""
+
+    def scrape(self, port):
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port,
+                                    timeout=WAIT) as response:
+            return response.read().decode()
+
+    def test_client_certificates_are_counted_presented_verified_mapped(self):
+        port = harness.free_ports(["127.0.0.1"])[0]
+        proxy = self.proxy(metrics_port=port)
+        self.client(proxy, ca().mapped)    # presented, verified, mapped
+        self.client(proxy, ca().unmapped)  # presented, verified
+        self.client(proxy, ca().revoked)   # presented, refused
+        self.client(proxy)                 # none
+        proxy.wait_log_count(4, r"\bevent=tls\b")
+        text = self.scrape(port)
+        for stage, count in (("presented", 3), ("verified", 2),
+                             ("mapped", 1)):
+            sample = ('submitproxy_tls_client_certificates_total'
+                      '{listener="implicit",stage="%s"} %d' % (stage, count))
+            self.assertIn(sample, text.splitlines(), text)
+
+
 # --------------------------------------------- client_certificates = required
 
 class Required(CertTestCase):
 
-    def assertRefusedAtHandshake(self, proxy, reason, listener="required",
-                                 cert=None, **kw):
+    def assertRefusedAtHandshake(self, proxy, token, detail,
+                                 listener="required", cert=None, **kw):
         starttls_first = listener == "required_starttls"
         handshake_fails(proxy, listener, context(cert, **kw),
                         starttls_first=starttls_first)
-        line = proxy.wait_log(r"\bevent=tls_error\b")
-        self.assertRegex(harness.parse_log_fields(line).get("reason", ""),
-                         reason, line)
+        line = proxy.wait_log(r"\bevent=tls_fail\b")
+        fields = harness.parse_log_fields(line)
+        self.assertEqual(fields.get("reason"), token, line)
+        self.assertEqual(fields.get("listener"), listener, line)
+        self.assertRegex(fields.get("detail", ""), detail, line)
         proxy.wait_log(r"\bevent=disconnect\b")
-        self.assertEqual(len(proxy.log_lines(r"\bevent=tls_error\b")), 1,
+        self.assertEqual(len(proxy.log_lines(r"\bevent=tls_fail\b")), 1,
                          proxy.log())
         self.assertFalse(proxy.log_lines(r"\bevent=tls\b"), proxy.log())
         self.assertFalse(proxy.log_lines(
@@ -798,27 +832,30 @@ class Required(CertTestCase):
         return line
 
     def test_implicit_tls_without_a_certificate_is_refused_tls_1_3(self):
-        self.assertRefusedAtHandshake(self.proxy(), r"(?i)certificate",
+        self.assertRefusedAtHandshake(self.proxy(), "certificate_required",
+                                      r"(?i)certificate",
                                       minimum=ssl.TLSVersion.TLSv1_3)
 
     def test_implicit_tls_without_a_certificate_is_refused_tls_1_2(self):
-        self.assertRefusedAtHandshake(self.proxy(), r"(?i)certificate",
+        self.assertRefusedAtHandshake(self.proxy(), "certificate_required",
+                                      r"(?i)certificate",
                                       maximum=ssl.TLSVersion.TLSv1_2)
 
     def test_starttls_without_a_certificate_is_refused_after_starttls(self):
-        self.assertRefusedAtHandshake(self.proxy(), r"(?i)certificate",
+        self.assertRefusedAtHandshake(self.proxy(), "certificate_required",
+                                      r"(?i)certificate",
                                       listener="required_starttls")
 
     def test_revoked_certificate_is_refused_at_the_handshake(self):
-        self.assertRefusedAtHandshake(self.proxy(), re.escape(REVOKED),
-                                      cert=ca().revoked)
+        self.assertRefusedAtHandshake(self.proxy(), "bad_certificate",
+                                      re.escape(REVOKED), cert=ca().revoked)
 
     def test_expired_certificate_is_refused_at_the_handshake(self):
-        self.assertRefusedAtHandshake(self.proxy(), re.escape(EXPIRED),
-                                      cert=ca().expired)
+        self.assertRefusedAtHandshake(self.proxy(), "bad_certificate",
+                                      re.escape(EXPIRED), cert=ca().expired)
 
     def test_certificate_from_another_ca_is_refused_at_the_handshake(self):
-        self.assertRefusedAtHandshake(self.proxy(),
+        self.assertRefusedAtHandshake(self.proxy(), "bad_certificate",
                                       re.escape(UNTRUSTED_ROOT),
                                       cert=ca().other)
 
@@ -860,8 +897,9 @@ class Required(CertTestCase):
         out = result.stdout + result.stderr
         self.assertNotRegex(out, r"(?m)^220[ -]", out)
         self.assertRegex(out, r"(?i)alert", out)
-        line = proxy.wait_log(r"\bevent=tls_error\b")
-        self.assertRegex(line, r'reason="[^"]*(?i:certificate)', line)
+        line = proxy.wait_log(r"\bevent=tls_fail\b")
+        self.assertRegex(line, r'\breason=certificate_required\b', line)
+        self.assertRegex(line, r'detail="[^"]*(?i:certificate)', line)
 
 
 # ------------------------------------------------ certificate_login = implicit

@@ -21,6 +21,7 @@ import ssl
 import sys
 import tempfile
 import unittest
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -231,7 +232,8 @@ class StartTls(TlsTestCase):
         client.send(b"NOOP\r\n")
         data = client.read_until_closed()
         self.assertNotIn(b"250", data)
-        proxy.session_log(client, r"\bevent=tls_error\b")
+        proxy.session_log(client, r"\bevent=tls_fail\b",
+                          r"\breason=not_tls\b")
 
     def test_require_tls_no_still_keeps_auth_off_the_clear_link(self):
         proxy = self.proxy(listeners={
@@ -405,8 +407,11 @@ class ImplicitTls(TlsTestCase):
         data = client.read_until_closed()
         self.assertNotIn(b"220", data)
         self.assertNotIn(b"250", data)
-        fields = proxy.session_log(client, r"\bevent=tls_error\b")
-        self.assertIn("plaintext", fields.get("reason", ""), fields)
+        fields = proxy.session_log(client, r"\bevent=tls_fail\b")
+        self.assertEqual(fields.get("reason"), "not_tls", fields)
+        self.assertEqual(fields.get("listener"), "implicit", fields)
+        self.assertEqual(fields.get("client_max_version"), "unknown", fields)
+        self.assertIn("plaintext", fields.get("detail", ""), fields)
         # The proxy keeps serving.
         implicit(proxy, pki().client_context())
 
@@ -479,9 +484,9 @@ class ConnectionSlots(TlsTestCase):
 class HandshakeTimeout(TlsTestCase):
 
     def assertHandshakeTimeoutLogged(self, proxy, client):
-        fields = proxy.session_log(client, r"\bevent=tls_error\b",
-                                   r"handshake timeout")
-        self.assertIn("handshake timeout", fields.get("reason", ""), fields)
+        fields = proxy.session_log(client, r"\bevent=tls_fail\b",
+                                   r"\breason=timeout\b")
+        self.assertEqual(fields.get("detail"), "handshake timeout", fields)
 
     def test_silent_client_on_implicit_tls_is_dropped_at_handshake_timeout(self):
         proxy = self.proxy(limits={"handshake_timeout": "1s"})
@@ -528,7 +533,12 @@ class ProtocolVersions(TlsTestCase):
                           % maximum.name)
         proxy = self.proxy()
         handshake_fails(proxy, "implicit", context)
-        proxy.wait_log(r"\bevent=tls_error\b")
+        line = proxy.wait_log(r"\bevent=tls_fail\b")
+        fields = harness.parse_log_fields(line)
+        self.assertEqual(fields.get("reason"), "protocol_version", line)
+        self.assertEqual(fields.get("client_max_version"),
+                         {ssl.TLSVersion.TLSv1: "TLSv1",
+                          ssl.TLSVersion.TLSv1_1: "TLSv1.1"}[maximum], line)
         self.assertFalse(proxy.log_lines(r"\bevent=tls\b"), proxy.log())
         # And the proxy still serves a modern client.
         implicit(proxy, pki().client_context())
@@ -545,8 +555,8 @@ class ProtocolVersions(TlsTestCase):
             self.skipTest("the local OpenSSL cannot make a TLS 1.1 client")
         proxy = self.proxy()
         handshake_fails(proxy, "implicit", context)
-        line = proxy.wait_log(r"\bevent=tls_error\b")
-        self.assertRegex(line, r"unsupported protocol|version", line)
+        line = proxy.wait_log(r"\bevent=tls_fail\b")
+        self.assertRegex(line, r'detail="unsupported protocol"', line)
 
     def test_openssl_s_client_tls1_1_is_refused_by_default(self):
         openssl = tlsutil.require_command("openssl")
@@ -559,7 +569,8 @@ class ProtocolVersions(TlsTestCase):
             input="EHLO client.example\r\nQUIT\r\n", check=False)
         self.assertNotEqual(result.returncode, 0, result.stdout)
         self.assertNotIn("AUTH PLAIN", result.stdout)
-        proxy.wait_log(r"\bevent=tls_error\b")
+        proxy.wait_log(r"\bevent=tls_fail\b", r"\breason=protocol_version\b",
+                       r"\bclient_max_version=TLSv1\.1\b")
         self.assertFalse(proxy.log_lines(r"\bevent=tls\b"), proxy.log())
         implicit(proxy, pki().client_context())
 
@@ -579,14 +590,17 @@ class ProtocolVersions(TlsTestCase):
         proxy = self.proxy(tls={"min_version": "TLSv1.3"})
         handshake_fails(proxy, "implicit", pki().client_context(
             maximum=ssl.TLSVersion.TLSv1_2))
-        proxy.wait_log(r"\bevent=tls_error\b")
+        proxy.wait_log(r"\bevent=tls_fail\b", r"\breason=protocol_version\b",
+                       r"\bclient_max_version=TLSv1\.2\b")
         self.assertFalse(proxy.log_lines(r"\bevent=tls\b"), proxy.log())
 
     def test_min_version_tls_1_3_refuses_a_tls_1_2_client_after_starttls(self):
         proxy = self.proxy(tls={"min_version": "TLSv1.3"})
         handshake_fails(proxy, "starttls", pki().client_context(
             maximum=ssl.TLSVersion.TLSv1_2), starttls_first=True)
-        proxy.wait_log(r"\bevent=tls_error\b")
+        proxy.wait_log(r"\bevent=tls_fail\b", r"\blistener=starttls\b",
+                       r"\breason=protocol_version\b",
+                       r"\bclient_max_version=TLSv1\.2\b")
 
     def test_min_version_tls_1_3_accepts_a_tls_1_3_client(self):
         proxy = self.proxy(tls={"min_version": "TLSv1.3"})
@@ -613,8 +627,9 @@ class ProtocolVersions(TlsTestCase):
         handshake_fails(proxy, "implicit", pki().client_context(
             maximum=ssl.TLSVersion.TLSv1_2,
             ciphers="ECDHE-ECDSA-AES256-GCM-SHA384"))
-        line = proxy.wait_log(r"\bevent=tls_error\b")
-        self.assertIn("no shared cipher", line)
+        line = proxy.wait_log(r"\bevent=tls_fail\b")
+        self.assertIn("reason=no_shared_cipher", line)
+        self.assertIn('detail="no shared cipher"', line)
 
     def test_server_cipher_preference_wins_over_the_client_order(self):
         # The server's list puts CHACHA20 first; the client prefers AES.
@@ -908,8 +923,9 @@ class Alpn(TlsTestCase):
                                 pki().client_context(alpn=["http/1.1"]))
         # RFC 7301 §3.2: a fatal no_application_protocol alert.
         self.assertIn("no application protocol", str(error).lower())
-        line = proxy.wait_log(r"\bevent=tls_error\b")
-        self.assertIn("ALPN", line)
+        line = proxy.wait_log(r"\bevent=tls_fail\b")
+        self.assertIn("reason=alpn", line)
+        self.assertIn("ALPN", harness.parse_log_fields(line)["detail"])
         implicit(proxy, pki().client_context())
 
     def test_alpn_offering_only_http_fails_the_handshake_after_starttls(self):
@@ -917,7 +933,7 @@ class Alpn(TlsTestCase):
         handshake_fails(proxy, "starttls",
                         pki().client_context(alpn=["http/1.1"]),
                         starttls_first=True)
-        proxy.wait_log(r"\bevent=tls_error\b", r"ALPN")
+        proxy.wait_log(r"\bevent=tls_fail\b", r"\breason=alpn\b")
 
     def test_alpn_offering_smtp_succeeds_and_selects_smtp(self):
         proxy = self.proxy()
@@ -1237,9 +1253,218 @@ class TlsLogLine(TlsTestCase):
         handshake_fails(proxy, "implicit",
                         pki().client_context(alpn=["http/1.1"]))
         proxy.wait_log(r"\bevent=disconnect\b")
-        self.assertEqual(len(proxy.log_lines(r"\bevent=tls_error\b")), 1,
+        self.assertEqual(len(proxy.log_lines(r"\bevent=tls_fail\b")), 1,
+                         proxy.log())
+        self.assertFalse(proxy.log_lines(r"\bevent=tls_error\b"),
                          proxy.log())
         self.assertFalse(proxy.log_lines(r"\bevent=tls\b"), proxy.log())
+
+    def test_tls_line_names_the_key_exchange_group_after_the_cipher(self):
+        # A default TLS 1.3 client (Python's, on OpenSSL) offers an
+        # x25519 key share first.
+        proxy = self.proxy()
+        client = implicit(proxy, pki().client_context())
+        line = proxy.session_lines(client, r"\bevent=tls\b")[0]
+        self.assertEqual(client.sock.version(), "TLSv1.3")
+        self.assertRegex(line, r"\bcipher=\S+ group=x25519 ", line)
+
+    def test_tls_line_names_the_group_the_client_chose(self):
+        openssl = tlsutil.require_command("openssl")
+        proxy = self.proxy()
+        result = tlsutil.run(
+            [openssl, "s_client", "-connect",
+             "127.0.0.1:%d" % proxy.port("implicit"), "-groups", "P-256",
+             "-ign_eof", "-crlf"], input="QUIT\n", check=False)
+        line = proxy.wait_log(r"\bevent=tls\b")
+        self.assertEqual(harness.parse_log_fields(line).get("group"),
+                         "secp256r1", line + result.stdout)
+
+
+# ------------------------------------------------ failed handshakes
+
+def scrape(port):
+    """The /metrics text of a proxy whose [metrics] address is
+    127.0.0.1:port."""
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port,
+                                timeout=WAIT) as response:
+        return response.read().decode()
+
+
+def metric(text, name, **labels):
+    """The value of one sample of the exposition text (None if absent)."""
+    want = ",".join('%s="%s"' % kv for kv in labels.items())
+    for line in text.splitlines():
+        if line.startswith("%s{%s} " % (name, want)):
+            return int(line.rsplit(" ", 1)[1])
+    return None
+
+
+class TlsFailLogLine(TlsTestCase):
+    """event=tls_fail: one line for a failed handshake, with the reason as
+    a token (the metrics' reason label), the highest version the client
+    offered and OpenSSL's words; at most one per client address per 10 s,
+    while the counters count every one."""
+
+    def proxy_with_metrics(self, **kw):
+        port = harness.free_ports(["127.0.0.1"])[0]
+        extra = kw.pop("extra", {})
+        extra["metrics"] = {"address": "127.0.0.1:%d" % port}
+        return self.proxy(extra=extra, **kw), port
+
+    def only_tls_fail(self, proxy, sessions=1):
+        """The fields of the one event=tls_fail line, once sessions
+        sessions have ended."""
+        proxy.wait_log_count(sessions, r"\bevent=disconnect\b")
+        lines = proxy.log_lines(r"\bevent=tls_fail\b")
+        self.assertEqual(len(lines), 1, proxy.log())
+        self.assertFalse(proxy.log_lines(r"\bevent=tls(_error)?\b"),
+                         proxy.log())
+        return harness.parse_log_fields(lines[0])
+
+    def s_client(self, proxy, *args):
+        openssl = tlsutil.require_command("openssl")
+        return tlsutil.run(
+            [openssl, "s_client", "-connect",
+             "127.0.0.1:%d" % proxy.port("implicit")] + list(args),
+            input="", check=False)
+
+    def test_openssl_tls_1_1_client_is_protocol_version_tls_1_1(self):
+        proxy, port = self.proxy_with_metrics()
+        # Debian's OpenSSL offers TLS 1.1 only at security level 0.
+        result = self.s_client(proxy, "-tls1_1", "-cipher",
+                               "DEFAULT@SECLEVEL=0")
+        if "no protocols available" in result.stdout + result.stderr:
+            self.skipTest("this openssl cannot offer TLS 1.1")
+        self.assertNotEqual(result.returncode, 0, result.stdout)
+        fields = self.only_tls_fail(proxy)
+        self.assertEqual(fields["reason"], "protocol_version", fields)
+        self.assertEqual(fields["client_max_version"], "TLSv1.1", fields)
+        self.assertEqual(fields["listener"], "implicit", fields)
+        self.assertEqual(fields["ip"], "127.0.0.1", fields)
+        self.assertEqual(fields["detail"], "unsupported protocol", fields)
+        text = scrape(port)
+        self.assertEqual(metric(text,
+                                "submitproxy_tls_handshake_failures_total",
+                                listener="implicit",
+                                reason="protocol_version"), 1, text)
+        self.assertEqual(metric(text,
+                                "submitproxy_tls_old_protocol_clients_total",
+                                listener="implicit",
+                                client_max_version="TLSv1.1"), 1, text)
+
+    def test_openssl_tls_1_0_client_is_protocol_version_tls_1_0(self):
+        proxy = self.proxy()
+        result = self.s_client(proxy, "-tls1", "-cipher",
+                               "DEFAULT@SECLEVEL=0")
+        if "no protocols available" in result.stdout + result.stderr:
+            self.skipTest("this openssl cannot offer TLS 1.0")
+        fields = self.only_tls_fail(proxy)
+        self.assertEqual(fields["reason"], "protocol_version", fields)
+        self.assertEqual(fields["client_max_version"], "TLSv1", fields)
+
+    def test_tls_1_2_only_client_against_min_version_tls_1_3(self):
+        proxy = self.proxy(tls={"min_version": "TLSv1.3"})
+        result = self.s_client(proxy, "-tls1_2")
+        self.assertNotEqual(result.returncode, 0, result.stdout)
+        fields = self.only_tls_fail(proxy)
+        self.assertEqual(fields["reason"], "protocol_version", fields)
+        self.assertEqual(fields["client_max_version"], "TLSv1.2", fields)
+
+    def test_client_offering_only_a_refused_cipher_is_no_shared_cipher(self):
+        proxy = self.proxy(tls={
+            "ciphers": "ECDHE-ECDSA-AES128-GCM-SHA256:"
+                       "ECDHE-ECDSA-CHACHA20-POLY1305"})
+        result = self.s_client(proxy, "-tls1_2", "-cipher", "AES128-SHA")
+        self.assertNotEqual(result.returncode, 0, result.stdout)
+        fields = self.only_tls_fail(proxy)
+        self.assertEqual(fields["reason"], "no_shared_cipher", fields)
+        self.assertEqual(fields["client_max_version"], "TLSv1.2", fields)
+        self.assertEqual(fields["detail"], "no shared cipher", fields)
+
+    def test_http_request_on_the_implicit_tls_port_is_not_tls(self):
+        proxy = self.proxy()
+        client = proxy.connect("implicit")
+        tlsutil.wait_accepted(proxy, client)
+        client.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        client.read_until_closed()
+        fields = self.only_tls_fail(proxy)
+        self.assertEqual(fields["reason"], "not_tls", fields)
+        self.assertEqual(fields["client_max_version"], "unknown", fields)
+
+    def test_client_leaving_after_its_client_hello_is_closed(self):
+        proxy = self.proxy()
+        client = proxy.connect("implicit")
+        tlsutil.wait_accepted(proxy, client)
+        client.sock.sendall(tlsutil.BioClient(
+            client.sock, pki().client_context()).start())
+        client.sock.shutdown(socket.SHUT_WR)
+        client.read_until_closed()
+        fields = self.only_tls_fail(proxy)
+        self.assertEqual(fields["reason"], "closed", fields)
+        self.assertEqual(fields["client_max_version"], "TLSv1.3", fields)
+        disconnect = proxy.wait_log(r"\bevent=disconnect\b")
+        self.assertIn('reason="client closed"', disconnect)
+
+    def test_connection_closed_before_any_byte_is_no_failed_handshake(self):
+        # A TCP health check: no handshake began, none failed.
+        proxy = self.proxy()
+        client = proxy.connect("implicit")
+        tlsutil.wait_accepted(proxy, client)
+        client.sock.shutdown(socket.SHUT_WR)
+        client.read_until_closed()
+        proxy.wait_log(r"\bevent=disconnect\b")
+        self.assertFalse(proxy.log_lines(r"\bevent=tls_fail\b"), proxy.log())
+
+    def test_client_refusing_our_certificate_is_server_certificate_refused(
+            self):
+        # A client that trusts no CA: its unknown_ca alert is the one an
+        # admin sees for a self-signed or incomplete chain.
+        proxy = self.proxy()
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        handshake_fails(proxy, "implicit", context)
+        fields = self.only_tls_fail(proxy)
+        self.assertEqual(fields["reason"], "server_certificate_refused",
+                         fields)
+        self.assertIn("unknown ca", fields["detail"], fields)
+
+    def test_completed_handshakes_are_counted_by_version_cipher_group(self):
+        proxy, port = self.proxy_with_metrics()
+        first = implicit(proxy, pki().client_context())
+        implicit(proxy, pki().client_context(verify=False),
+                 server_hostname="unknown.example")
+        proxy.wait_log_count(2, r"\bevent=tls\b")
+        text = scrape(port)
+        self.assertEqual(metric(text, "submitproxy_tls_handshakes_total",
+                                listener="implicit", version="TLSv1.3",
+                                cipher=first.sock.cipher()[0],
+                                group="x25519"), 2, text)
+        # Both sent a name, and no [sni] section has either.
+        self.assertEqual(metric(text, "submitproxy_tls_sni_total",
+                                listener="implicit", sni="unmatched"), 2,
+                         text)
+        self.assertEqual(metric(text, "submitproxy_tls_sni_total",
+                                listener="implicit", sni="absent"), 0, text)
+
+    def test_twenty_failed_handshakes_from_one_address_log_one_line(self):
+        # A scanner cannot flood the log; the counters still count each.
+        proxy, port = self.proxy_with_metrics()
+        for _ in range(20):
+            client = proxy.connect("implicit")
+            tlsutil.wait_accepted(proxy, client)
+            client.send(b"EHLO scanner.example\r\n")
+            client.read_until_closed()
+            client.close()
+        fields = self.only_tls_fail(proxy, sessions=20)
+        self.assertEqual(fields["reason"], "not_tls", fields)
+        self.assertNotIn("suppressed", fields, fields)
+        text = scrape(port)
+        self.assertEqual(metric(text,
+                                "submitproxy_tls_handshake_failures_total",
+                                listener="implicit", reason="not_tls"), 20,
+                         text)
+        # The limit is per address: a modern client still logs its line.
+        client = implicit(proxy, pki().client_context())
+        proxy.session_log(client, r"\bevent=tls\b")
 
 
 if __name__ == "__main__":

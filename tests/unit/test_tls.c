@@ -111,14 +111,15 @@ struct fixture {
 	size_t nfiles;
 
 	EVP_PKEY *ca_key, *default_key, *sni_key, *other_key, *client_key,
-	    *rogue_key;
+	    *rogue_key, *rsa_key;
 	X509 *ca, *default_cert, *sni_cert, *other_cert, *client_cert,
-	    *rogue_cert;
+	    *rogue_cert, *rsa_cert;
 
 	const char *ca_pem;
 	const char *default_pem, *default_keyfile; /* leaf + CA chain */
 	const char *sni_pem, *sni_keyfile;
 	const char *other_pem, *other_keyfile;
+	const char *rsa_pem; /* an RSA certificate and its key */
 	const char *missing_pem;
 };
 
@@ -260,6 +261,14 @@ static void fixture_init(void)
 	write_pem(fx.other_pem, fx.other_cert, NULL, fx.other_key);
 	fx.other_keyfile = NULL;
 	fx.missing_pem = fixture_path("missing.pem"); /* never written */
+	/* For TLS 1.2 RSA key exchange, which has no group. */
+	fx.rsa_key = EVP_RSA_gen(2048);
+	if (fx.rsa_key == NULL)
+		abort();
+	fx.rsa_cert = make_cert(fx.rsa_key, "rsa.example.org", NULL, NULL, NULL,
+				false, "rsa.example.org", 7);
+	fx.rsa_pem = fixture_path("rsa.pem");
+	write_pem(fx.rsa_pem, fx.rsa_cert, NULL, fx.rsa_key);
 }
 
 static void fixture_finish(void)
@@ -277,12 +286,14 @@ static void fixture_finish(void)
 	EVP_PKEY_free(fx.other_key);
 	EVP_PKEY_free(fx.client_key);
 	EVP_PKEY_free(fx.rogue_key);
+	EVP_PKEY_free(fx.rsa_key);
 	X509_free(fx.ca);
 	X509_free(fx.default_cert);
 	X509_free(fx.sni_cert);
 	X509_free(fx.other_cert);
 	X509_free(fx.client_cert);
 	X509_free(fx.rogue_cert);
+	X509_free(fx.rsa_cert);
 }
 
 /* A config as config_load() would leave it, strings borrowed from fx (so
@@ -338,7 +349,11 @@ struct client_opts {
 	EVP_PKEY *key;
 	SSL_SESSION *session;
 	const char *ciphers; /* TLS 1.2 cipher list */
+	const char *groups;  /* key-exchange groups, OpenSSL's list syntax */
 	bool weak;	     /* security level 0, for TLS 1.1 */
+	bool verify_server;  /* the client checks our certificate (and
+				trusts nothing: it refuses it) */
+	bool required;	     /* the server: TLS_CLIENT_CERTS_REQUIRED */
 };
 
 struct pair {
@@ -432,7 +447,9 @@ static void pair_init(struct pair *p, struct tls_server *srv,
 	if (o == NULL)
 		o = &defaults;
 	memset(p, 0, sizeof(*p));
-	p->conn = tls_conn_create(srv, TLS_CLIENT_CERTS_OPTIONAL,
+	p->conn = tls_conn_create(srv,
+				  o->required ? TLS_CLIENT_CERTS_REQUIRED
+					      : TLS_CLIENT_CERTS_OPTIONAL,
 				  &pair_callbacks, p);
 	p->cli_ctx = SSL_CTX_new(TLS_client_method());
 	if (p->conn == NULL || p->cli_ctx == NULL)
@@ -465,6 +482,10 @@ static void pair_init(struct pair *p, struct tls_server *srv,
 		SSL_set_session(p->cli, o->session);
 	if (o->ciphers != NULL)
 		SSL_set_cipher_list(p->cli, o->ciphers);
+	if (o->groups != NULL)
+		SSL_set1_groups_list(p->cli, o->groups);
+	if (o->verify_server)
+		SSL_set_verify(p->cli, SSL_VERIFY_PEER, NULL);
 }
 
 static void pair_finish(struct pair *p)
@@ -1494,6 +1515,523 @@ static void test_idle_memory(bool counting)
 	config_del(cfg);
 }
 
+/* ---- handshake failures by class, the client's version, the group ---- */
+
+/* The tokens of the event=tls_fail log line and of the metrics
+ * (proxy/metrics.c's tls_failure_names): the same words on both. */
+static void test_failure_names(void)
+{
+	static const struct {
+		enum tls_failure f;
+		const char *name;
+	} names[] = {
+	    {TLS_FAILURE_NONE, "none"},
+	    {TLS_FAILURE_NO_SHARED_CIPHER, "no_shared_cipher"},
+	    {TLS_FAILURE_PROTOCOL_VERSION, "protocol_version"},
+	    {TLS_FAILURE_ALPN, "alpn"},
+	    {TLS_FAILURE_CERTIFICATE_REQUIRED, "certificate_required"},
+	    {TLS_FAILURE_BAD_CERTIFICATE, "bad_certificate"},
+	    {TLS_FAILURE_SERVER_CERTIFICATE_REFUSED,
+	     "server_certificate_refused"},
+	    {TLS_FAILURE_NOT_TLS, "not_tls"},
+	    {TLS_FAILURE_CLOSED, "closed"},
+	    {TLS_FAILURE_OTHER, "other"},
+	};
+
+	TAP_EQ_INT(sizeof(names) / sizeof(names[0]), TLS_FAILURE_COUNT,
+		   "failure names: every class listed here");
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		TAP_EQ_STR(tls_failure_name(names[i].f), names[i].name,
+			   "failure name %d", (int)names[i].f);
+	TAP_EQ_STR(tls_failure_name(TLS_FAILURE_COUNT), "other",
+		   "failure name out of range: other");
+}
+
+/* One refused handshake: what it is classed as, and the highest version
+ * the client offered (recorded before OpenSSL refused it). */
+struct failure_case {
+	const char *name;
+	const char *min_version; /* [tls] min_version; NULL TLSv1.2 */
+	const char *ciphers;	 /* [tls] ciphers */
+	bool client_ca;		 /* [tls] client_ca */
+	struct client_opts client;
+	enum tls_failure failure;
+	unsigned client_max;
+	const char *error; /* in tls_conn_error() */
+};
+
+static void failure_case_run(const struct failure_case *fc)
+{
+	struct config *cfg = config_new(false);
+	struct tls_server *srv;
+	struct pair p;
+
+	if (fc->min_version != NULL)
+		cfg->tls.min_version = (char *)fc->min_version;
+	cfg->tls.ciphers = (char *)fc->ciphers;
+	if (fc->client_ca)
+		cfg->tls.client_ca = (char *)fx.ca_pem;
+	srv = server_new(cfg);
+	pair_init(&p, srv, &fc->client);
+	TAP_EQ_INT(pump(&p), TLS_ERROR, "%s: the handshake fails", fc->name);
+	TAP_EQ_STR(tls_failure_name(tls_conn_failure(p.conn)),
+		   tls_failure_name(fc->failure), "%s: class", fc->name);
+	TAP_EQ_INT(tls_conn_client_max_version(p.conn), fc->client_max,
+		   "%s: client max version", fc->name);
+	CHECK(contains(tls_conn_error(p.conn), fc->error),
+	      "%s: reason \"%s\" says \"%s\"", fc->name, tls_conn_error(p.conn),
+	      fc->error);
+	TAP_EQ_INT(p.handshakes, 0, "%s: handshake_done not called", fc->name);
+	pair_finish(&p);
+	tls_server_destroy(srv);
+	config_del(cfg);
+}
+
+static void test_failure_classes(void)
+{
+	static const unsigned char http[] = "\x08http/1.1";
+	const struct failure_case cases[] = {
+	    {"TLS 1.1 client, min_version TLSv1.2",
+	     NULL,
+	     NULL,
+	     false,
+	     {.min_version = TLS1_VERSION,
+	      .max_version = TLS1_1_VERSION,
+	      .weak = true},
+	     TLS_FAILURE_PROTOCOL_VERSION,
+	     0x0302,
+	     "unsupported protocol"},
+	    {"TLS 1.0 client, min_version TLSv1.2",
+	     NULL,
+	     NULL,
+	     false,
+	     {.min_version = TLS1_VERSION,
+	      .max_version = TLS1_VERSION,
+	      .weak = true},
+	     TLS_FAILURE_PROTOCOL_VERSION,
+	     0x0301,
+	     "unsupported protocol"},
+	    {"TLS 1.2 client, min_version TLSv1.3",
+	     "TLSv1.3",
+	     NULL,
+	     false,
+	     {.max_version = TLS1_2_VERSION},
+	     TLS_FAILURE_PROTOCOL_VERSION,
+	     0x0303,
+	     "unsupported protocol"},
+	    {"no shared cipher",
+	     NULL,
+	     "ECDHE-ECDSA-AES128-GCM-SHA256",
+	     false,
+	     {.max_version = TLS1_2_VERSION,
+	      .ciphers = "ECDHE-ECDSA-CHACHA20-POLY1305"},
+	     TLS_FAILURE_NO_SHARED_CIPHER,
+	     0x0303,
+	     "no shared cipher"},
+	    {"only a cipher the certificate cannot use (AES128-SHA)",
+	     NULL,
+	     NULL,
+	     false,
+	     {.max_version = TLS1_2_VERSION, .ciphers = "AES128-SHA"},
+	     TLS_FAILURE_NO_SHARED_CIPHER,
+	     0x0303,
+	     "no shared cipher"},
+	    {"ALPN http/1.1",
+	     NULL,
+	     NULL,
+	     false,
+	     {.alpn = http, .alpn_len = sizeof(http) - 1},
+	     TLS_FAILURE_ALPN,
+	     0x0304,
+	     "ALPN"},
+	    {"required, no certificate, TLS 1.3",
+	     NULL,
+	     NULL,
+	     true,
+	     {.required = true},
+	     TLS_FAILURE_CERTIFICATE_REQUIRED,
+	     0x0304,
+	     "certificate required"},
+	    {"required, no certificate, TLS 1.2",
+	     NULL,
+	     NULL,
+	     true,
+	     {.required = true, .max_version = TLS1_2_VERSION},
+	     TLS_FAILURE_CERTIFICATE_REQUIRED,
+	     0x0303,
+	     "certificate required"},
+	    {"required, a certificate of another CA",
+	     NULL,
+	     NULL,
+	     true,
+	     {.required = true, .cert = NULL, .key = NULL},
+	     TLS_FAILURE_BAD_CERTIFICATE,
+	     0x0304,
+	     "client certificate not accepted"},
+	    {"the client refuses our certificate, TLS 1.3",
+	     NULL,
+	     NULL,
+	     false,
+	     {.verify_server = true},
+	     TLS_FAILURE_SERVER_CERTIFICATE_REFUSED,
+	     0x0304,
+	     "unknown ca"},
+	    {"the client refuses our certificate, TLS 1.2",
+	     NULL,
+	     NULL,
+	     false,
+	     {.verify_server = true, .max_version = TLS1_2_VERSION},
+	     TLS_FAILURE_SERVER_CERTIFICATE_REFUSED,
+	     0x0303,
+	     "unknown ca"},
+	};
+	struct failure_case rogue;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		if (cases[i].failure != TLS_FAILURE_BAD_CERTIFICATE) {
+			failure_case_run(&cases[i]);
+			continue;
+		}
+		/* fx is filled at run time. */
+		rogue = cases[i];
+		rogue.client.cert = fx.rogue_cert;
+		rogue.client.key = fx.rogue_key;
+		failure_case_run(&rogue);
+	}
+}
+
+/* A ClientHello of our own making, in one record: legacy_version, and a
+ * supported_versions extension with versions[0..nversions) when
+ * versions is not NULL.  Ciphers for TLS 1.2 and 1.3, groups, point
+ * formats, signature algorithms; no key_share (a TLS 1.3 server would ask
+ * again, or refuse: these tests look only at what the hello said). */
+static size_t client_hello(unsigned char *out, size_t size,
+			   unsigned record_version, unsigned legacy_version,
+			   const unsigned *versions, size_t nversions)
+{
+	/* 12 bytes: four cipher suites (ECDHE-ECDSA-AES128-GCM-SHA256,
+	 * ECDHE-RSA-AES128-GCM-SHA256, TLS_AES_128_GCM_SHA256, AES128-SHA)
+	 * and the null compression; then the extensions supported_groups
+	 * (x25519, secp256r1), ec_point_formats (uncompressed) and
+	 * signature_algorithms (ecdsa_secp256r1_sha256,
+	 * rsa_pss_rsae_sha256). */
+	static const unsigned char tail[] = {
+	    0x00, 0x08, 0xc0, 0x2b, 0xc0, 0x2f, 0x13, 0x01, 0x00, 0x2f,
+	    0x01, 0x00, 0x00, 0x0a, 0x00, 0x06, 0x00, 0x04, 0x00, 0x1d,
+	    0x00, 0x17, 0x00, 0x0b, 0x00, 0x02, 0x01, 0x00, 0x00, 0x0d,
+	    0x00, 0x06, 0x00, 0x04, 0x04, 0x03, 0x08, 0x04,
+	};
+	unsigned char body[512];
+	size_t n = 0, ext_len_at, ext_len;
+
+	body[n++] = (unsigned char)(legacy_version >> 8);
+	body[n++] = (unsigned char)legacy_version;
+	memset(body + n, 0x5a, 32); /* random */
+	n += 32;
+	body[n++] = 0; /* no session id */
+	memcpy(body + n, tail, 12);
+	n += 12;
+	ext_len_at = n;
+	n += 2;
+	memcpy(body + n, tail + 12, sizeof(tail) - 12);
+	n += sizeof(tail) - 12;
+	if (versions != NULL) {
+		body[n++] = 0x00;
+		body[n++] = 0x2b; /* supported_versions (43) */
+		body[n++] = 0x00;
+		body[n++] = (unsigned char)(1 + 2 * nversions);
+		body[n++] = (unsigned char)(2 * nversions);
+		for (size_t i = 0; i < nversions; i++) {
+			body[n++] = (unsigned char)(versions[i] >> 8);
+			body[n++] = (unsigned char)versions[i];
+		}
+	}
+	ext_len = n - ext_len_at - 2;
+	body[ext_len_at] = (unsigned char)(ext_len >> 8);
+	body[ext_len_at + 1] = (unsigned char)ext_len;
+	if (n + 9 > size)
+		abort();
+	out[0] = 0x16; /* handshake record */
+	out[1] = (unsigned char)(record_version >> 8);
+	out[2] = (unsigned char)record_version;
+	out[3] = (unsigned char)((n + 4) >> 8);
+	out[4] = (unsigned char)(n + 4);
+	out[5] = 0x01; /* ClientHello */
+	out[6] = 0;
+	out[7] = (unsigned char)(n >> 8);
+	out[8] = (unsigned char)n;
+	memcpy(out + 9, body, n);
+	return n + 9;
+}
+
+static void test_client_max_version(void)
+{
+	static const unsigned v11_grease[] = {0x0a0a, 0x0302, 0x0301};
+	static const unsigned v13_grease[] = {0x3a3a, 0x0304, 0xfafa, 0x0303};
+	static const unsigned grease_only[] = {0x1a1a};
+	static const struct {
+		const char *name;
+		unsigned record, legacy;
+		const unsigned *versions;
+		size_t nversions;
+		unsigned expect;
+		enum tls_failure failure; /* NONE: not checked */
+	} cases[] = {
+	    {"TLS 1.0 hello, no supported_versions", 0x0301, 0x0301, NULL, 0,
+	     0x0301, TLS_FAILURE_PROTOCOL_VERSION},
+	    {"TLS 1.1 hello, no supported_versions", 0x0301, 0x0302, NULL, 0,
+	     0x0302, TLS_FAILURE_PROTOCOL_VERSION},
+	    {"SSLv3 hello (OpenSSL: version too low)", 0x0300, 0x0300, NULL, 0,
+	     0x0300, TLS_FAILURE_PROTOCOL_VERSION},
+	    {"supported_versions GREASE, 1.1, 1.0 (legacy 1.2)", 0x0301, 0x0303,
+	     v11_grease, 3, 0x0302, TLS_FAILURE_PROTOCOL_VERSION},
+	    {"supported_versions GREASE, 1.3, GREASE, 1.2", 0x0301, 0x0303,
+	     v13_grease, 4, 0x0304, TLS_FAILURE_NONE},
+	    {"supported_versions with only GREASE: legacy_version", 0x0301,
+	     0x0303, grease_only, 1, 0x0303, TLS_FAILURE_NONE},
+	};
+	const struct client_opts tls12 = {.max_version = TLS1_2_VERSION};
+	struct config *cfg = config_new(false);
+	struct tls_server *srv = server_new(cfg);
+	unsigned char hello[600];
+	struct pair p;
+	size_t len;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		pair_init(&p, srv, NULL);
+		TAP_EQ_INT(tls_conn_client_max_version(p.conn), 0,
+			   "%s: 0 before the ClientHello", cases[i].name);
+		len = client_hello(hello, sizeof(hello), cases[i].record,
+				   cases[i].legacy, cases[i].versions,
+				   cases[i].nversions);
+		(void)tls_conn_feed(p.conn, (const char *)hello, len);
+		ERR_clear_error();
+		TAP_EQ_INT(tls_conn_client_max_version(p.conn), cases[i].expect,
+			   "%s: client max version", cases[i].name);
+		if (cases[i].failure != TLS_FAILURE_NONE)
+			TAP_EQ_STR(tls_failure_name(tls_conn_failure(p.conn)),
+				   tls_failure_name(cases[i].failure),
+				   "%s: refused, and recorded first",
+				   cases[i].name);
+		pair_finish(&p);
+	}
+
+	/* Real clients: OpenSSL's TLS 1.3 client lists 1.3 and 1.2. */
+	pair_init(&p, srv, NULL);
+	CHECK(pair_handshake(&p), "max version: a TLS 1.3 handshake");
+	TAP_EQ_INT(tls_conn_client_max_version(p.conn), 0x0304,
+		   "max version: a TLS 1.3 client offers 0x0304");
+	pair_finish(&p);
+	pair_init(&p, srv, &tls12);
+	CHECK(pair_handshake(&p), "max version: a TLS 1.2 handshake");
+	TAP_EQ_INT(tls_conn_client_max_version(p.conn), 0x0303,
+		   "max version: a TLS 1.2 client offers 0x0303");
+	pair_finish(&p);
+
+	tls_server_destroy(srv);
+	config_del(cfg);
+}
+
+/* What is not a ClientHello at all, and clients that leave in the middle
+ * of a handshake. */
+static void test_not_tls_and_closed(void)
+{
+	static const struct {
+		const char *name;
+		const char *data;
+		size_t len;
+	} garbage[] = {
+	    {"plaintext EHLO", "EHLO x\r\n", 8},
+	    {"an HTTP request", "GET / HTTP/1.1\r\n\r\n", 18},
+	    {"a handshake record with version 0x0000",
+	     "\x16\x00\x00\x00\x10\x00\x00\x00\x00\x00", 10},
+	    {"a handshake record of 65535 bytes",
+	     "\x16\x03\x01\xff\xff\x00\x00\x00\x00\x00", 10},
+	    {"a handshake record holding no ClientHello",
+	     "\x16\x03\x03\x00\x05\x99\x00\x00\x01\x00", 10},
+	    {"high-bit garbage (an SSLv2 header)",
+	     "\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff", 10},
+	};
+	static const char close_notify[] = "\x15\x03\x03\x00\x02\x01\x00";
+	const struct client_opts tls12 = {.max_version = TLS1_2_VERSION};
+	struct config *cfg = config_new(false);
+	struct tls_server *srv = server_new(cfg);
+	char buf[8192];
+	struct pair p;
+	int len;
+
+	for (size_t i = 0; i < sizeof(garbage) / sizeof(garbage[0]); i++) {
+		pair_init(&p, srv, NULL);
+		TAP_EQ_INT(
+		    tls_conn_feed(p.conn, garbage[i].data, garbage[i].len),
+		    TLS_ERROR, "%s: refused", garbage[i].name);
+		TAP_EQ_STR(tls_failure_name(tls_conn_failure(p.conn)),
+			   "not_tls", "%s: not_tls (%s)", garbage[i].name,
+			   tls_conn_error(p.conn));
+		TAP_EQ_INT(tls_conn_client_max_version(p.conn), 0,
+			   "%s: no client version", garbage[i].name);
+		pair_finish(&p);
+	}
+
+	/* The FIN right after the ClientHello. */
+	pair_init(&p, srv, NULL);
+	SSL_do_handshake(p.cli);
+	len = BIO_read(p.from_cli, buf, sizeof(buf));
+	CHECK(len > 0 && tls_conn_feed(p.conn, buf, (size_t)len) == TLS_OK,
+	      "eof: the ClientHello is taken");
+	TAP_EQ_INT(tls_conn_eof(p.conn), TLS_ERROR,
+		   "eof in the middle of the handshake: TLS_ERROR");
+	TAP_EQ_STR(tls_failure_name(tls_conn_failure(p.conn)), "closed",
+		   "eof in the middle of the handshake: closed");
+	TAP_EQ_INT(tls_conn_client_max_version(p.conn), 0x0304,
+		   "eof: the client's version is known");
+	TAP_EQ_INT(tls_conn_eof(p.conn), TLS_ERROR, "eof again: still failed");
+	pair_finish(&p);
+
+	/* The FIN after a part of a ClientHello. */
+	pair_init(&p, srv, NULL);
+	SSL_do_handshake(p.cli);
+	len = BIO_read(p.from_cli, buf, sizeof(buf));
+	CHECK(len > 10 && tls_conn_feed(p.conn, buf, 10) == TLS_OK,
+	      "eof: 10 bytes of a ClientHello taken");
+	TAP_EQ_INT(tls_conn_eof(p.conn), TLS_ERROR,
+		   "eof inside the ClientHello: TLS_ERROR");
+	TAP_EQ_STR(tls_failure_name(tls_conn_failure(p.conn)), "closed",
+		   "eof inside the ClientHello: closed");
+	TAP_EQ_INT(tls_conn_client_max_version(p.conn), 0,
+		   "eof inside the ClientHello: no version seen");
+	pair_finish(&p);
+
+	/* A FIN before any byte: a connection, not a handshake. */
+	pair_init(&p, srv, NULL);
+	TAP_EQ_INT(tls_conn_eof(p.conn), TLS_OK,
+		   "eof before any byte: nothing failed");
+	TAP_EQ_STR(tls_failure_name(tls_conn_failure(p.conn)), "none",
+		   "eof before any byte: no class");
+	pair_finish(&p);
+
+	/* A FIN after the handshake is the session's business. */
+	pair_init(&p, srv, NULL);
+	CHECK(pair_handshake(&p), "eof after the handshake: handshake");
+	TAP_EQ_INT(tls_conn_eof(p.conn), TLS_OK,
+		   "eof after the handshake: TLS_OK");
+	TAP_EQ_STR(tls_failure_name(tls_conn_failure(p.conn)), "none",
+		   "eof after the handshake: no class");
+	pair_finish(&p);
+
+	/* close_notify in reply to our first flight (TLS 1.2: the alert
+	 * goes in the clear). */
+	pair_init(&p, srv, &tls12);
+	SSL_do_handshake(p.cli);
+	len = BIO_read(p.from_cli, buf, sizeof(buf));
+	CHECK(len > 0 && tls_conn_feed(p.conn, buf, (size_t)len) == TLS_OK,
+	      "close_notify: the ClientHello is taken");
+	TAP_EQ_INT(
+	    tls_conn_feed(p.conn, close_notify, sizeof(close_notify) - 1),
+	    TLS_ERROR, "close_notify in the handshake: TLS_ERROR");
+	TAP_EQ_STR(tls_failure_name(tls_conn_failure(p.conn)), "closed",
+		   "close_notify in the handshake: closed");
+	pair_finish(&p);
+
+	tls_server_destroy(srv);
+	config_del(cfg);
+}
+
+/* Failures after the handshake are no handshake failures. */
+static void test_failure_after_handshake_is_not_classed(void)
+{
+	struct config *cfg = config_new(false);
+	struct tls_server *srv = server_new(cfg);
+	static const char bad_record[] =
+	    "\x17\x03\x03\x00\x20"
+	    "\xa5\xa5\xa5\xa5\xa5\xa5\xa5\xa5\xa5\xa5\xa5\xa5\xa5\xa5\xa5\xa5"
+	    "\xa5\xa5\xa5\xa5\xa5\xa5\xa5\xa5\xa5\xa5\xa5\xa5\xa5\xa5\xa5\xa5";
+	struct pair p;
+
+	pair_init(&p, srv, NULL);
+	CHECK(pair_handshake(&p), "after: handshake");
+	TAP_EQ_STR(tls_failure_name(tls_conn_failure(p.conn)), "none",
+		   "after: a good handshake has no failure");
+	TAP_EQ_INT(tls_conn_feed(p.conn, bad_record, sizeof(bad_record) - 1),
+		   TLS_ERROR, "after: a forged record fails the connection");
+	TAP_EQ_STR(tls_failure_name(tls_conn_failure(p.conn)), "none",
+		   "after: still no handshake failure (%s)",
+		   tls_conn_error(p.conn));
+	pair_finish(&p);
+	tls_server_destroy(srv);
+	config_del(cfg);
+}
+
+static void test_negotiated_group(void)
+{
+	static const struct {
+		const char *name;
+		bool rsa; /* the RSA certificate and RSA key exchange */
+		struct client_opts client;
+		const char *group;
+	} cases[] = {
+	    {"TLS 1.3 default", false, {0}, "x25519"},
+	    {"TLS 1.2 ECDHE default",
+	     false,
+	     {.max_version = TLS1_2_VERSION},
+	     "x25519"},
+	    {"TLS 1.3 P-256", false, {.groups = "P-256"}, "secp256r1"},
+	    {"TLS 1.3 P-384", false, {.groups = "P-384"}, "secp384r1"},
+	    {"TLS 1.3 X448", false, {.groups = "X448"}, "x448"},
+	    {"TLS 1.3 ffdhe2048", false, {.groups = "ffdhe2048"}, "ffdhe2048"},
+	    {"TLS 1.2 P-256",
+	     false,
+	     {.max_version = TLS1_2_VERSION, .groups = "P-256"},
+	     "secp256r1"},
+	    {"TLS 1.2 RSA key exchange",
+	     true,
+	     {.max_version = TLS1_2_VERSION, .ciphers = "AES128-GCM-SHA256"},
+	     "none"},
+	};
+	struct config *cfg = config_new(false);
+	struct config *rsa_cfg = config_new(false);
+	struct tls_server *srv = server_new(cfg), *rsa_srv;
+	struct pair p;
+
+	rsa_cfg->tls.certificate = (char *)fx.rsa_pem;
+	rsa_cfg->tls.key = NULL;
+	rsa_cfg->tls.ciphers = (char *)"AES128-GCM-SHA256";
+	rsa_srv = server_new(rsa_cfg);
+	CHECK(rsa_srv != NULL, "group: an RSA server");
+
+	pair_init(&p, srv, NULL);
+	TAP_EQ_STR(tls_conn_group(p.conn), "none",
+		   "group: none before the handshake");
+	pump(&p);
+	pair_finish(&p);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		pair_init(&p, cases[i].rsa ? rsa_srv : srv, &cases[i].client);
+		CHECK(pair_handshake(&p), "group, %s: handshake",
+		      cases[i].name);
+		TAP_EQ_STR(tls_conn_group(p.conn), cases[i].group,
+			   "group, %s: %s (%s, %s)", cases[i].name,
+			   cases[i].group, tls_conn_version(p.conn),
+			   tls_conn_cipher(p.conn));
+		pair_finish(&p);
+	}
+	/* A failed handshake never asks OpenSSL for the group. */
+	{
+		const struct client_opts o11 = {.min_version = TLS1_VERSION,
+						.max_version = TLS1_1_VERSION,
+						.weak = true};
+
+		pair_init(&p, srv, &o11);
+		pump(&p);
+		TAP_EQ_STR(tls_conn_group(p.conn), "none",
+			   "group: none after a failed handshake");
+		pair_finish(&p);
+	}
+	tls_server_destroy(rsa_srv);
+	tls_server_destroy(srv);
+	config_del(rsa_cfg);
+	config_del(cfg);
+}
+
 int main(void)
 {
 	/* Before anything else allocates through OpenSSL. */
@@ -1519,6 +2057,12 @@ int main(void)
 	test_client_certificates();
 	test_session_resumption();
 	test_idle_memory(counting);
+	test_failure_names();
+	test_failure_classes();
+	test_client_max_version();
+	test_not_tls_and_closed();
+	test_failure_after_handshake_is_not_classed();
+	test_negotiated_group();
 	fixture_finish();
 	return tap_done();
 }
