@@ -757,32 +757,48 @@ static void render_listener_table(struct metrics_text *t, struct metrics *m,
 		}
 }
 
+/* A bound or a sum in the unit shown: exact.  %g's six digits made
+ * le="4.1943e+06" of the 4194304-byte bound (a scraper compares
+ * observations with the le it reads) and cut a byte sum past a million;
+ * a sum of whole units (bytes) is printed as the integer it is, the
+ * others with every digit a double holds of the bounds and of sums of
+ * microseconds. */
+static void hist_number(char *buf, size_t size, uint64_t v, double scale)
+{
+	if (scale == 1)
+		snprintf(buf, size, "%llu", (unsigned long long)v);
+	else
+		snprintf(buf, size, "%.15g", (double)v / scale);
+}
+
 static void render_hist(struct metrics_text *t, const struct hist_def *d,
 			const char *labels, const uint64_t *buckets,
 			uint64_t sum)
 {
 	uint64_t cum = 0;
+	char num[32];
 
 	for (size_t i = 0; i <= d->n; i++) {
 		cum += buckets[i];
-		if (i < d->n)
-			text_add(t, "%s_bucket{%s%sle=\"%g\"} %llu\n", d->name,
-				 labels, *labels ? "," : "",
-				 (double)d->bounds[i] / d->scale,
+		if (i < d->n) {
+			hist_number(num, sizeof(num), d->bounds[i], d->scale);
+			text_add(t, "%s_bucket{%s%sle=\"%s\"} %llu\n", d->name,
+				 labels, *labels ? "," : "", num,
 				 (unsigned long long)cum);
-		else
+		} else {
 			text_add(t, "%s_bucket{%s%sle=\"+Inf\"} %llu\n",
 				 d->name, labels, *labels ? "," : "",
 				 (unsigned long long)cum);
+		}
 	}
+	hist_number(num, sizeof(num), sum, d->scale);
 	if (*labels)
-		text_add(t, "%s_sum{%s} %.9g\n%s_count{%s} %llu\n", d->name,
-			 labels, (double)sum / d->scale, d->name, labels,
+		text_add(t, "%s_sum{%s} %s\n%s_count{%s} %llu\n", d->name,
+			 labels, num, d->name, labels,
 			 (unsigned long long)cum);
 	else
-		text_add(t, "%s_sum %.9g\n%s_count %llu\n", d->name,
-			 (double)sum / d->scale, d->name,
-			 (unsigned long long)cum);
+		text_add(t, "%s_sum %s\n%s_count %llu\n", d->name, num,
+			 d->name, (unsigned long long)cum);
 }
 
 /* Sums a histogram over the slots; h_of(slot) names the slot's copy. */

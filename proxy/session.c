@@ -995,7 +995,9 @@ static bool session_taking_input(const struct session *s)
 	       s->phase == SESSION_PHASE_DATA;
 }
 
-/* The index of the session's [listener], for the metrics' labels. */
+/* The index of the session's [listener], for the metrics' labels (the
+ * listener sections of every configuration mirror the first one's,
+ * session_accept()). */
 static size_t session_listener_index(const struct session *s)
 {
 	return (size_t)(s->listener - s->cfg->listeners);

@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <unistd.h>
 
 #include "config/config.h"
@@ -665,6 +667,109 @@ static void test_backend_list(void)
 	}
 }
 
+/* [metrics]: off unless address is set; allow is a list of ranges. */
+static void test_metrics_section(void)
+{
+	static const char base[] = "[listener a]\naddress = 127.0.0.1:2525\n"
+				   "mode = plain\n";
+	struct config *cfg = NULL;
+	char path[4096], err[4096], text[1024], ntop[INET6_ADDRSTRLEN];
+	int ret;
+
+	ret = load_text(base, &cfg, path, sizeof(path), err, sizeof(err));
+	TAP_EQ_INT(ret, 0, "metrics: a file without [metrics] loads");
+	if (ret == 0) {
+		TAP_OK(!cfg->metrics.enabled, "metrics: off by default");
+		TAP_OK(cfg->metrics.allow == NULL && cfg->metrics.nallow == 0,
+		       "metrics: no allow list by default");
+		config_free(cfg);
+	}
+
+	snprintf(text, sizeof(text), "%s[metrics]\n", base);
+	cfg = NULL;
+	ret = load_text(text, &cfg, path, sizeof(path), err, sizeof(err));
+	TAP_EQ_INT(ret, 0, "metrics: an empty [metrics] loads");
+	if (ret == 0) {
+		TAP_OK(!cfg->metrics.enabled,
+		       "metrics: an empty [metrics] is still off");
+		config_free(cfg);
+	}
+
+	snprintf(text, sizeof(text),
+		 "%s[metrics]\naddress = 127.0.0.1:9465\n", base);
+	cfg = NULL;
+	ret = load_text(text, &cfg, path, sizeof(path), err, sizeof(err));
+	TAP_EQ_INT(ret, 0, "metrics: address loads");
+	TAP_EQ_STR(err, "", "metrics: address: no message");
+	if (ret == 0) {
+		TAP_OK(cfg->metrics.enabled, "metrics: address turns it on");
+		TAP_EQ_STR(cfg->metrics.address.text, "127.0.0.1:9465",
+			   "metrics: address text");
+		TAP_EQ_INT(cfg->metrics.address.ss.ss_family, AF_INET,
+			   "metrics: IPv4 address");
+		TAP_EQ_INT(cfg->metrics.nallow, 0,
+			   "metrics: no allow: anyone who reaches it");
+		config_free(cfg);
+	}
+
+	snprintf(text, sizeof(text),
+		 "%s[metrics]\naddress = [::1]:9465\n"
+		 "allow = 127.0.0.1/32,  ::1 ,10.0.0.0/8,2001:db8::/32\n",
+		 base);
+	cfg = NULL;
+	ret = load_text(text, &cfg, path, sizeof(path), err, sizeof(err));
+	TAP_EQ_INT(ret, 0, "metrics: IPv6 address and an allow list load");
+	TAP_EQ_STR(err, "", "metrics: allow list: no message");
+	if (ret == 0) {
+		TAP_EQ_STR(cfg->metrics.address.text, "[::1]:9465",
+			   "metrics: IPv6 address text");
+		TAP_EQ_INT(cfg->metrics.address.ss.ss_family, AF_INET6,
+			   "metrics: IPv6 address family");
+		TAP_EQ_INT(cfg->metrics.nallow, 4,
+			   "metrics: four ranges, blanks trimmed");
+		if (cfg->metrics.nallow == 4) {
+			static const struct {
+				int family;
+				const char *addr;
+				unsigned prefix;
+			} want[] = {{AF_INET, "127.0.0.1", 32},
+				    {AF_INET6, "::1", 128},
+				    {AF_INET, "10.0.0.0", 8},
+				    {AF_INET6, "2001:db8::", 32}};
+
+			for (size_t i = 0; i < ARRAY_SIZE(want); i++) {
+				const struct config_cidr *c =
+				    &cfg->metrics.allow[i];
+
+				inet_ntop(c->family, c->addr, ntop,
+					  sizeof(ntop));
+				TAP_OK(c->family == want[i].family &&
+					   strcmp(ntop, want[i].addr) == 0 &&
+					   c->prefix == want[i].prefix,
+				       "metrics: allow entry %zu is %s/%u", i,
+				       want[i].addr, want[i].prefix);
+			}
+		}
+		config_free(cfg);
+	}
+
+	/* Every bad entry of one allow line is reported, at its line. */
+	snprintf(text, sizeof(text),
+		 "%s[metrics]\naddress = 127.0.0.1:9465\n"
+		 "allow = bogus, 127.0.0.1/32, 10.1.2.3/8\n",
+		 base);
+	cfg = NULL;
+	ret = load_text(text, &cfg, path, sizeof(path), err, sizeof(err));
+	TAP_EQ_INT(ret, -1, "metrics: two bad allow entries: refused");
+	TAP_EQ_INT(count_lines(err), 2,
+		   "metrics: two bad allow entries: two messages");
+	check_error_line("metrics: first bad allow entry", err, 0, path, 6,
+			 "invalid address range \"bogus\"");
+	check_error_line("metrics: second bad allow entry", err, 1, path, 6,
+			 "invalid address range \"10.1.2.3/8\"");
+	config_free(cfg);
+}
+
 struct error_case {
 	const char *what;
 	const char *text;
@@ -914,6 +1019,54 @@ static const struct error_case error_cases[] = {
      "[listener a]\naddress = 127.0.0.1:25\nmode = plain\n[policy]\n"
      "key_prefix = a b\n",
      5, "key_prefix \"a b\" may hold printable ASCII only"},
+    {"metrics: a host name for address",
+     "[listener a]\naddress = 127.0.0.1:25\nmode = plain\n[metrics]\n"
+     "address = localhost:9465\n",
+     5,
+     "invalid address \"localhost:9465\" (expected IPv4:PORT or "
+     "[IPv6]:PORT)"},
+    {"metrics: address without a port",
+     "[listener a]\naddress = 127.0.0.1:25\nmode = plain\n[metrics]\n"
+     "address = 127.0.0.1\n",
+     5, "invalid address \"127.0.0.1\""},
+    {"metrics: port 0",
+     "[listener a]\naddress = 127.0.0.1:25\nmode = plain\n[metrics]\n"
+     "address = 127.0.0.1:0\n",
+     5, "invalid address \"127.0.0.1:0\""},
+    {"metrics: two addresses",
+     "[listener a]\naddress = 127.0.0.1:25\nmode = plain\n[metrics]\n"
+     "address = 127.0.0.1:9465, [::1]:9465\n",
+     5, "invalid address \"127.0.0.1:9465, [::1]:9465\""},
+    {"metrics: bits past the prefix in allow",
+     "[listener a]\naddress = 127.0.0.1:25\nmode = plain\n[metrics]\n"
+     "address = 127.0.0.1:9465\nallow = 127.0.0.1/32, 10.1.2.3/8\n",
+     6,
+     "invalid address range \"10.1.2.3/8\" (expected ADDRESS or "
+     "ADDRESS/PREFIX, with no bits set past the prefix)"},
+    {"metrics: a prefix too long in allow",
+     "[listener a]\naddress = 127.0.0.1:25\nmode = plain\n[metrics]\n"
+     "allow = ::1/129\n",
+     5, "invalid address range \"::1/129\""},
+    {"metrics: a host name in allow",
+     "[listener a]\naddress = 127.0.0.1:25\nmode = plain\n[metrics]\n"
+     "allow = localhost\n",
+     5, "invalid address range \"localhost\""},
+    {"metrics: an empty allow entry",
+     "[listener a]\naddress = 127.0.0.1:25\nmode = plain\n[metrics]\n"
+     "allow = 127.0.0.1,,::1\n",
+     5, "empty entry in the allow list"},
+    {"metrics: a trailing comma in allow",
+     "[listener a]\naddress = 127.0.0.1:25\nmode = plain\n[metrics]\n"
+     "allow = 127.0.0.1,\n",
+     5, "empty entry in the allow list"},
+    {"metrics: an unknown key",
+     "[listener a]\naddress = 127.0.0.1:25\nmode = plain\n[metrics]\n"
+     "port = 9465\n",
+     5, "unknown key \"port\" in [metrics]"},
+    {"metrics: address twice",
+     "[listener a]\naddress = 127.0.0.1:25\nmode = plain\n[metrics]\n"
+     "address = 127.0.0.1:9465\naddress = 127.0.0.1:9466\n",
+     6, "duplicate key \"address\" in [metrics]"},
     {"keys are case-sensitive",
      "[listener a]\nAddress = 127.0.0.1:25\nmode = plain\naddress = "
      "127.0.0.1:25\n",
@@ -1110,6 +1263,7 @@ int main(int argc, char **argv)
 	test_max_junk_commands();
 	test_backend_tcp();
 	test_backend_list();
+	test_metrics_section();
 	for (size_t i = 0; i < ARRAY_SIZE(error_cases); i++)
 		test_error_case(&error_cases[i]);
 	test_nul_byte();

@@ -302,6 +302,205 @@ static void test_sockaddr_bad(void)
 	}
 }
 
+/* [metrics] allow entries: an address range, or a bare address. */
+static void test_cidr_ok(void)
+{
+	static const struct {
+		const char *in;
+		int family;
+		unsigned prefix;
+		const char *addr; /* inet_ntop of the stored address */
+	} cases[] = {
+	    {"192.0.2.0/24", AF_INET, 24, "192.0.2.0"},
+	    {"10.0.0.0/8", AF_INET, 8, "10.0.0.0"},
+	    {"192.0.2.128/25", AF_INET, 25, "192.0.2.128"},
+	    {"128.0.0.0/1", AF_INET, 1, "128.0.0.0"},
+	    {"127.0.0.1", AF_INET, 32, "127.0.0.1"}, /* bare: a /32 */
+	    {"192.0.2.1/32", AF_INET, 32, "192.0.2.1"},
+	    {"0.0.0.0/0", AF_INET, 0, "0.0.0.0"},
+	    {"10.0.0.0/08", AF_INET, 8, "10.0.0.0"}, /* as value_parse_uint32 */
+	    {"2001:db8::/32", AF_INET6, 32, "2001:db8::"},
+	    {"2001:DB8::/32", AF_INET6, 32, "2001:db8::"},
+	    {"2001:db8::8000:0:0:0/65", AF_INET6, 65, "2001:db8:0:0:8000::"},
+	    {"::1", AF_INET6, 128, "::1"}, /* bare: a /128 */
+	    {"2001:db8::1/128", AF_INET6, 128, "2001:db8::1"},
+	    {"::/0", AF_INET6, 0, "::"},
+	    {"fe80::/10", AF_INET6, 10, "fe80::"},
+	    {"::ffff:192.0.2.0/120", AF_INET6, 120, "::ffff:192.0.2.0"},
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		struct config_cidr c;
+		char text[INET6_ADDRSTRLEN] = "";
+		int ret;
+
+		memset(&c, 0xaa, sizeof(c));
+		ret = value_parse_cidr(cases[i].in, &c);
+		TAP_EQ_INT(ret, 0, "cidr \"%s\" parses", cases[i].in);
+		if (ret != 0)
+			continue;
+		TAP_EQ_INT(c.family, cases[i].family, "cidr \"%s\" family",
+			   cases[i].in);
+		TAP_EQ_INT(c.prefix, cases[i].prefix, "cidr \"%s\" prefix",
+			   cases[i].in);
+		inet_ntop(c.family, c.addr, text, sizeof(text));
+		TAP_EQ_STR(text, cases[i].addr, "cidr \"%s\" address",
+			   cases[i].in);
+	}
+}
+
+static void test_cidr_bad(void)
+{
+	static const char *const cases[] = {
+	    /* Bits set past the prefix: would not mean what it says. */
+	    "10.1.2.3/8",
+	    "192.0.2.1/31",
+	    "192.0.2.1/24",
+	    "127.0.0.1/0",
+	    "2001:db8::1/64",
+	    "2001:db8::8000:0:0:0/64",
+	    "::1/0",
+	    /* Prefix out of range or malformed. */
+	    "10.0.0.0/33",
+	    "::/129",
+	    "10.0.0.0/",
+	    "10.0.0.0/-1",
+	    "10.0.0.0/+8",
+	    "10.0.0.0/ 8",
+	    "10.0.0.0/8 ",
+	    "10.0.0.0/8x",
+	    "10.0.0.0/8/8",
+	    "10.0.0.0/99999999999999999999",
+	    /* Not an address. */
+	    "",
+	    "/24",
+	    " 10.0.0.0/8",
+	    "10.0.0/8",
+	    "10.0.0.256",
+	    "localhost",
+	    "garbage",
+	    "1.2.3.4:25",
+	    "[::1]",
+	    "[::1]/128",
+	    "fe80::1%eth0",
+	    "::ffff:1.2.3",
+	    "2001:db8::/32,10.0.0.0/8",
+	    "0000:0000:0000:0000:0000:0000:0000:0000:0000:0001/128",
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		unsigned char before[sizeof(struct config_cidr)];
+		struct config_cidr c;
+
+		memset(&c, 0xaa, sizeof(c));
+		memcpy(before, &c, sizeof(c));
+		TAP_OK(value_parse_cidr(cases[i], &c) < 0,
+		       "cidr \"%s\" is refused", cases[i]);
+		TAP_OK(same_bytes(before, &c, sizeof(c)),
+		       "cidr \"%s\" leaves output alone", cases[i]);
+	}
+}
+
+/* A peer address as accept() gives it: AF_INET, or AF_INET6 (where an
+ * IPv4 client on a dual-stack socket is ::ffff:a.b.c.d). */
+static void peer(const char *text, struct sockaddr_storage *ss)
+{
+	memset(ss, 0, sizeof(*ss));
+	if (strchr(text, ':') != NULL) {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons(40000);
+		if (inet_pton(AF_INET6, text, &sin6->sin6_addr) != 1)
+			printf("Bail out! bad test address %s\n", text);
+	} else {
+		struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons(40000);
+		if (inet_pton(AF_INET, text, &sin->sin_addr) != 1)
+			printf("Bail out! bad test address %s\n", text);
+	}
+}
+
+static void test_cidr_match(void)
+{
+	static const struct {
+		const char *range, *addr;
+		bool match;
+	} cases[] = {
+	    {"192.0.2.0/24", "192.0.2.200", true},
+	    {"192.0.2.0/24", "192.0.2.0", true},
+	    {"192.0.2.0/24", "192.0.3.1", false},
+	    {"192.0.2.128/25", "192.0.2.200", true},
+	    {"192.0.2.128/25", "192.0.2.100", false},
+	    {"128.0.0.0/1", "200.1.1.1", true},
+	    {"128.0.0.0/1", "127.255.255.255", false},
+	    {"10.0.0.0/8", "10.255.255.255", true},
+	    {"10.0.0.0/8", "11.0.0.0", false},
+	    {"127.0.0.1", "127.0.0.1", true},
+	    {"127.0.0.1", "127.0.0.2", false},
+	    {"0.0.0.0/0", "203.0.113.9", true},
+	    {"0.0.0.0/0", "0.0.0.0", true},
+	    /* An IPv4 range and an IPv4-mapped IPv6 peer: its IPv4 address. */
+	    {"192.0.2.0/24", "::ffff:192.0.2.7", true},
+	    {"192.0.2.0/24", "::ffff:192.0.3.7", false},
+	    {"127.0.0.1", "::ffff:127.0.0.1", true},
+	    {"0.0.0.0/0", "::ffff:198.51.100.1", true},
+	    /* ... but no other IPv6 address, whatever its low 32 bits. */
+	    {"0.0.0.0/0", "::1", false},
+	    {"192.0.2.0/24", "::192.0.2.7", false}, /* IPv4-compatible */
+	    {"192.0.2.0/24", "64:ff9b::192.0.2.7", false}, /* NAT64 */
+	    {"192.0.2.0/24", "2001:db8::c000:207", false},
+	    /* IPv6 ranges. */
+	    {"2001:db8::/32", "2001:db8:ffff::1", true},
+	    {"2001:db8::/32", "2001:db9::1", false},
+	    {"2001:db8::8000:0:0:0/65", "2001:db8::ffff:0:0:1", true},
+	    {"2001:db8::8000:0:0:0/65", "2001:db8::7fff:0:0:1", false},
+	    {"fe80::/10", "febf::1", true},
+	    {"fe80::/10", "fec0::1", false},
+	    {"::1", "::1", true},
+	    {"::1", "::2", false},
+	    {"::/0", "2001:db8::1", true},
+	    {"::/0", "::ffff:127.0.0.1", true},
+	    {"::ffff:192.0.2.0/120", "::ffff:192.0.2.9", true},
+	    /* An IPv6 range never holds an AF_INET peer. */
+	    {"::/0", "127.0.0.1", false},
+	    {"::ffff:127.0.0.0/104", "127.0.0.1", false},
+	    {"2001:db8::/32", "192.0.2.1", false},
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		struct config_cidr c;
+		struct sockaddr_storage ss;
+
+		if (value_parse_cidr(cases[i].range, &c) < 0) {
+			TAP_OK(0, "cidr match: \"%s\" parses", cases[i].range);
+			continue;
+		}
+		peer(cases[i].addr, &ss);
+		TAP_EQ_INT(value_cidr_match(&c, (struct sockaddr *)&ss),
+			   cases[i].match, "cidr \"%s\" %s %s", cases[i].range,
+			   cases[i].match ? "holds" : "does not hold",
+			   cases[i].addr);
+	}
+
+	/* Neither family: never. */
+	{
+		struct config_cidr c;
+		struct sockaddr_storage ss;
+
+		memset(&ss, 0, sizeof(ss));
+		ss.ss_family = AF_UNIX;
+		value_parse_cidr("0.0.0.0/0", &c);
+		TAP_OK(!value_cidr_match(&c, (struct sockaddr *)&ss),
+		       "cidr 0.0.0.0/0 does not hold an AF_UNIX peer");
+		value_parse_cidr("::/0", &c);
+		TAP_OK(!value_cidr_match(&c, (struct sockaddr *)&ss),
+		       "cidr ::/0 does not hold an AF_UNIX peer");
+	}
+}
+
 int main(void)
 {
 	test_u64_table("duration", duration_cases, ARRAY_SIZE(duration_cases),
@@ -312,5 +511,8 @@ int main(void)
 	test_uint32();
 	test_sockaddr_ok();
 	test_sockaddr_bad();
+	test_cidr_ok();
+	test_cidr_bad();
+	test_cidr_match();
 	return tap_done();
 }
