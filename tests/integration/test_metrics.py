@@ -33,6 +33,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import smtplib
 import socket
 import ssl
@@ -657,6 +658,23 @@ class Health(MetricsTestCase):
                          {("PLAIN", "helper_unavailable"): 3})
         self.quit(client)
 
+    def test_healthz_is_503_stopping_while_sessions_drain(self):
+        proxy = self.proxy(server={"shutdown_timeout": "20s"})
+        self.assertEqual(self.healthz(proxy)[0], 200)
+        # A transaction in progress holds the drain open.
+        client = self.starttls_client(proxy)
+        self.assertReply(self.auth_plain(proxy, client), 235)
+        self.assertReply(client.command("MAIL FROM:<%s>" % SENDER), 250)
+        proxy.process.send_signal(signal.SIGTERM)
+        proxy.wait_log(r"\bevent=stop\b")
+        status, body = self.wait_health(proxy, 503)
+        self.assertEqual(body, "stopping\n")
+        self.assertTrue(proxy.running(), "still draining")
+        # Whatever the drain answers the QUIT (a 421 for a session it
+        # ends), the session ends and the process with it.
+        client.command("QUIT")
+        client.close()
+
     def test_haproxy_httpchk_marks_the_instance_down_and_up(self):
         haproxy = backends.require_sbin_command("haproxy", "haproxy")
         sink = SmtpSink(self)
@@ -664,8 +682,11 @@ class Health(MetricsTestCase):
         directory = tempfile.mkdtemp(prefix="submitproxy-haproxy-")
         self.addCleanup(shutil.rmtree, directory, True)
         stats = os.path.join(directory, "haproxy.sock")
-        check = example_httpchk() or ["option httpchk GET /healthz",
-                                      "http-check expect status 200"]
+        # The example's own check lines: the test fails if the example
+        # loses them.
+        check = example_httpchk()
+        self.assertIsNotNone(check, "config/haproxy.cfg.example has a "
+                             "backend with option httpchk")
         self.assertTrue(any("/healthz" in l for l in check), check)
         front = metricsutil.free_port()
         cfg = os.path.join(directory, "haproxy.cfg")
