@@ -1457,6 +1457,13 @@ static void session_on_io_failed(void *arg, enum session_io_error error,
 	case SESSION_IO_READ_ERROR:
 		if (s->close_reason == NULL)
 			s->close_reason = why;
+		/* A reset after the ClientHello is a handshake the client
+		 * gave up on, as a FIN there is (tls_conn_eof()). */
+		if (s->phase == SESSION_PHASE_HANDSHAKE &&
+		    session_io_tls(s->io) != NULL &&
+		    tls_conn_client_max_version(session_io_tls(s->io)) != 0)
+			session_tls_failed(s, "closed", METRICS_TLS_FAIL_CLOSED,
+					   why);
 		break;
 	}
 	if (s->relay != NULL && session_relay_owes_message(s->relay)) {

@@ -1405,6 +1405,21 @@ class TlsFailLogLine(TlsTestCase):
         disconnect = proxy.wait_log(r"\bevent=disconnect\b")
         self.assertIn('reason="client closed"', disconnect)
 
+    def test_client_resetting_after_its_client_hello_is_closed(self):
+        proxy = self.proxy()
+        client = proxy.connect("implicit")
+        tlsutil.wait_accepted(proxy, client)
+        client.sock.sendall(tlsutil.BioClient(
+            client.sock, pki().client_context()).start())
+        # The server's flight shows the ClientHello was read; then a
+        # reset instead of a FIN.
+        client.sock.settimeout(WAIT)
+        self.assertTrue(client.sock.recv(1), "the server's first flight")
+        client.abort()
+        fields = self.only_tls_fail(proxy)
+        self.assertEqual(fields["reason"], "closed", fields)
+        self.assertEqual(fields["client_max_version"], "TLSv1.3", fields)
+
     def test_connection_closed_before_any_byte_is_no_failed_handshake(self):
         # A TCP health check: no handshake began, none failed.
         proxy = self.proxy()
