@@ -5,17 +5,26 @@
  *
  * One page of shared memory (MAP_SHARED | MAP_ANONYMOUS), made by the
  * process started before it forks the network process, so both see the
- * same page.  The helper only writes it and never reads what is there
- * (it keeps its own counts and stores copies): the network process it
- * distrusts cannot feed it anything through the page.  The network
- * process maps its view read-only (helper_stats_seal()) and reads it only
- * at scrape time.
+ * same page.  What keeps the helper safe is that it only ever stores into
+ * the page and never uses what is there (it keeps its own counts and
+ * stores copies; the one atomic add discards the old value): a network
+ * process it distrusts can scribble on the page, and so lie in its own
+ * metrics, but cannot feed the helper anything through it.  The network
+ * process maps its view read-only (helper_stats_seal()) against its own
+ * bugs, not against an attacker: it could mprotect() it back.
+ *
+ * The counters must be lock-free atomics to work across processes (a
+ * libatomic lock is private to a process): checked at compile time.
  */
 #ifndef SUBMITPROXY_AUTH_HELPERSTATS_H
 #define SUBMITPROXY_AUTH_HELPERSTATS_H
 
+#include <assert.h>
 #include <stdatomic.h>
 #include <stdint.h>
+
+static_assert(ATOMIC_LLONG_LOCK_FREE == 2 && ATOMIC_INT_LOCK_FREE == 2,
+	      "the helper stats page needs lock-free atomics");
 
 struct helper_stats {
 	atomic_uint_fast64_t restarts; /* workers forked again after one died */

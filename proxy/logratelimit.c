@@ -25,6 +25,11 @@ struct logratelimit {
 	size_t nsets; /* a power of two */
 	uint64_t window_ms;
 	uint64_t seed;
+	/* The table-wide budget (logratelimit_set_budget()). */
+	uint32_t budget, budget_used;
+	uint64_t budget_start_ms;
+	bool budget_started; /* budget_start_ms is set */
+	uint64_t budget_held; /* held back by it since the last take */
 };
 
 struct logratelimit *logratelimit_create(size_t entries, uint64_t window_ms,
@@ -48,6 +53,40 @@ void logratelimit_destroy(struct logratelimit *rl)
 		return;
 	free(rl->entries);
 	free(rl);
+}
+
+void logratelimit_set_budget(struct logratelimit *rl, uint32_t lines)
+{
+	rl->budget = lines;
+}
+
+uint64_t logratelimit_take_held(struct logratelimit *rl)
+{
+	uint64_t held = rl->budget_held;
+
+	rl->budget_held = 0;
+	return held;
+}
+
+/* A line the key's own limit lets through: does the table's budget for
+ * this window have room for it? */
+static bool logratelimit_budget(struct logratelimit *rl, uint64_t now_ms)
+{
+	if (rl->budget == 0)
+		return true;
+	if (!rl->budget_started || now_ms < rl->budget_start_ms ||
+	    now_ms - rl->budget_start_ms >= rl->window_ms) {
+		rl->budget_started = true;
+		rl->budget_start_ms = now_ms;
+		rl->budget_used = 0;
+	}
+	if (rl->budget_used >= rl->budget) {
+		if (rl->budget_held < UINT64_MAX)
+			rl->budget_held++;
+		return false;
+	}
+	rl->budget_used++;
+	return true;
 }
 
 /* Seeded FNV-1a with a final mix, as proxy/addrtable.c: the seed keeps a
@@ -95,7 +134,9 @@ bool logratelimit_allow(struct logratelimit *rl, const void *key, size_t len,
 		/* An empty key has no entry of its own: len 0 marks a free
 		 * one.  It logs every line. */
 		if (len == 0)
-			return true;
+			return logratelimit_budget(rl, now_ms);
+		if (!logratelimit_budget(rl, now_ms))
+			return false;
 		e = victim;
 		e->len = (uint8_t)len;
 		memcpy(e->key, key, len);
@@ -110,6 +151,8 @@ bool logratelimit_allow(struct logratelimit *rl, const void *key, size_t len,
 			e->suppressed++;
 		return false;
 	}
+	if (!logratelimit_budget(rl, now_ms))
+		return false; /* the key's own count waits for its next line */
 	if (suppressed_r != NULL)
 		*suppressed_r = e->suppressed;
 	e->suppressed = 0;

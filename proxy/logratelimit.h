@@ -15,8 +15,11 @@
  * A new key takes a free entry of its set, else the one whose last line
  * is oldest, whose count of held-back lines is then lost (and that key
  * is free to log again).  So the limit holds for up to about as many
- * keys at once as the table has entries; beyond that, more lines get
- * through, never fewer.
+ * keys at once as the table has entries; beyond that, more lines would
+ * get through, which is what the table-wide budget is for: at most so
+ * many lines per window whatever the number of keys (an IPv6 scanner
+ * with a /48 has 65536 /64s), the ones held back by it counted for the
+ * next line that gets through (logratelimit_take_held()).
  *
  * Ownership: logratelimit_create() returns a table the caller frees with
  * logratelimit_destroy() (NULL is a no-op).
@@ -51,5 +54,13 @@ void logratelimit_destroy(struct logratelimit *rl);
  * counted). */
 bool logratelimit_allow(struct logratelimit *rl, const void *key, size_t len,
 			uint64_t now_ms, uint64_t *suppressed_r);
+
+/* At most lines lines per window_ms over all keys (0, the default: no
+ * such limit).  A line the budget holds back leaves its key's entry as it
+ * was (its own count says nothing of it) and counts table-wide. */
+void logratelimit_set_budget(struct logratelimit *rl, uint32_t lines);
+
+/* The lines the budget held back since the last call; resets the count. */
+uint64_t logratelimit_take_held(struct logratelimit *rl);
 
 #endif

@@ -210,6 +210,7 @@ struct metrics_slot {
 	counter helper_done[METRICS_HELPER_OUTCOME_COUNT];
 	struct hist helper_answer;
 	counter helper_timeouts_in_a_row;
+	counter helper_last_timeout_ms; /* metrics_now_ms() */
 	atomic_bool helper_lost;
 
 	counter reloads[2]; /* ok, failed */
@@ -523,6 +524,14 @@ void metrics_backend_probe(const char *backend, bool ok)
 		    1);
 }
 
+uint64_t metrics_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 void metrics_helper_sent(void)
 {
 	struct metrics_slot *s = metrics_here;
@@ -545,6 +554,8 @@ void metrics_helper_done(uint64_t elapsed_us, enum metrics_helper_outcome o)
 				      memory_order_relaxed);
 	} else if (o == METRICS_HELPER_TIMEOUT) {
 		counter_add(&s->helper_timeouts_in_a_row, 1);
+		atomic_store_explicit(&s->helper_last_timeout_ms,
+				      metrics_now_ms(), memory_order_relaxed);
 	}
 }
 
@@ -1019,7 +1030,8 @@ int metrics_render(struct metrics *m, struct metrics_text *t)
 		 (long long)m->started);
 
 	family(t, "submitproxy_connections_accepted_total", "counter",
-	       "Connections accepted, by listener.");
+	       "Connections accepted, by listener (the refused ones "
+	       "included: see connections_refused_total).");
 	for (size_t li = 0; li < m->nlisteners; li++) {
 		uint64_t v = 0;
 
@@ -1166,6 +1178,12 @@ int metrics_render(struct metrics *m, struct metrics_text *t)
 
 bool metrics_healthy(struct metrics *m, char *reason, size_t reason_size)
 {
+	return metrics_healthy_at(m, metrics_now_ms(), reason, reason_size);
+}
+
+bool metrics_healthy_at(struct metrics *m, uint64_t now_ms, char *reason,
+			size_t reason_size)
+{
 	struct shared_backend_status st[CONFIG_BACKENDS_MAX];
 	size_t n, up = 0;
 
@@ -1182,7 +1200,12 @@ bool metrics_healthy(struct metrics *m, char *reason, size_t reason_size)
 				 "auth helper channel lost");
 			return false;
 		}
-		if (counter_get(&s->helper_timeouts_in_a_row) >= 3) {
+		/* Stale after a while: a loop that balancers took out of
+		 * service gets no requests to clear it with an answer. */
+		if (counter_get(&s->helper_timeouts_in_a_row) >=
+			METRICS_HELPER_TIMEOUTS &&
+		    now_ms - counter_get(&s->helper_last_timeout_ms) <
+			METRICS_HELPER_TIMEOUT_STALE_MS) {
 			snprintf(reason, reason_size,
 				 "auth helper not answering: %llu requests "
 				 "timed out in a row",

@@ -10,7 +10,8 @@
  * control loop.  A thread binds its slot once (metrics_bind()); from then
  * on the metrics_*() calls below count into that slot, written by that
  * thread alone, as relaxed atomic loads and stores (no locked
- * instruction, no cache line another session's thread writes).  A scrape
+ * instruction; the slots are separate allocations, so two threads seldom
+ * write one cache line, and only the few per-listener counters can).  A scrape
  * (any thread) reads every slot with relaxed loads and adds them up: a
  * scrape may see one slot a few increments older than another, never a
  * torn value or a counter going backwards.  A thread with no slot bound
@@ -206,10 +207,19 @@ void metrics_text_free(struct metrics_text *t);
  * and # TYPE).  Returns 0, or -1 out of memory (t is then freed). */
 int metrics_render(struct metrics *m, struct metrics_text *t);
 
-/* /healthz: false while stopping; else true when the auth helper answers (every loop's channel up,
- * one PAM worker alive, and the last requests did not all time out) and
- * at least one backend of the current configuration is not down; else
- * false with a one-line reason. */
+/* /healthz: false while stopping; else true when the auth helper answers
+ * (every loop's channel up, one PAM worker alive, and no loop whose last
+ * METRICS_HELPER_TIMEOUTS requests all timed out, the last of them less
+ * than METRICS_HELPER_TIMEOUT_STALE_MS ago) and at least one backend of
+ * the current configuration is not down; else false with a one-line
+ * reason. */
+#define METRICS_HELPER_TIMEOUTS 3
+#define METRICS_HELPER_TIMEOUT_STALE_MS 30000
 bool metrics_healthy(struct metrics *m, char *reason, size_t reason_size);
+/* The same at now_ms of metrics_now_ms()'s clock (tests). */
+bool metrics_healthy_at(struct metrics *m, uint64_t now_ms, char *reason,
+			size_t reason_size);
+/* CLOCK_MONOTONIC, in milliseconds. */
+uint64_t metrics_now_ms(void);
 
 #endif

@@ -3,6 +3,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -38,9 +39,13 @@ struct metricsd {
 	size_t nallow;
 	char address[64];
 
-	/* The refusal log's rate limit (the MHD thread alone). */
+	/* The refusal log's rate limit, and libmicrohttpd's own (its
+	 * thread alone): one line a second each, and how many were left
+	 * out. */
 	time_t refused_second;
 	unsigned long refused_unlogged;
+	time_t mhd_second;
+	unsigned long mhd_unlogged;
 };
 
 static enum MHD_Result metricsd_accept(void *cls, const struct sockaddr *sa,
@@ -160,13 +165,19 @@ static enum MHD_Result metricsd_request(void *cls, struct MHD_Connection *c,
 			     "not found: /metrics or /healthz\n");
 }
 
-/* libmicrohttpd's own complaints, as our log lines. */
+/* libmicrohttpd's own complaints, as our log lines: at most one a second
+ * (a client over the connection limits makes one per connect). */
 static void metricsd_log(void *cls, const char *fmt, va_list ap)
 {
+	struct metricsd *d = cls;
 	char msg[256], clean[SANITIZE_BUFSIZE];
+	time_t now = time(NULL);
 	int n;
 
-	(void)cls;
+	if (now == d->mhd_second) {
+		d->mhd_unlogged++;
+		return;
+	}
 	n = vsnprintf(msg, sizeof(msg), fmt, ap);
 	if (n < 0)
 		return;
@@ -174,8 +185,11 @@ static void metricsd_log(void *cls, const char *fmt, va_list ap)
 		n = (int)sizeof(msg) - 1;
 	while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
 		n--;
-	log_info(NULL, "event=metrics_http error=\"%s\"",
-		 sanitize(clean, sizeof(clean), msg, (size_t)n));
+	log_info(NULL, "event=metrics_http error=\"%s\" suppressed=%lu",
+		 sanitize(clean, sizeof(clean), msg, (size_t)n),
+		 d->mhd_unlogged);
+	d->mhd_second = now;
+	d->mhd_unlogged = 0;
 }
 
 struct metricsd *metricsd_open(const struct config *cfg, struct metrics *m)
@@ -215,7 +229,18 @@ struct metricsd *metricsd_open(const struct config *cfg, struct metrics *m)
 int metricsd_start(struct metricsd *d)
 {
 	sigset_t block, old;
+	/* libmicrohttpd closes the socket it is given when it stops (and on
+	 * most of its start failures): its own copy, so that ours is
+	 * closed once, by us. */
+	int mhd_fd = fcntl(d->fd, F_DUPFD_CLOEXEC, 0);
 
+	if (mhd_fd < 0) {
+		log_error(NULL,
+			  "event=start_error error=\"metrics endpoint on %s: "
+			  "%s\"",
+			  d->address, strerror(errno));
+		return -1;
+	}
 	/* The thread libmicrohttpd starts inherits this mask: the stop
 	 * signals belong to the control loop. */
 	control_signals(&block);
@@ -224,8 +249,8 @@ int metricsd_start(struct metricsd *d)
 	    MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG,
 	    0, metricsd_accept, d, metricsd_request, d,
 	    /* First, or libmicrohttpd prints on stderr until it is set. */
-	    MHD_OPTION_EXTERNAL_LOGGER, metricsd_log, NULL,
-	    MHD_OPTION_LISTEN_SOCKET, d->fd, MHD_OPTION_CONNECTION_LIMIT,
+	    MHD_OPTION_EXTERNAL_LOGGER, metricsd_log, d,
+	    MHD_OPTION_LISTEN_SOCKET, mhd_fd, MHD_OPTION_CONNECTION_LIMIT,
 	    (unsigned)METRICSD_CONNECTIONS,
 	    MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)METRICSD_PER_ADDRESS,
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)METRICSD_TIMEOUT_S,
@@ -248,8 +273,8 @@ void metricsd_close(struct metricsd *d)
 	if (d == NULL)
 		return;
 	if (d->daemon != NULL)
-		MHD_stop_daemon(d->daemon); /* joins its thread */
-	/* libmicrohttpd does not close a socket it was given. */
+		MHD_stop_daemon(d->daemon); /* joins its thread, closes
+					       its copy of the socket */
 	close(d->fd);
 	free(d->allow);
 	free(d);

@@ -1290,10 +1290,11 @@ static enum metrics_tls_failure session_tls_failure_metric(enum tls_failure f)
 
 /* A handshake that failed (reason: a tls_failure_name() token, or
  * "timeout"; detail: the words for it).  Always counted; logged as one
- * event=tls_fail line, at most one per client prefix per window where
- * the loop has a limiter (env->tls_fail_log), so that a scanner cannot
- * flood the log: the next line that gets through says how many were
- * held back (suppressed=N). */
+ * event=tls_fail line, at most one per client prefix per window and a
+ * budget of lines per loop per window where the loop has a limiter
+ * (env->tls_fail_log), so that a scanner cannot flood the log: the next
+ * line that gets through says how many were held back (suppressed=N: its
+ * prefix's, and the loop's over its budget, any prefix's). */
 static void session_tls_failed(struct session *s, const char *reason,
 			       enum metrics_tls_failure why, const char *detail)
 {
@@ -1302,7 +1303,7 @@ static void session_tls_failed(struct session *s, const char *reason,
 	    tls != NULL ? tls_conn_client_max_version(tls) : 0);
 	char detail_text[SANITIZE_BUFSIZE];
 	char suppressed_text[40] = "";
-	uint64_t suppressed = 0;
+	uint64_t suppressed = 0, held = 0;
 	const void *key = s->ip;
 	size_t key_len = strlen(s->ip);
 
@@ -1317,10 +1318,11 @@ static void session_tls_failed(struct session *s, const char *reason,
 		if (!logratelimit_allow(s->env->tls_fail_log, key, key_len,
 					uv_now(s->env->loop), &suppressed))
 			return;
+		held = logratelimit_take_held(s->env->tls_fail_log);
 	}
-	if (suppressed > 0)
+	if (suppressed > 0 || held > 0)
 		snprintf(suppressed_text, sizeof(suppressed_text),
-			 " suppressed=%" PRIu64, suppressed);
+			 " suppressed=%" PRIu64, suppressed + held);
 	sanitize(detail_text, sizeof(detail_text), detail, strlen(detail));
 	log_info(s->sid,
 		 "event=tls_fail ip=%s listener=%s reason=%s "
@@ -1453,6 +1455,12 @@ static void session_on_io_failed(void *arg, enum session_io_error error,
 	case SESSION_IO_WRITE_ERROR:
 		if (s->close_reason == NULL)
 			s->close_reason = "write error";
+		/* A reset met while writing the server's flight. */
+		if (s->phase == SESSION_PHASE_HANDSHAKE &&
+		    session_io_tls(s->io) != NULL &&
+		    tls_conn_client_max_version(session_io_tls(s->io)) != 0)
+			session_tls_failed(s, "closed", METRICS_TLS_FAIL_CLOSED,
+					   why);
 		break;
 	case SESSION_IO_READ_ERROR:
 		if (s->close_reason == NULL)

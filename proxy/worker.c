@@ -20,9 +20,11 @@
 
 /* event=tls_fail: one line per client prefix per 10 s (a scanner failing
  * handshakes by the thousand), tracked for up to this many prefixes at
- * once per loop. */
+ * once per loop, and at most BUDGET lines per loop per 10 s whatever the
+ * number of prefixes (a scanner spread over a whole IPv6 /48). */
 #define WORKER_TLS_FAIL_LOG_ENTRIES 1024
 #define WORKER_TLS_FAIL_LOG_WINDOW_MS 10000
+#define WORKER_TLS_FAIL_LOG_BUDGET 100
 
 size_t worker_pick(const unsigned *loads, size_t n, size_t *next)
 {
@@ -264,6 +266,8 @@ int worker_init(struct worker *w, unsigned index, struct config *cfg,
 	w->env.tls_fail_log =
 	    logratelimit_create(WORKER_TLS_FAIL_LOG_ENTRIES,
 				WORKER_TLS_FAIL_LOG_WINDOW_MS, seed);
+	logratelimit_set_budget(w->env.tls_fail_log,
+				WORKER_TLS_FAIL_LOG_BUDGET);
 	return 0;
 }
 

@@ -104,5 +104,9 @@ systemctl start submitproxy.service
 check "removing the package stops the service" sh -c '
 	dpkg --remove submitproxy >/dev/null 2>&1 &&
 	! systemctl is-active --quiet submitproxy.service'
+check "reinstalling starts again what the removal stopped" sh -c '
+	reinstall=$(ls /root/submitproxy_*_*.deb) &&
+	dpkg -i "$reinstall" >/root/dpkg.log 2>&1 &&
+	systemctl is-active --quiet submitproxy.service'
 [ $failed -eq 0 ] && echo "all checks passed"
 exit $failed

@@ -139,8 +139,57 @@ static void test_table_is_bounded_and_evicts_the_oldest(void)
 	logratelimit_destroy(NULL);
 }
 
+/* 65536 /64s of one /48: each a key of its own, and yet no more than
+ * the budget's lines a window. */
+static void test_budget_caps_lines_over_all_keys(void)
+{
+	struct logratelimit *rl = logratelimit_create(1024, WINDOW, 7);
+	uint64_t n = 0, held;
+	char key[32];
+	int logged = 0;
+
+	logratelimit_set_budget(rl, 100);
+	for (int i = 0; i < 65536; i++) {
+		snprintf(key, sizeof(key), "2001:db8:1:%x::", i);
+		logged += allow(rl, key, 1000 + (uint64_t)i / 100, &n);
+	}
+	TAP_EQ_INT(logged, 100, "65536 keys in one window: 100 lines");
+	held = logratelimit_take_held(rl);
+	TAP_EQ_INT(held, 65436, "the others counted as held by the budget");
+	TAP_EQ_INT(logratelimit_take_held(rl), 0, "taking resets the count");
+	TAP_OK(!allow(rl, "2001:db8:1:ffff::", 1000 + WINDOW - 1, &n),
+	       "still inside the budget's window: held");
+	TAP_EQ_INT(logratelimit_take_held(rl), 1, "and counted");
+	TAP_OK(allow(rl, "2001:db8:2::", 1000 + WINDOW, &n),
+	       "a new window: room again");
+	TAP_EQ_INT(n, 0, "a new key's own count is zero");
+	/* A key the budget held keeps its own state: it logs at once when
+	 * the budget has room, its own limit allowing. */
+	TAP_OK(allow(rl, "2001:db8:1:ffff::", 1000 + WINDOW + 1, &n),
+	       "a key held only by the budget logs in the next window");
+	logratelimit_destroy(rl);
+}
+
+static void test_budget_zero_is_no_budget(void)
+{
+	struct logratelimit *rl = logratelimit_create(1024, WINDOW, 7);
+	uint64_t n = 0;
+	char key[32];
+	int logged = 0;
+
+	for (int i = 0; i < 500; i++) {
+		snprintf(key, sizeof(key), "198.51.100.%d", i);
+		logged += allow(rl, key, 1000, &n);
+	}
+	TAP_EQ_INT(logged, 500, "no budget set: one line per key");
+	TAP_EQ_INT(logratelimit_take_held(rl), 0, "nothing held");
+	logratelimit_destroy(rl);
+}
+
 int main(void)
 {
+	test_budget_caps_lines_over_all_keys();
+	test_budget_zero_is_no_budget();
 	test_one_line_per_window_then_the_count();
 	test_keys_are_independent();
 	test_long_keys_count_as_their_prefix();

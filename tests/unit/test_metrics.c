@@ -1212,6 +1212,22 @@ static void test_health(struct config *cfg)
 	metrics_helper_done(5000000, METRICS_HELPER_CANCELLED);
 	TAP_OK(!healthy(m, reason, sizeof(reason)),
 	       "health: a cancelled request is no answer");
+	{
+		uint64_t now = metrics_now_ms();
+
+		TAP_OK(!metrics_healthy_at(m,
+					   now + METRICS_HELPER_TIMEOUT_STALE_MS -
+					       1000,
+					   reason, sizeof(reason)),
+		       "health: timeouts still count until they are stale");
+		TAP_OK(metrics_healthy_at(m,
+					  now + METRICS_HELPER_TIMEOUT_STALE_MS +
+					      1000,
+					  reason, sizeof(reason)),
+		       "health: stale timeouts no longer mark it down (a "
+		       "loop taken out of service gets no request to clear "
+		       "them)");
+	}
 	metrics_helper_done(2000, METRICS_HELPER_ANSWERED);
 	TAP_OK(healthy(m, reason, sizeof(reason)),
 	       "health: an answer resets the timeouts");
