@@ -101,6 +101,12 @@ systemctl daemon-reload
 systemd-analyze security submitproxy.service --no-pager 2>/dev/null | tail -1
 
 systemctl start submitproxy.service
+check "the shipped [metrics] address answers /healthz and /metrics" python3 -c '
+import urllib.request
+for path, want in (("/healthz", b"ok"), ("/metrics", b"submitproxy_build_info")):
+    body = urllib.request.urlopen("http://127.0.0.1:9465" + path, timeout=10).read()
+    assert want in body, (path, body[:200])
+'
 check "removing the package stops the service" sh -c '
 	dpkg --remove submitproxy >/dev/null 2>&1 &&
 	! systemctl is-active --quiet submitproxy.service'
