@@ -656,6 +656,28 @@ static int set_mechanisms(struct config_parser *p, const struct config_key *key,
 	return ret;
 }
 
+/* The next entry of a comma-separated list, without the blanks around it
+ * (a copy the caller frees; "" for an empty entry), or NULL past the
+ * last; *s moves past it. */
+static char *config_list_next(const char **s)
+{
+	const char *p = *s, *end;
+	size_t len;
+
+	if (p == NULL)
+		return NULL;
+	end = strchr(p, ',');
+	len = end != NULL ? (size_t)(end - p) : strlen(p);
+	while (len > 0 && isspace((unsigned char)*p)) {
+		p++;
+		len--;
+	}
+	while (len > 0 && isspace((unsigned char)p[len - 1]))
+		len--;
+	*s = end != NULL ? end + 1 : NULL;
+	return xmemdup(p, len);
+}
+
 /* "0.0.0.0:587, [::]:587": the comma-separated list of a listener. */
 static int set_listen_addresses(struct config_parser *p,
 				const struct config_key *key, void *field,
@@ -665,25 +687,14 @@ static int set_listen_addresses(struct config_parser *p,
 	struct config_addr *addrs = NULL;
 	size_t naddrs = 0;
 	const char *s = value;
+	char *item;
 	int ret = 0;
 
 	(void)key;
 
-	for (;;) {
-		const char *end = strchr(s, ',');
-		size_t len = end != NULL ? (size_t)(end - s) : strlen(s);
-		char *item;
-
-		/* Blanks around commas are allowed. */
-		while (len > 0 && isspace((unsigned char)*s)) {
-			s++;
-			len--;
-		}
-		while (len > 0 && isspace((unsigned char)s[len - 1]))
-			len--;
-		item = xmemdup(s, len);
+	while ((item = config_list_next(&s)) != NULL) {
 		addrs = xreallocarray(addrs, naddrs + 1, sizeof(*addrs));
-		if (len == 0) {
+		if (item[0] == '\0') {
 			config_error(p, p->lineno,
 				     "empty entry in the address list");
 			ret = -1;
@@ -697,9 +708,6 @@ static int set_listen_addresses(struct config_parser *p,
 			naddrs++;
 		}
 		free(item);
-		if (end == NULL)
-			break;
-		s = end + 1;
 	}
 	if (ret < 0) {
 		free(addrs);
@@ -825,24 +833,14 @@ static int set_metrics_allow(struct config_parser *p,
 	struct config_cidr *list = NULL;
 	size_t n = 0;
 	const char *s = value;
+	char *item;
 	int ret = 0;
 
 	(void)key;
 	(void)field;
-	for (;;) {
-		const char *end = strchr(s, ',');
-		size_t len = end != NULL ? (size_t)(end - s) : strlen(s);
-		char *item;
-
-		while (len > 0 && isspace((unsigned char)*s)) {
-			s++;
-			len--;
-		}
-		while (len > 0 && isspace((unsigned char)s[len - 1]))
-			len--;
-		item = xmemdup(s, len);
+	while ((item = config_list_next(&s)) != NULL) {
 		list = xreallocarray(list, n + 1, sizeof(*list));
-		if (len == 0) {
+		if (item[0] == '\0') {
 			config_error(p, p->lineno,
 				     "empty entry in the allow list");
 			ret = -1;
@@ -857,9 +855,6 @@ static int set_metrics_allow(struct config_parser *p,
 			n++;
 		}
 		free(item);
-		if (end == NULL)
-			break;
-		s = end + 1;
 	}
 	if (ret < 0) {
 		free(list);
@@ -879,24 +874,14 @@ static int set_backend_addresses(struct config_parser *p,
 	struct config_backend *list = NULL;
 	size_t count = 0;
 	const char *s = value;
+	char *item;
 	int ret = 0;
 
 	(void)key;
 	(void)field;
 
-	for (;;) {
-		const char *end = strchr(s, ',');
-		size_t len = end != NULL ? (size_t)(end - s) : strlen(s);
-		char *item;
-
-		while (len > 0 && isspace((unsigned char)*s)) {
-			s++;
-			len--;
-		}
-		while (len > 0 && isspace((unsigned char)s[len - 1]))
-			len--;
-		item = xmemdup(s, len);
-		if (len == 0) {
+	while ((item = config_list_next(&s)) != NULL) {
+		if (item[0] == '\0') {
 			config_error(p, p->lineno,
 				     "empty entry in the backend list");
 			ret = -1;
@@ -926,9 +911,8 @@ static int set_backend_addresses(struct config_parser *p,
 			}
 		}
 		free(item);
-		if (end == NULL || count > CONFIG_BACKENDS_MAX)
+		if (count > CONFIG_BACKENDS_MAX)
 			break;
-		s = end + 1;
 	}
 	if (ret < 0) {
 		backends_free(list, count);
