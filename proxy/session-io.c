@@ -166,7 +166,13 @@ static void session_io_on_write(uv_write_t *req, int status)
 	}
 }
 
-/* Hands bytes to the socket; the copy lives until the write completes. */
+/* Hands bytes to the socket: at once when nothing is queued and the
+ * socket takes them (most replies and TLS records), else a copy that lives
+ * until the write completes.  Why not uv_write() alone: it writes at once
+ * too when the queue is empty, but its completion re-arms the descriptor's
+ * watcher, one epoll_ctl() per reply; uv_try_write() touches no watcher.
+ * An error here is reported later (session_io_fail_later()), never from
+ * inside the call. */
 static void session_io_send_raw(struct session_io *io, const char *data,
 				size_t len)
 {
@@ -176,6 +182,21 @@ static void session_io_send_raw(struct session_io *io, const char *data,
 
 	if (len == 0 || io->failed || io->state >= SESSION_IO_LINGER)
 		return;
+	if (io->write_queued == 0) {
+		buf = uv_buf_init((char *)data, (unsigned)len);
+		r = uv_try_write((uv_stream_t *)&io->tcp, &buf, 1);
+		if (r > 0) {
+			io->bytes_out += (size_t)r;
+			data += r;
+			len -= (size_t)r;
+		} else if (r != UV_EAGAIN && r != UV_ENOSYS) {
+			session_io_fail_later(io, SESSION_IO_WRITE_ERROR,
+					      uv_strerror(r));
+			return;
+		}
+		if (len == 0)
+			return;
+	}
 	wr = xmalloc(sizeof(*wr) + len);
 	wr->io = io;
 	wr->len = len;
