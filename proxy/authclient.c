@@ -32,6 +32,7 @@ struct auth_client {
 	bool up;
 	uint64_t timeout_ms;
 	uint32_t next_id;
+	unsigned writes; /* uv_write()s not completed yet */
 	/* FIFO: every request has the same timeout, so the head always has
 	 * the nearest deadline and one timer serves them all. */
 	struct auth_pending *head, *tail;
@@ -240,6 +241,7 @@ static void auth_client_on_write(uv_write_t *req, int status)
 	struct auth_write *w = (struct auth_write *)req;
 	struct auth_client *c = req->handle->data;
 
+	c->writes--;
 	explicit_bzero(w->frame, w->len);
 	free(w);
 	if (status < 0 && status != UV_ECANCELED)
@@ -260,6 +262,8 @@ static struct auth_pending *auth_client_send(struct auth_client *c,
 	struct auth_pending *p;
 	struct auth_write *w;
 	uv_buf_t buf;
+	size_t written = 0;
+	bool failed = false;
 	uint32_t id;
 	long n;
 
@@ -284,11 +288,36 @@ static struct auth_pending *auth_client_send(struct auth_client *c,
 		return NULL;
 	}
 	w->len = (size_t)n;
-	buf = uv_buf_init((char *)w->frame, (unsigned)w->len);
-	if (uv_write(&w->req, (uv_stream_t *)&c->pipe, &buf, 1,
-		     auth_client_on_write) < 0) {
+	/* At once when nothing is queued (uv_write()'s completion would
+	 * re-arm the pipe's watcher, one epoll_ctl() a login); what the
+	 * socket does not take waits in the queued write. */
+	if (c->writes == 0) {
+		int r;
+
+		buf = uv_buf_init((char *)w->frame, (unsigned)w->len);
+		r = uv_try_write((uv_stream_t *)&c->pipe, &buf, 1);
+		if (r > 0)
+			written = (size_t)r;
+		else if (r != UV_EAGAIN && r != UV_ENOSYS)
+			failed = true;
+	}
+	if (!failed && written < w->len) {
+		buf = uv_buf_init((char *)w->frame + written,
+				  (unsigned)(w->len - written));
+		if (uv_write(&w->req, (uv_stream_t *)&c->pipe, &buf, 1,
+			     auth_client_on_write) < 0) {
+			failed = true;
+		} else {
+			c->writes++;
+			w = NULL; /* the write's, wiped when it completes */
+		}
+	}
+	if (w != NULL) {
+		/* Written at once, or failed: the frame goes now. */
 		explicit_bzero(w->frame, w->len);
 		free(w);
+	}
+	if (failed) {
 		auth_client_lost(c, "write failed");
 		return NULL;
 	}
