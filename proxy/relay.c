@@ -82,6 +82,11 @@ struct relay {
 	uint32_t awaiting;      /* replies owed to commands sent */
 	size_t write_queued;
 	bool want_drained;
+	/* relay_cork(): what relay_write() got meanwhile, written at
+	 * relay_uncork() at once. */
+	bool corked;
+	char *cork;
+	size_t cork_len, cork_cap;
 	bool quit_sent;
 	bool client_refused;        /* the EHLO in the client's name refused */
 	const char *connect_error;  /* reported from the timer */
@@ -145,6 +150,15 @@ static void relay_write(struct relay *r, const char *data, size_t len)
 
 	if (len == 0 || r->state >= RELAY_FAILED || r->write_error != NULL)
 		return;
+	if (r->corked) {
+		if (r->cork_cap - r->cork_len < len) {
+			r->cork_cap = r->cork_len + len + 1024;
+			r->cork = xrealloc(r->cork, r->cork_cap);
+		}
+		memcpy(r->cork + r->cork_len, data, len);
+		r->cork_len += len;
+		return;
+	}
 	if (r->write_queued == 0) {
 		/* Most writes fit the socket buffer at once: no copy, no
 		 * allocation.  Only what is left waits in a queued write. */
@@ -217,6 +231,29 @@ void relay_send_data(struct relay *r, const char *data, size_t len)
 size_t relay_write_queued(const struct relay *r)
 {
 	return r->write_queued;
+}
+
+void relay_cork(struct relay *r)
+{
+	if (r != NULL && r->state < RELAY_FAILED)
+		r->corked = true;
+}
+
+void relay_uncork(struct relay *r)
+{
+	char *data;
+	size_t len;
+
+	if (r == NULL || !r->corked)
+		return;
+	r->corked = false;
+	data = r->cork;
+	len = r->cork_len;
+	r->cork = NULL;
+	r->cork_len = r->cork_cap = 0;
+	/* A failure here is reported later, as for any write. */
+	relay_write(r, data, len);
+	free(data);
 }
 
 /* ---- timers ---- */
@@ -638,6 +675,7 @@ static void relay_on_close(uv_handle_t *h)
 	if (--r->open_handles > 0)
 		return;
 	linebuf_reset(&r->lines);
+	free(r->cork);
 	free(r->reply);
 	free(r->client_addr);
 	free(r->client_helo);

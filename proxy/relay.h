@@ -104,7 +104,21 @@ void relay_send_command(struct relay *r, const char *line, size_t len);
 /* Message bytes; no reply expected. */
 void relay_send_data(struct relay *r, const char *data, size_t len);
 
+/* Bytes the socket has not taken yet (not counting corked ones). */
 size_t relay_write_queued(const struct relay *r);
+
+/* Between relay_cork() and relay_uncork(), commands and data are kept
+ * and then written together, in one write(2) where the socket takes
+ * them: the owner corks while it handles one read of the client's (a
+ * pipelined group, or a message's chunks and its final dot), so what is
+ * kept is bounded by one read (and the DATA scanner's growth of it).
+ * Corked bytes do not count in relay_write_queued(): the back-pressure
+ * that stops the client's reads starts at relay_uncork(), when they
+ * reach the socket, and its drained callback comes from a write's
+ * completion as before.  relay_uncork() without a cork, or on NULL,
+ * does nothing. */
+void relay_cork(struct relay *r);
+void relay_uncork(struct relay *r);
 
 void relay_destroy(struct relay *r);
 

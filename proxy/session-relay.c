@@ -627,6 +627,11 @@ static void session_relay_on_reply(void *arg, const struct relay_reply *reply)
 			sr->in_data = true;
 			sr->discard = false;
 			sr->abort_reply = NULL;
+			/* The Received: line waits for the message's first
+			 * bytes and leaves with them in one write (the
+			 * session uncorks once it has handled the client's
+			 * read: session_relay_uncork()). */
+			relay_cork(sr->relay);
 			if (sr->env.cfg->relay.received_header)
 				session_relay_received_header(sr,
 							      &sr->data_client);
@@ -809,6 +814,18 @@ const char *session_relay_backend(const struct session_relay *sr)
 unsigned session_relay_tried(const struct session_relay *sr)
 {
 	return sr->ntried;
+}
+
+void session_relay_cork(struct session_relay *sr)
+{
+	if (sr != NULL)
+		relay_cork(sr->relay);
+}
+
+void session_relay_uncork(struct session_relay *sr)
+{
+	if (sr != NULL)
+		relay_uncork(sr->relay);
 }
 
 bool session_relay_busy(const struct session_relay *sr)

@@ -145,6 +145,11 @@ size_t session_relay_data(struct session_relay *sr, const char *data,
 			  size_t len, bool *done);
 
 /* The backend has more queued than it takes (back-pressure). */
+/* Around the handling of one read of the client's: what goes to the
+ * backend meanwhile leaves in one write (relay_cork()).  NULL: nothing. */
+void session_relay_cork(struct session_relay *sr);
+void session_relay_uncork(struct session_relay *sr);
+
 bool session_relay_busy(const struct session_relay *sr);
 
 /* Commands relayed or queued whose replies are still owed. */

@@ -1217,8 +1217,19 @@ static size_t session_on_input(void *arg, char *data, size_t len)
 	case SESSION_PHASE_PREAUTH:
 	case SESSION_PHASE_AUTH_INPUT:
 	case SESSION_PHASE_AUTHENTICATED:
-	case SESSION_PHASE_DATA:
-		return session_process(s, data, len);
+	case SESSION_PHASE_DATA: {
+		size_t taken;
+
+		/* What this read sends the backend (a pipelined group, a
+		 * message's chunks and its dot) leaves in one write.  The
+		 * relay may be gone or new by the end: uncorking the one
+		 * there is then is all it takes (a new one was never
+		 * corked, a destroyed one's bytes went with it). */
+		session_relay_cork(s->relay);
+		taken = session_process(s, data, len);
+		session_relay_uncork(s->relay);
+		return taken;
+	}
 	case SESSION_PHASE_AUTH_WAIT:
 	case SESSION_PHASE_AUTH_DELAY:
 	case SESSION_PHASE_HANDOVER:
