@@ -49,6 +49,12 @@ struct session_io {
 	char *cipher_pending; /* handshake bytes to feed after a callback */
 	size_t cipher_pending_len;
 
+	/* TLS records held while session_io_close() writes the last reply
+	 * and the close_notify. */
+	bool corked;
+	char *cork;
+	size_t cork_len, cork_cap;
+
 	char *out; /* output not yet handed to uv_write */
 	size_t out_len, out_cap;
 	size_t write_queued; /* handed to uv_write, not done */
@@ -392,6 +398,19 @@ void session_io_resume(struct session_io *io)
 
 static void session_io_tls_send(void *arg, const char *data, size_t len)
 {
+	struct session_io *io = arg;
+
+	if (io->corked) {
+		/* session_io_close(): the last record and the close_notify
+		 * behind it, in one write. */
+		if (io->cork_cap - io->cork_len < len) {
+			io->cork_cap = io->cork_len + len + 64;
+			io->cork = xrealloc(io->cork, io->cork_cap);
+		}
+		memcpy(io->cork + io->cork_len, data, len);
+		io->cork_len += len;
+		return;
+	}
 	session_io_send_raw(arg, data, len);
 }
 
@@ -611,9 +630,18 @@ void session_io_close(struct session_io *io)
 {
 	if (io->state != SESSION_IO_OPEN)
 		return;
+	io->corked = true;
 	session_io_flush(io);
 	if (session_io_tls_active(io) && !io->failed)
 		tls_conn_shutdown(io->tls); /* close_notify after the reply */
+	io->corked = false;
+	if (io->cork_len > 0) {
+		session_io_send_raw(io, io->cork, io->cork_len);
+		explicit_bzero(io->cork, io->cork_len);
+	}
+	free(io->cork);
+	io->cork = NULL;
+	io->cork_len = io->cork_cap = 0;
 	session_io_free_parked(io);
 	io->eof_parked = false;
 	session_io_enter_state(io, SESSION_IO_CLOSING);
