@@ -11,10 +11,14 @@ stops it from measuring.  Per proxy, in one run:
   large      M messages of S MB, each in its own session: CPU ms per MB
              relayed;
   idle       K connections through TLS and AUTH, left idle: VmRSS growth
-             per connection.
+             per connection;
+  syscalls   after those, with every process of the server under
+             `strace -c -f`, L full sessions from one client: system
+             calls per session (total and by name).  Never at the same
+             time as a CPU phase (strace slows a server down many times).
 
 CPU is utime + stime from /proc/PID/stat, read before and after each
-phase.  For submitproxy the network process (its pid is in the
+phase; "whole service" is the sum over every process of the server.  For submitproxy the network process (its pid is in the
 "event=start ... pid=N" log line) and the auth side (the process started,
 which runs PAM, and its PAM worker children) are reported separately; for
 nginx the mail worker and a second nginx that answers auth_http (always
@@ -23,7 +27,7 @@ PAM (pam_wrapper + pam_matrix): the auth columns are not like for like.
 
     SUBMITPROXY=build/proxy/submitproxy python3 tests/bench/bench_relay.py
         [--sessions 300] [--threads 4] [--large 10] [--large-mb 10]
-        [--idle 500] [--no-nginx] [--max-seconds 900]
+        [--idle 500] [--serial 200] [--no-nginx] [--max-seconds 900]
         [--baseline OTHER-BUILD/proxy/submitproxy]
 
 --baseline measures another build the same way in the same run (e.g. the
@@ -34,13 +38,16 @@ nginx is used when /usr/sbin/nginx and its mail module are installed
 (Debian: apt-get install nginx-light libnginx-mod-mail); otherwise only
 submitproxy is measured.  Loopback only; every phase is bounded in time
 and count; Python standard library plus the openssl command, smtp-sink
-and pam_wrapper.
+and pam_wrapper (and strace, for the system calls: --serial 0 or no
+strace leaves them out).
 """
 
 import argparse
 import os
+import re
 import resource
 import shutil
+import signal
 import smtplib
 import socket
 import ssl
@@ -62,6 +69,9 @@ SMALL = (b"From: alice@example.com\r\nTo: bob@example.net\r\n"
 NGINX = "/usr/sbin/nginx"
 NGINX_MAIL_MODULES = ["/usr/lib/nginx/modules/ngx_mail_module.so",
                       "/usr/lib64/nginx/modules/ngx_mail_module.so"]
+STRACE = shutil.which("strace")
+# How the system call table lists names (top N by count, per server).
+SYSCALL_TOP = 8
 
 
 class Cleanups:
@@ -126,6 +136,17 @@ class Target:
     def rss(self, group="network"):
         return sum(backends.proc_rss_kb(p) or 0 for p in
                    self.groups()[group])
+
+    def open_fds(self):
+        """File descriptors open in the network processes (connections
+        still held: client, backend and auth sockets)."""
+        count = 0
+        for pid in self.groups()["network"]:
+            try:
+                count += len(os.listdir("/proc/%d/fd" % pid))
+            except OSError:
+                pass
+        return count
 
 
 class SubmitproxyTarget(Target):
@@ -276,6 +297,145 @@ mail {
                 "auth": [auth] + sorted(_children(auth))}
 
 
+# ------------------------------------------------------------ strace -c
+
+def parse_strace_summary(text):
+    """strace -c's table: ({syscall: (calls, errors)}, total calls)."""
+    counts, total = {}, None
+    for line in text.splitlines():
+        fields = line.split()
+        # "% time  seconds  usecs/call  calls  [errors]  syscall"
+        if len(fields) < 5 or not re.match(r"^[\d.]+$", fields[0]):
+            continue
+        calls = int(fields[3])
+        errors = int(fields[4]) if len(fields) == 6 else 0
+        if fields[-1] == "total":
+            total = calls
+        else:
+            counts[fields[-1]] = (calls, errors)
+    if total is None and counts:
+        raise RuntimeError("strace -c summary without a total line")
+    return counts, total or 0
+
+
+class Strace:
+    """`strace -c -f -p PID ...` over a set of processes (-f: every
+    thread of each, and what they fork while traced) until stop()."""
+
+    def __init__(self, scope, pids, directory, label):
+        if not pids:
+            raise RuntimeError("strace %s: no process to attach" % label)
+        self.pids = list(pids)
+        self.label = label
+        self.out_path = os.path.join(directory, "strace-%s.out" % label)
+        self.err_path = os.path.join(directory, "strace-%s.err" % label)
+        args = [STRACE, "-c", "-f", "-o", self.out_path]
+        for pid in self.pids:
+            args += ["-p", str(pid)]
+        # stderr to a file, not a pipe: strace reports every process it
+        # follows there, and a full pipe would stop it (and the tracees).
+        self.err = open(self.err_path, "wb")
+        scope.addCleanup(self.err.close)
+        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.DEVNULL,
+                                        stderr=self.err)
+        scope.addCleanup(self._kill)
+
+    def _stderr(self):
+        with open(self.err_path, errors="replace") as f:
+            return f.read()
+
+    def wait_attached(self, timeout):
+        """Until strace has said "Process PID attached" for every PID
+        (with -f it says so once it has seized all of PID's threads)."""
+        def attached():
+            if self.process.poll() is not None:
+                raise RuntimeError("strace %s exited with %s: %s"
+                                   % (self.label, self.process.returncode,
+                                      self._stderr().strip()))
+            text = self._stderr()
+            return all(re.search(r"\bProcess %d attached" % pid, text)
+                       for pid in self.pids)
+        backends.wait_for(attached, "strace %s attached to %s"
+                          % (self.label, self.pids), timeout=timeout)
+
+    def stop(self, timeout=20):
+        """SIGINT (strace detaches and writes its summary), a bounded
+        wait; returns parse_strace_summary() of the summary."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self._kill()
+            raise RuntimeError("strace %s did not stop within %d s of "
+                               "SIGINT" % (self.label, timeout))
+        with open(self.out_path, errors="replace") as f:
+            return parse_strace_summary(f.read())
+
+    def _kill(self):
+        # The kernel detaches the tracees of a tracer that dies.
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+
+def wait_settled(target, fds, timeout):
+    """Until the network processes hold no more descriptors than fds
+    (every connection of the phase before closed on the server's side
+    too), or timeout seconds; returns whether they did."""
+    end = time.monotonic() + timeout
+    while target.open_fds() > fds:
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def count_syscalls(target, args, deadline, scope, fds):
+    """args.serial sessions from one client with every process of target
+    under strace -c, one strace per group of target.groups(); fds: what
+    the network processes hold when idle.  Returns the result keys."""
+    result = {}
+    directory = tempfile.mkdtemp(prefix="bench-strace-")
+    scope.addCleanup(shutil.rmtree, directory, True)
+    # What the idle phase left (closes still being handled) is not the
+    # serial phase's.
+    if not wait_settled(target, fds, 10):
+        result["syscall_notes"] = ["connections of the idle phase were "
+                                   "still open when strace attached"]
+    phase = Deadline(min(deadline.left(), args.serial_seconds))
+    tracers = {}
+    try:
+        for group, pids in target.groups().items():
+            tracers[group] = Strace(scope, pids, directory,
+                                    "%s-%s" % (target.name, group))
+        for tracer in tracers.values():
+            tracer.wait_attached(max(min(phase.left(), 30), 1))
+        done, errors, seconds = run_sessions(target, args.serial, 1, phase)
+        # The last session's end on the server's side (its close, the
+        # backend's QUIT) is the phase's too.
+        wait_settled(target, fds, 5)
+    finally:
+        counts, failures = {}, []
+        for group, tracer in tracers.items():
+            try:
+                counts[group] = tracer.stop()
+            except (RuntimeError, OSError, ValueError) as e:
+                failures.append(str(e))
+    if failures:
+        raise RuntimeError("; ".join(failures))
+    result["serial_sessions"] = done
+    result["serial_errors"] = errors
+    result["serial_seconds"] = seconds
+    per = max(done, 1)
+    result["syscalls"] = {group: ({name: (calls / per, errs / per)
+                                   for name, (calls, errs) in table.items()},
+                                  total / per)
+                          for group, (table, total) in counts.items()}
+    return result
+
+
 # ------------------------------------------------------------ the clients
 
 def session(port, password, body=SMALL, context=None):
@@ -371,7 +531,9 @@ def open_idle(target, count, threads, deadline):
 
 # ---------------------------------------------------------- measurements
 
-def measure(target, args, deadline):
+def measure(target, args, deadline, scope=None):
+    """The CPU and memory phases, then (args.serial > 0, strace found,
+    scope given for strace's files) the system call count."""
     result = {"name": target.name}
     # Warm-up: PAM workers, TLS contexts, the backend probe.
     run_sessions(target, 8, 2, deadline)
@@ -386,6 +548,9 @@ def measure(target, args, deadline):
     for group in after:
         result["cpu_session_" + group] = \
             (after[group] - before.get(group, 0.0)) / max(done, 1)
+    result["cpu_session_whole"] = sum(
+        after[group] - before.get(group, 0.0) for group in after) / \
+        max(done, 1)
     deadline.check("sessions")
 
     body = large_body(args.large_mb)
@@ -411,9 +576,13 @@ def measure(target, args, deadline):
     for group in after:
         result["cpu_mb_" + group] = \
             (after[group] - before.get(group, 0.0)) / max(megabytes, 1e-9)
+    result["cpu_mb_whole"] = sum(
+        after[group] - before.get(group, 0.0) for group in after) / \
+        max(megabytes, 1e-9)
     deadline.check("large messages")
 
     time.sleep(0.5)
+    fds_idle = target.open_fds()
     rss_before = target.rss("network")
     auth_before = target.rss("auth")
     opened, errors = open_idle(target, args.idle, args.threads, deadline)
@@ -432,6 +601,14 @@ def measure(target, args, deadline):
             smtp.close()
         except OSError:
             pass
+    deadline.check("idle connections")
+
+    if args.serial > 0 and scope is not None:
+        if STRACE is None:
+            result["syscall_notes"] = ["not counted: no strace command"]
+        else:
+            result.update(count_syscalls(target, args, deadline, scope,
+                                         fds_idle))
     return result
 
 
@@ -441,49 +618,120 @@ def ratio(a, b):
     return "%.2f" % (a / b)
 
 
+def syscall_total(result, side):
+    """System calls per session of one side ("network", "auth") or of
+    the whole service ("whole": every group, nginx's master included)."""
+    table = result.get("syscalls")
+    if table is None:
+        return None
+    if side == "whole":
+        return sum(total for _, total in table.values())
+    return table[side][1] if side in table else None
+
+
+def print_table(results, rows):
+    """rows: (label, key or function of a result, format); a column per
+    result, then the first's ratio to each of the others."""
+    names = [r["name"] for r in results]
+    header = "%-34s" % "" + "".join("%16s" % n for n in names)
+    # Ratios of the first (the build under test) to each of the others.
+    for other in names[1:]:
+        header += "%16s" % ("sp/%s" % other)
+    print(header)
+    for label, key, fmt in rows:
+        values = [key(r) if callable(key) else r.get(key) for r in results]
+        cells = "".join("%16s" % (fmt % v if v is not None else "-")
+                        for v in values)
+        line = "%-34s%s" % (label, cells)
+        for other in values[1:]:
+            line += "%16s" % ratio(values[0], other)
+        print(line)
+
+
+def report_syscalls(results):
+    """Per server: system calls per session by name, per side: the top
+    SYSCALL_TOP of the whole service and of each side."""
+    for r in results:
+        for note in r.get("syscall_notes", []):
+            print("%s system calls: %s" % (r["name"], note))
+        table = r.get("syscalls")
+        if table is None:
+            continue
+        groups = [g for g in ("network", "auth") if g in table] + \
+            sorted(g for g in table if g not in ("network", "auth"))
+        names = {}
+        for group in groups:
+            for name, (calls, _) in table[group][0].items():
+                names[name] = names.get(name, 0.0) + calls
+        # The top SYSCALL_TOP of the whole service and of each side.
+        top = set(sorted(names, key=lambda n: (-names[n], n))[:SYSCALL_TOP])
+        for group in groups:
+            calls = table[group][0]
+            top |= set(sorted((n for n in calls if calls[n][0] > 0),
+                              key=lambda n: (-calls[n][0], n))[:SYSCALL_TOP])
+        top = sorted(top, key=lambda n: (-names[n], n))
+        print()
+        print("%s: system calls per session (strace -c -f, %d serial "
+              "sessions, %.1f s under strace): %.1f"
+              % (r["name"], r["serial_sessions"], r["serial_seconds"],
+                 syscall_total(r, "whole")))
+        print("  %-18s" % "syscall" + "".join("%10s" % g for g in groups)
+              + "%10s%10s" % ("whole", "failed"))
+        for name in top:
+            cells = "".join("%10.1f" % table[g][0].get(name, (0, 0))[0]
+                            for g in groups)
+            failed = sum(table[g][0].get(name, (0, 0))[1] for g in groups)
+            print("  %-18s%s%10.1f%10.1f" % (name, cells, names[name],
+                                             failed))
+        cells = "".join("%10.1f" % (table[g][1] - sum(
+            table[g][0].get(n, (0, 0))[0] for n in top)) for g in groups)
+        print("  %-18s%s%10.1f" % ("(others)", cells,
+                                    syscall_total(r, "whole") -
+                                    sum(names[n] for n in top)))
+        cells = "".join("%10.1f" % table[g][1] for g in groups)
+        print("  %-18s%s%10.1f" % ("total", cells,
+                                    syscall_total(r, "whole")))
+        if r.get("serial_errors"):
+            print("  serial_errors: %d, first: %s"
+                  % (len(r["serial_errors"]), r["serial_errors"][0]))
+
+
 def report(results):
     rows = [
         ("sessions completed", "sessions", "%d"),
-        ("sessions/s (wall clock)", None, None),
+        ("sessions/s (wall clock)",
+         lambda r: r["sessions"] / max(r["session_seconds"], 1e-9), "%.1f"),
         ("CPU ms/session, network", "cpu_session_network", "%.3f"),
         ("CPU ms/session, auth side", "cpu_session_auth", "%.3f"),
+        ("CPU ms/session, whole service", "cpu_session_whole", "%.3f"),
+        ("syscalls/session, network",
+         lambda r: syscall_total(r, "network"), "%.1f"),
+        ("syscalls/session, auth side",
+         lambda r: syscall_total(r, "auth"), "%.1f"),
+        ("syscalls/session, whole service",
+         lambda r: syscall_total(r, "whole"), "%.1f"),
         ("MB relayed (large)", "large_mb", "%.1f"),
         ("MB/s relayed (wall clock)", "large_mb_per_s", "%.1f"),
         ("CPU ms/MB, network", "cpu_mb_network", "%.3f"),
         ("CPU ms/MB, auth side", "cpu_mb_auth", "%.3f"),
+        ("CPU ms/MB, whole service", "cpu_mb_whole", "%.3f"),
         ("idle auth. connections", "idle", "%d"),
         ("network RSS before idle, kB", "rss_before_kb", "%d"),
         ("network RSS with idle, kB", "rss_after_kb", "%d"),
         ("RSS kB/idle conn, network", "rss_idle_kb", "%.1f"),
         ("RSS kB/idle conn, auth side", "rss_idle_auth_kb", "%.1f"),
     ]
-    names = [r["name"] for r in results]
-    header = "%-30s" % "" + "".join("%16s" % n for n in names)
-    # Ratios of the first (the build under test) to each of the others.
-    for other in names[1:]:
-        header += "%16s" % ("sp/%s" % other)
-    print(header)
-    for label, key, fmt in rows:
-        values = []
-        for r in results:
-            if key is None:
-                value = r["sessions"] / max(r["session_seconds"], 1e-9)
-                values.append(value)
-            else:
-                values.append(r.get(key))
-        cells = "".join("%16s" % ((fmt or "%.1f") % v if v is not None
-                                  else "-") for v in values)
-        line = "%-30s%s" % (label, cells)
-        for other in values[1:]:
-            line += "%16s" % ratio(values[0], other)
-        print(line)
+    print_table(results, rows)
     for r in results:
         for key in ("session_errors", "large_errors", "idle_errors"):
             if r.get(key):
                 print("%s %s: %d, first: %s" % (r["name"], key,
                                                len(r[key]), r[key][0]))
     print("(nginx 'auth side' = the nginx answering auth_http, which "
-          "checks no password; submitproxy's runs PAM.)")
+          "checks no password; submitproxy's runs PAM.  'whole service' = "
+          "every process of the server: network + auth side, and nginx's "
+          "mail master.  CPU is never measured under strace.)")
+    report_syscalls(results)
 
 
 def main():
@@ -493,13 +741,19 @@ def main():
     parser.add_argument("--large", type=int, default=10)
     parser.add_argument("--large-mb", type=int, default=10)
     parser.add_argument("--idle", type=int, default=500)
+    parser.add_argument("--serial", type=int, default=200,
+                        help="sessions from one client under strace -c "
+                        "(0: no system call count)")
+    parser.add_argument("--serial-seconds", type=float, default=300,
+                        help="bound on the serial phase, per server")
     parser.add_argument("--no-nginx", action="store_true")
     parser.add_argument("--max-seconds", type=float, default=900)
     parser.add_argument("--baseline", metavar="BINARY",
                         help="another submitproxy build, measured the "
                         "same way in this run")
     args = parser.parse_args()
-    for name in ("sessions", "threads", "large", "large_mb", "idle"):
+    for name in ("sessions", "threads", "large", "large_mb", "idle",
+                 "serial"):
         if not 0 <= getattr(args, name) <= 20000:
             parser.error("--%s out of range" % name.replace("_", "-"))
     if not harness.binary():
@@ -516,11 +770,12 @@ def main():
         sink = backends.SmtpSink(scope, dump=False,
                                  max_connections=2 * args.idle + 100)
         print("smtp-sink at %s; %d sessions x %d threads, %d x %d MB, "
-              "%d idle" % (sink.address, args.sessions, args.threads,
-                           args.large, args.large_mb, args.idle))
+              "%d idle, %d serial under strace"
+              % (sink.address, args.sessions, args.threads, args.large,
+                 args.large_mb, args.idle, args.serial))
         sys.stdout.flush()
         target = SubmitproxyTarget(scope, sink)
-        results.append(measure(target, args, deadline))
+        results.append(measure(target, args, deadline, scope))
         target.proxy.stop()
         if args.baseline:
             under_test = os.environ["SUBMITPROXY"]
@@ -528,7 +783,7 @@ def main():
             try:
                 baseline = SubmitproxyTarget(scope, sink)
                 baseline.name = "baseline"
-                results.append(measure(baseline, args, deadline))
+                results.append(measure(baseline, args, deadline, scope))
                 baseline.proxy.stop()
             finally:
                 os.environ["SUBMITPROXY"] = under_test
@@ -538,7 +793,7 @@ def main():
             except (RuntimeError, AssertionError) as e:
                 print("nginx not measured: %s" % e)
             else:
-                results.append(measure(nginx, args, deadline))
+                results.append(measure(nginx, args, deadline, scope))
     finally:
         scope.run()
     report(results)
