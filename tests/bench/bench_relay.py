@@ -18,7 +18,13 @@ stops it from measuring.  Per proxy, in one run:
              time as a CPU phase (strace slows a server down many times).
 
 CPU is utime + stime from /proc/PID/stat, read before and after each
-phase; "whole service" is the sum over every process of the server.  For submitproxy the network process (its pid is in the
+phase; "whole service" is the sum over every process of the server.
+
+Before the servers, the floor on this machine: tls_floor (built next to
+the binary, in BUILD/tests/bench/, or --tls-floor) times OpenSSL's own
+server-side TLS 1.3 handshake with the certificate the servers serve,
+and `openssl speed -evp aes-128-gcm` the bulk cipher; every CPU figure
+is then printed as a multiple of those too.  For submitproxy the network process (its pid is in the
 "event=start ... pid=N" log line) and the auth side (the process started,
 which runs PAM, and its PAM worker children) are reported separately; for
 nginx the mail worker and a second nginx that answers auth_http (always
@@ -28,6 +34,7 @@ PAM (pam_wrapper + pam_matrix): the auth columns are not like for like.
     SUBMITPROXY=build/proxy/submitproxy python3 tests/bench/bench_relay.py
         [--sessions 300] [--threads 4] [--large 10] [--large-mb 10]
         [--idle 500] [--serial 200] [--no-nginx] [--max-seconds 900]
+        [--floor-handshakes 2000] [--tls-floor PATH] [--no-floor]
         [--baseline OTHER-BUILD/proxy/submitproxy]
 
 --baseline measures another build the same way in the same run (e.g. the
@@ -529,6 +536,98 @@ def open_idle(target, count, threads, deadline):
     return opened, errors
 
 
+# ------------------------------------------------------------ the floor
+
+def tls_floor_binary(args):
+    """--tls-floor, or tests/bench/tls_floor in the build directory of
+    $SUBMITPROXY (BUILD/proxy/submitproxy)."""
+    if args.tls_floor:
+        return os.path.abspath(args.tls_floor)
+    build = os.path.dirname(os.path.dirname(os.path.realpath(
+        harness.binary())))
+    return os.path.join(build, "tests", "bench", "tls_floor")
+
+
+def run_tls_floor(binary, options, timeout):
+    """tls_floor's output: {"line": its first line, name: float, ...}."""
+    done = subprocess.run([binary] + options, stdin=subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          timeout=timeout, text=True)
+    if done.returncode != 0:
+        raise RuntimeError("%s exited with %d: %s"
+                           % (binary, done.returncode, done.stderr.strip()))
+    lines = done.stdout.splitlines()
+    out = {"line": lines[0] if lines else ""}
+    for line in lines[1:]:
+        fields = line.split()
+        if len(fields) == 2:
+            out[fields[0]] = float(fields[1])
+    if "server_handshake_cpu_ms" not in out:
+        raise RuntimeError("%s: no server_handshake_cpu_ms in %r"
+                           % (binary, done.stdout))
+    return out
+
+
+def openssl_speed_aes(timeout):
+    """`openssl speed -evp aes-128-gcm -bytes 16384`: the 16384-byte
+    column in 1000s of bytes per second."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise RuntimeError("no openssl command")
+    done = subprocess.run([openssl, "speed", "-evp", "aes-128-gcm",
+                           "-bytes", "16384", "-seconds", "2"],
+                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, timeout=timeout, text=True)
+    if done.returncode != 0:
+        raise RuntimeError("openssl speed exited with %d: %s"
+                           % (done.returncode, done.stderr.strip()))
+    # "type             16384 bytes" then "AES-128-GCM   3905486.85k"
+    sizes = values = None
+    for line in done.stdout.splitlines():
+        if line.startswith("type "):
+            sizes = re.findall(r"(\d+) bytes", line)
+        elif sizes is not None and line.upper().startswith("AES-128-GCM"):
+            values = re.findall(r"([\d.]+)k\b", line)
+    if not sizes or not values or len(sizes) != len(values) or \
+            "16384" not in sizes:
+        raise RuntimeError("openssl speed: no 16384-byte figure in %r"
+                           % done.stdout)
+    return float(values[sizes.index("16384")])
+
+
+def measure_floor(args, pki):
+    """{"handshake": tls_floor's output with the bench's certificate,
+    "handshake_rsa": the same with a generated RSA-2048 key,
+    "aes_ms_mb": CPU ms per MB (2^20 bytes) of AES-128-GCM,
+    "aes_mb_s": the same in MB/s, "notes": [...]}: what can be had."""
+    floor = {"notes": []}
+    binary = tls_floor_binary(args)
+    if not os.access(binary, os.X_OK):
+        floor["notes"].append("handshake not measured: no %s (build it: "
+                              "ninja -C BUILD tests/bench/tls_floor, or "
+                              "pass --tls-floor)" % binary)
+    else:
+        count = str(args.floor_handshakes)
+        try:
+            floor["handshake"] = run_tls_floor(
+                binary, ["-n", count, "--cert", pki.server[0],
+                         "--key", pki.server[1]], 300)
+            floor["handshake_rsa"] = run_tls_floor(
+                binary, ["-n", str(max(args.floor_handshakes // 4, 1)),
+                         "--rsa"], 300)
+        except (RuntimeError, OSError, ValueError,
+                subprocess.TimeoutExpired) as e:
+            floor["notes"].append("handshake not measured: %s" % e)
+    try:
+        kbytes = openssl_speed_aes(120)
+        floor["aes_ms_mb"] = 1024.0 * 1024.0 / kbytes
+        floor["aes_mb_s"] = kbytes * 1000.0 / (1024.0 * 1024.0)
+    except (RuntimeError, OSError, ValueError,
+            subprocess.TimeoutExpired) as e:
+        floor["notes"].append("AES-128-GCM not measured: %s" % e)
+    return floor
+
+
 # ---------------------------------------------------------- measurements
 
 def measure(target, args, deadline, scope=None):
@@ -633,7 +732,7 @@ def print_table(results, rows):
     """rows: (label, key or function of a result, format); a column per
     result, then the first's ratio to each of the others."""
     names = [r["name"] for r in results]
-    header = "%-34s" % "" + "".join("%16s" % n for n in names)
+    header = "%-40s" % "" + "".join("%16s" % n for n in names)
     # Ratios of the first (the build under test) to each of the others.
     for other in names[1:]:
         header += "%16s" % ("sp/%s" % other)
@@ -642,7 +741,7 @@ def print_table(results, rows):
         values = [key(r) if callable(key) else r.get(key) for r in results]
         cells = "".join("%16s" % (fmt % v if v is not None else "-")
                         for v in values)
-        line = "%-34s%s" % (label, cells)
+        line = "%-40s%s" % (label, cells)
         for other in values[1:]:
             line += "%16s" % ratio(values[0], other)
         print(line)
@@ -696,7 +795,47 @@ def report_syscalls(results):
                   % (len(r["serial_errors"]), r["serial_errors"][0]))
 
 
-def report(results):
+def report_floor(results, floor):
+    """The floor, and every CPU figure as a multiple of it."""
+    print()
+    print("floor (this machine, no sockets):")
+    for note in floor["notes"]:
+        print("  " + note)
+    handshake = floor.get("handshake", {}).get("server_handshake_cpu_ms")
+    aes = floor.get("aes_ms_mb")
+    if handshake is not None:
+        h = floor["handshake"]
+        print("  TLS 1.3 handshake, server side, CPU ms:   %.3f (median "
+              "%.3f; with SSL_new/SSL_free %.3f; client side %.3f)"
+              % (handshake, h.get("server_handshake_cpu_ms_median", 0),
+                 h.get("server_ssl_cpu_ms", 0),
+                 h.get("client_handshake_cpu_ms", 0)))
+        print("    " + h["line"])
+    rsa = floor.get("handshake_rsa", {}).get("server_handshake_cpu_ms")
+    if rsa is not None:
+        print("  the same with RSA-2048 (generated), CPU ms: %.3f" % rsa)
+    if aes is not None:
+        print("  AES-128-GCM (openssl speed -evp, 16384-byte blocks): "
+              "%.3f ms/MB (%.0f MB/s)" % (aes, floor["aes_mb_s"]))
+    rows = []
+    if handshake is not None:
+        for label, key in (("network", "cpu_session_network"),
+                           ("auth side", "cpu_session_auth"),
+                           ("whole service", "cpu_session_whole")):
+            rows.append(("CPU/session %s, x handshake" % label,
+                         lambda r, k=key: r[k] / handshake
+                         if r.get(k) is not None else None, "%.2f"))
+    if aes is not None:
+        for label, key in (("network", "cpu_mb_network"),
+                           ("whole service", "cpu_mb_whole")):
+            rows.append(("CPU/MB %s, x AES-128-GCM" % label,
+                         lambda r, k=key: r[k] / aes
+                         if r.get(k) is not None else None, "%.2f"))
+    if rows and results:
+        print_table(results, rows)
+
+
+def report(results, floor=None):
     rows = [
         ("sessions completed", "sessions", "%d"),
         ("sessions/s (wall clock)",
@@ -732,6 +871,8 @@ def report(results):
           "every process of the server: network + auth side, and nginx's "
           "mail master.  CPU is never measured under strace.)")
     report_syscalls(results)
+    if floor is not None:
+        report_floor(results, floor)
 
 
 def main():
@@ -747,6 +888,13 @@ def main():
     parser.add_argument("--serial-seconds", type=float, default=300,
                         help="bound on the serial phase, per server")
     parser.add_argument("--no-nginx", action="store_true")
+    parser.add_argument("--floor-handshakes", type=int, default=2000,
+                        help="handshakes tls_floor times (RSA: a quarter)")
+    parser.add_argument("--tls-floor", metavar="PATH",
+                        help="the tls_floor binary (default: "
+                        "tests/bench/tls_floor in $SUBMITPROXY's build)")
+    parser.add_argument("--no-floor", action="store_true",
+                        help="neither tls_floor nor openssl speed")
     parser.add_argument("--max-seconds", type=float, default=900)
     parser.add_argument("--baseline", metavar="BINARY",
                         help="another submitproxy build, measured the "
@@ -756,6 +904,8 @@ def main():
                  "serial"):
         if not 0 <= getattr(args, name) <= 20000:
             parser.error("--%s out of range" % name.replace("_", "-"))
+    if not 1 <= args.floor_handshakes <= 100000:
+        parser.error("--floor-handshakes out of range")
     if not harness.binary():
         parser.error("set SUBMITPROXY to the submitproxy binary")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -765,8 +915,12 @@ def main():
     deadline = Deadline(args.max_seconds)
     scope = Cleanups()
     results = []
+    floor = None
     try:
         pki = tlsutil.shared_pki()
+        if not args.no_floor:
+            # First, while nothing else of the bench runs.
+            floor = measure_floor(args, pki)
         sink = backends.SmtpSink(scope, dump=False,
                                  max_connections=2 * args.idle + 100)
         print("smtp-sink at %s; %d sessions x %d threads, %d x %d MB, "
@@ -796,7 +950,7 @@ def main():
                 results.append(measure(nginx, args, deadline, scope))
     finally:
         scope.run()
-    report(results)
+    report(results, floor)
     return 0
 
 
