@@ -11,10 +11,20 @@ stops it from measuring.  Per proxy, in one run:
   large      M messages of S MB, each in its own session: CPU ms per MB
              relayed;
   idle       K connections through TLS and AUTH, left idle: VmRSS growth
-             per connection.
+             per connection;
+  syscalls   after those, with every process of the server under
+             `strace -c -f`, L full sessions from one client: system
+             calls per session (total and by name).  Never at the same
+             time as a CPU phase (strace slows a server down many times).
 
 CPU is utime + stime from /proc/PID/stat, read before and after each
-phase.  For submitproxy the network process (its pid is in the
+phase; "whole service" is the sum over every process of the server.
+
+Before the servers, the floor on this machine: tls_floor (built next to
+the binary, in BUILD/tests/bench/, or --tls-floor) times OpenSSL's own
+server-side TLS 1.3 handshake with the certificate the servers serve,
+and `openssl speed -evp aes-128-gcm` the bulk cipher; every CPU figure
+is then printed as a multiple of those too.  For submitproxy the network process (its pid is in the
 "event=start ... pid=N" log line) and the auth side (the process started,
 which runs PAM, and its PAM worker children) are reported separately; for
 nginx the mail worker and a second nginx that answers auth_http (always
@@ -23,7 +33,8 @@ PAM (pam_wrapper + pam_matrix): the auth columns are not like for like.
 
     SUBMITPROXY=build/proxy/submitproxy python3 tests/bench/bench_relay.py
         [--sessions 300] [--threads 4] [--large 10] [--large-mb 10]
-        [--idle 500] [--no-nginx] [--max-seconds 900]
+        [--idle 500] [--serial 200] [--no-nginx] [--max-seconds 900]
+        [--floor-handshakes 2000] [--tls-floor PATH] [--no-floor]
         [--baseline OTHER-BUILD/proxy/submitproxy]
 
 --baseline measures another build the same way in the same run (e.g. the
@@ -34,13 +45,16 @@ nginx is used when /usr/sbin/nginx and its mail module are installed
 (Debian: apt-get install nginx-light libnginx-mod-mail); otherwise only
 submitproxy is measured.  Loopback only; every phase is bounded in time
 and count; Python standard library plus the openssl command, smtp-sink
-and pam_wrapper.
+and pam_wrapper (and strace, for the system calls: --serial 0 or no
+strace leaves them out).
 """
 
 import argparse
 import os
+import re
 import resource
 import shutil
+import signal
 import smtplib
 import socket
 import ssl
@@ -62,6 +76,9 @@ SMALL = (b"From: alice@example.com\r\nTo: bob@example.net\r\n"
 NGINX = "/usr/sbin/nginx"
 NGINX_MAIL_MODULES = ["/usr/lib/nginx/modules/ngx_mail_module.so",
                       "/usr/lib64/nginx/modules/ngx_mail_module.so"]
+STRACE = shutil.which("strace")
+# How the system call table lists names (top N by count, per server).
+SYSCALL_TOP = 8
 
 
 class Cleanups:
@@ -126,6 +143,17 @@ class Target:
     def rss(self, group="network"):
         return sum(backends.proc_rss_kb(p) or 0 for p in
                    self.groups()[group])
+
+    def open_fds(self):
+        """File descriptors open in the network processes (connections
+        still held: client, backend and auth sockets)."""
+        count = 0
+        for pid in self.groups()["network"]:
+            try:
+                count += len(os.listdir("/proc/%d/fd" % pid))
+            except OSError:
+                pass
+        return count
 
 
 class SubmitproxyTarget(Target):
@@ -276,6 +304,145 @@ mail {
                 "auth": [auth] + sorted(_children(auth))}
 
 
+# ------------------------------------------------------------ strace -c
+
+def parse_strace_summary(text):
+    """strace -c's table: ({syscall: (calls, errors)}, total calls)."""
+    counts, total = {}, None
+    for line in text.splitlines():
+        fields = line.split()
+        # "% time  seconds  usecs/call  calls  [errors]  syscall"
+        if len(fields) < 5 or not re.match(r"^[\d.]+$", fields[0]):
+            continue
+        calls = int(fields[3])
+        errors = int(fields[4]) if len(fields) == 6 else 0
+        if fields[-1] == "total":
+            total = calls
+        else:
+            counts[fields[-1]] = (calls, errors)
+    if total is None and counts:
+        raise RuntimeError("strace -c summary without a total line")
+    return counts, total or 0
+
+
+class Strace:
+    """`strace -c -f -p PID ...` over a set of processes (-f: every
+    thread of each, and what they fork while traced) until stop()."""
+
+    def __init__(self, scope, pids, directory, label):
+        if not pids:
+            raise RuntimeError("strace %s: no process to attach" % label)
+        self.pids = list(pids)
+        self.label = label
+        self.out_path = os.path.join(directory, "strace-%s.out" % label)
+        self.err_path = os.path.join(directory, "strace-%s.err" % label)
+        args = [STRACE, "-c", "-f", "-o", self.out_path]
+        for pid in self.pids:
+            args += ["-p", str(pid)]
+        # stderr to a file, not a pipe: strace reports every process it
+        # follows there, and a full pipe would stop it (and the tracees).
+        self.err = open(self.err_path, "wb")
+        scope.addCleanup(self.err.close)
+        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.DEVNULL,
+                                        stderr=self.err)
+        scope.addCleanup(self._kill)
+
+    def _stderr(self):
+        with open(self.err_path, errors="replace") as f:
+            return f.read()
+
+    def wait_attached(self, timeout):
+        """Until strace has said "Process PID attached" for every PID
+        (with -f it says so once it has seized all of PID's threads)."""
+        def attached():
+            if self.process.poll() is not None:
+                raise RuntimeError("strace %s exited with %s: %s"
+                                   % (self.label, self.process.returncode,
+                                      self._stderr().strip()))
+            text = self._stderr()
+            return all(re.search(r"\bProcess %d attached" % pid, text)
+                       for pid in self.pids)
+        backends.wait_for(attached, "strace %s attached to %s"
+                          % (self.label, self.pids), timeout=timeout)
+
+    def stop(self, timeout=20):
+        """SIGINT (strace detaches and writes its summary), a bounded
+        wait; returns parse_strace_summary() of the summary."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self._kill()
+            raise RuntimeError("strace %s did not stop within %d s of "
+                               "SIGINT" % (self.label, timeout))
+        with open(self.out_path, errors="replace") as f:
+            return parse_strace_summary(f.read())
+
+    def _kill(self):
+        # The kernel detaches the tracees of a tracer that dies.
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+
+def wait_settled(target, fds, timeout):
+    """Until the network processes hold no more descriptors than fds
+    (every connection of the phase before closed on the server's side
+    too), or timeout seconds; returns whether they did."""
+    end = time.monotonic() + timeout
+    while target.open_fds() > fds:
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def count_syscalls(target, args, deadline, scope, fds):
+    """args.serial sessions from one client with every process of target
+    under strace -c, one strace per group of target.groups(); fds: what
+    the network processes hold when idle.  Returns the result keys."""
+    result = {}
+    directory = tempfile.mkdtemp(prefix="bench-strace-")
+    scope.addCleanup(shutil.rmtree, directory, True)
+    # What the idle phase left (closes still being handled) is not the
+    # serial phase's.
+    if not wait_settled(target, fds, 10):
+        result["syscall_notes"] = ["connections of the idle phase were "
+                                   "still open when strace attached"]
+    phase = Deadline(min(deadline.left(), args.serial_seconds))
+    tracers = {}
+    try:
+        for group, pids in target.groups().items():
+            tracers[group] = Strace(scope, pids, directory,
+                                    "%s-%s" % (target.name, group))
+        for tracer in tracers.values():
+            tracer.wait_attached(max(min(phase.left(), 30), 1))
+        done, errors, seconds = run_sessions(target, args.serial, 1, phase)
+        # The last session's end on the server's side (its close, the
+        # backend's QUIT) is the phase's too.
+        wait_settled(target, fds, 5)
+    finally:
+        counts, failures = {}, []
+        for group, tracer in tracers.items():
+            try:
+                counts[group] = tracer.stop()
+            except (RuntimeError, OSError, ValueError) as e:
+                failures.append(str(e))
+    if failures:
+        raise RuntimeError("; ".join(failures))
+    result["serial_sessions"] = done
+    result["serial_errors"] = errors
+    result["serial_seconds"] = seconds
+    per = max(done, 1)
+    result["syscalls"] = {group: ({name: (calls / per, errs / per)
+                                   for name, (calls, errs) in table.items()},
+                                  total / per)
+                          for group, (table, total) in counts.items()}
+    return result
+
+
 # ------------------------------------------------------------ the clients
 
 def session(port, password, body=SMALL, context=None):
@@ -369,9 +536,103 @@ def open_idle(target, count, threads, deadline):
     return opened, errors
 
 
+# ------------------------------------------------------------ the floor
+
+def tls_floor_binary(args):
+    """--tls-floor, or tests/bench/tls_floor in the build directory of
+    $SUBMITPROXY (BUILD/proxy/submitproxy)."""
+    if args.tls_floor:
+        return os.path.abspath(args.tls_floor)
+    build = os.path.dirname(os.path.dirname(os.path.realpath(
+        harness.binary())))
+    return os.path.join(build, "tests", "bench", "tls_floor")
+
+
+def run_tls_floor(binary, options, timeout):
+    """tls_floor's output: {"line": its first line, name: float, ...}."""
+    done = subprocess.run([binary] + options, stdin=subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          timeout=timeout, text=True)
+    if done.returncode != 0:
+        raise RuntimeError("%s exited with %d: %s"
+                           % (binary, done.returncode, done.stderr.strip()))
+    lines = done.stdout.splitlines()
+    out = {"line": lines[0] if lines else ""}
+    for line in lines[1:]:
+        fields = line.split()
+        if len(fields) == 2:
+            out[fields[0]] = float(fields[1])
+    if "server_handshake_cpu_ms" not in out:
+        raise RuntimeError("%s: no server_handshake_cpu_ms in %r"
+                           % (binary, done.stdout))
+    return out
+
+
+def openssl_speed_aes(timeout):
+    """`openssl speed -evp aes-128-gcm -bytes 16384`: the 16384-byte
+    column in 1000s of bytes per second."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise RuntimeError("no openssl command")
+    done = subprocess.run([openssl, "speed", "-evp", "aes-128-gcm",
+                           "-bytes", "16384", "-seconds", "2"],
+                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, timeout=timeout, text=True)
+    if done.returncode != 0:
+        raise RuntimeError("openssl speed exited with %d: %s"
+                           % (done.returncode, done.stderr.strip()))
+    # "type             16384 bytes" then "AES-128-GCM   3905486.85k"
+    sizes = values = None
+    for line in done.stdout.splitlines():
+        if line.startswith("type "):
+            sizes = re.findall(r"(\d+) bytes", line)
+        elif sizes is not None and line.upper().startswith("AES-128-GCM"):
+            values = re.findall(r"([\d.]+)k\b", line)
+    if not sizes or not values or len(sizes) != len(values) or \
+            "16384" not in sizes:
+        raise RuntimeError("openssl speed: no 16384-byte figure in %r"
+                           % done.stdout)
+    return float(values[sizes.index("16384")])
+
+
+def measure_floor(args, pki):
+    """{"handshake": tls_floor's output with the bench's certificate,
+    "handshake_rsa": the same with a generated RSA-2048 key,
+    "aes_ms_mb": CPU ms per MB (2^20 bytes) of AES-128-GCM,
+    "aes_mb_s": the same in MB/s, "notes": [...]}: what can be had."""
+    floor = {"notes": []}
+    binary = tls_floor_binary(args)
+    if not os.access(binary, os.X_OK):
+        floor["notes"].append("handshake not measured: no %s (build it: "
+                              "ninja -C BUILD tests/bench/tls_floor, or "
+                              "pass --tls-floor)" % binary)
+    else:
+        count = str(args.floor_handshakes)
+        try:
+            floor["handshake"] = run_tls_floor(
+                binary, ["-n", count, "--cert", pki.server[0],
+                         "--key", pki.server[1]], 300)
+            floor["handshake_rsa"] = run_tls_floor(
+                binary, ["-n", str(max(args.floor_handshakes // 4, 1)),
+                         "--rsa"], 300)
+        except (RuntimeError, OSError, ValueError,
+                subprocess.TimeoutExpired) as e:
+            floor["notes"].append("handshake not measured: %s" % e)
+    try:
+        kbytes = openssl_speed_aes(120)
+        floor["aes_ms_mb"] = 1024.0 * 1024.0 / kbytes
+        floor["aes_mb_s"] = kbytes * 1000.0 / (1024.0 * 1024.0)
+    except (RuntimeError, OSError, ValueError,
+            subprocess.TimeoutExpired) as e:
+        floor["notes"].append("AES-128-GCM not measured: %s" % e)
+    return floor
+
+
 # ---------------------------------------------------------- measurements
 
-def measure(target, args, deadline):
+def measure(target, args, deadline, scope=None):
+    """The CPU and memory phases, then (args.serial > 0, strace found,
+    scope given for strace's files) the system call count."""
     result = {"name": target.name}
     # Warm-up: PAM workers, TLS contexts, the backend probe.
     run_sessions(target, 8, 2, deadline)
@@ -386,6 +647,9 @@ def measure(target, args, deadline):
     for group in after:
         result["cpu_session_" + group] = \
             (after[group] - before.get(group, 0.0)) / max(done, 1)
+    result["cpu_session_whole"] = sum(
+        after[group] - before.get(group, 0.0) for group in after) / \
+        max(done, 1)
     deadline.check("sessions")
 
     body = large_body(args.large_mb)
@@ -411,9 +675,13 @@ def measure(target, args, deadline):
     for group in after:
         result["cpu_mb_" + group] = \
             (after[group] - before.get(group, 0.0)) / max(megabytes, 1e-9)
+    result["cpu_mb_whole"] = sum(
+        after[group] - before.get(group, 0.0) for group in after) / \
+        max(megabytes, 1e-9)
     deadline.check("large messages")
 
     time.sleep(0.5)
+    fds_idle = target.open_fds()
     rss_before = target.rss("network")
     auth_before = target.rss("auth")
     opened, errors = open_idle(target, args.idle, args.threads, deadline)
@@ -432,6 +700,14 @@ def measure(target, args, deadline):
             smtp.close()
         except OSError:
             pass
+    deadline.check("idle connections")
+
+    if args.serial > 0 and scope is not None:
+        if STRACE is None:
+            result["syscall_notes"] = ["not counted: no strace command"]
+        else:
+            result.update(count_syscalls(target, args, deadline, scope,
+                                         fds_idle))
     return result
 
 
@@ -441,49 +717,162 @@ def ratio(a, b):
     return "%.2f" % (a / b)
 
 
-def report(results):
+def syscall_total(result, side):
+    """System calls per session of one side ("network", "auth") or of
+    the whole service ("whole": every group, nginx's master included)."""
+    table = result.get("syscalls")
+    if table is None:
+        return None
+    if side == "whole":
+        return sum(total for _, total in table.values())
+    return table[side][1] if side in table else None
+
+
+def print_table(results, rows):
+    """rows: (label, key or function of a result, format); a column per
+    result, then the first's ratio to each of the others."""
+    names = [r["name"] for r in results]
+    header = "%-40s" % "" + "".join("%16s" % n for n in names)
+    # Ratios of the first (the build under test) to each of the others.
+    for other in names[1:]:
+        header += "%16s" % ("sp/%s" % other)
+    print(header)
+    for label, key, fmt in rows:
+        values = [key(r) if callable(key) else r.get(key) for r in results]
+        cells = "".join("%16s" % (fmt % v if v is not None else "-")
+                        for v in values)
+        line = "%-40s%s" % (label, cells)
+        for other in values[1:]:
+            line += "%16s" % ratio(values[0], other)
+        print(line)
+
+
+def report_syscalls(results):
+    """Per server: system calls per session by name, per side: the top
+    SYSCALL_TOP of the whole service and of each side."""
+    for r in results:
+        for note in r.get("syscall_notes", []):
+            print("%s system calls: %s" % (r["name"], note))
+        table = r.get("syscalls")
+        if table is None:
+            continue
+        groups = [g for g in ("network", "auth") if g in table] + \
+            sorted(g for g in table if g not in ("network", "auth"))
+        names = {}
+        for group in groups:
+            for name, (calls, _) in table[group][0].items():
+                names[name] = names.get(name, 0.0) + calls
+        # The top SYSCALL_TOP of the whole service and of each side.
+        top = set(sorted(names, key=lambda n: (-names[n], n))[:SYSCALL_TOP])
+        for group in groups:
+            calls = table[group][0]
+            top |= set(sorted((n for n in calls if calls[n][0] > 0),
+                              key=lambda n: (-calls[n][0], n))[:SYSCALL_TOP])
+        top = sorted(top, key=lambda n: (-names[n], n))
+        print()
+        print("%s: system calls per session (strace -c -f, %d serial "
+              "sessions, %.1f s under strace): %.1f"
+              % (r["name"], r["serial_sessions"], r["serial_seconds"],
+                 syscall_total(r, "whole")))
+        print("  %-18s" % "syscall" + "".join("%10s" % g for g in groups)
+              + "%10s%10s" % ("whole", "failed"))
+        for name in top:
+            cells = "".join("%10.1f" % table[g][0].get(name, (0, 0))[0]
+                            for g in groups)
+            failed = sum(table[g][0].get(name, (0, 0))[1] for g in groups)
+            print("  %-18s%s%10.1f%10.1f" % (name, cells, names[name],
+                                             failed))
+        cells = "".join("%10.1f" % (table[g][1] - sum(
+            table[g][0].get(n, (0, 0))[0] for n in top)) for g in groups)
+        print("  %-18s%s%10.1f" % ("(others)", cells,
+                                    syscall_total(r, "whole") -
+                                    sum(names[n] for n in top)))
+        cells = "".join("%10.1f" % table[g][1] for g in groups)
+        print("  %-18s%s%10.1f" % ("total", cells,
+                                    syscall_total(r, "whole")))
+        if r.get("serial_errors"):
+            print("  serial_errors: %d, first: %s"
+                  % (len(r["serial_errors"]), r["serial_errors"][0]))
+
+
+def report_floor(results, floor):
+    """The floor, and every CPU figure as a multiple of it."""
+    print()
+    print("floor (this machine, no sockets):")
+    for note in floor["notes"]:
+        print("  " + note)
+    handshake = floor.get("handshake", {}).get("server_handshake_cpu_ms")
+    aes = floor.get("aes_ms_mb")
+    if handshake is not None:
+        h = floor["handshake"]
+        print("  TLS 1.3 handshake, server side, CPU ms:   %.3f (median "
+              "%.3f; with SSL_new/SSL_free %.3f; client side %.3f)"
+              % (handshake, h.get("server_handshake_cpu_ms_median", 0),
+                 h.get("server_ssl_cpu_ms", 0),
+                 h.get("client_handshake_cpu_ms", 0)))
+        print("    " + h["line"])
+    rsa = floor.get("handshake_rsa", {}).get("server_handshake_cpu_ms")
+    if rsa is not None:
+        print("  the same with RSA-2048 (generated), CPU ms: %.3f" % rsa)
+    if aes is not None:
+        print("  AES-128-GCM (openssl speed -evp, 16384-byte blocks): "
+              "%.3f ms/MB (%.0f MB/s)" % (aes, floor["aes_mb_s"]))
+    rows = []
+    if handshake is not None:
+        for label, key in (("network", "cpu_session_network"),
+                           ("auth side", "cpu_session_auth"),
+                           ("whole service", "cpu_session_whole")):
+            rows.append(("CPU/session %s, x handshake" % label,
+                         lambda r, k=key: r[k] / handshake
+                         if r.get(k) is not None else None, "%.2f"))
+    if aes is not None:
+        for label, key in (("network", "cpu_mb_network"),
+                           ("whole service", "cpu_mb_whole")):
+            rows.append(("CPU/MB %s, x AES-128-GCM" % label,
+                         lambda r, k=key: r[k] / aes
+                         if r.get(k) is not None else None, "%.2f"))
+    if rows and results:
+        print_table(results, rows)
+
+
+def report(results, floor=None):
     rows = [
         ("sessions completed", "sessions", "%d"),
-        ("sessions/s (wall clock)", None, None),
+        ("sessions/s (wall clock)",
+         lambda r: r["sessions"] / max(r["session_seconds"], 1e-9), "%.1f"),
         ("CPU ms/session, network", "cpu_session_network", "%.3f"),
         ("CPU ms/session, auth side", "cpu_session_auth", "%.3f"),
+        ("CPU ms/session, whole service", "cpu_session_whole", "%.3f"),
+        ("syscalls/session, network",
+         lambda r: syscall_total(r, "network"), "%.1f"),
+        ("syscalls/session, auth side",
+         lambda r: syscall_total(r, "auth"), "%.1f"),
+        ("syscalls/session, whole service",
+         lambda r: syscall_total(r, "whole"), "%.1f"),
         ("MB relayed (large)", "large_mb", "%.1f"),
         ("MB/s relayed (wall clock)", "large_mb_per_s", "%.1f"),
         ("CPU ms/MB, network", "cpu_mb_network", "%.3f"),
         ("CPU ms/MB, auth side", "cpu_mb_auth", "%.3f"),
+        ("CPU ms/MB, whole service", "cpu_mb_whole", "%.3f"),
         ("idle auth. connections", "idle", "%d"),
         ("network RSS before idle, kB", "rss_before_kb", "%d"),
         ("network RSS with idle, kB", "rss_after_kb", "%d"),
         ("RSS kB/idle conn, network", "rss_idle_kb", "%.1f"),
         ("RSS kB/idle conn, auth side", "rss_idle_auth_kb", "%.1f"),
     ]
-    names = [r["name"] for r in results]
-    header = "%-30s" % "" + "".join("%16s" % n for n in names)
-    # Ratios of the first (the build under test) to each of the others.
-    for other in names[1:]:
-        header += "%16s" % ("sp/%s" % other)
-    print(header)
-    for label, key, fmt in rows:
-        values = []
-        for r in results:
-            if key is None:
-                value = r["sessions"] / max(r["session_seconds"], 1e-9)
-                values.append(value)
-            else:
-                values.append(r.get(key))
-        cells = "".join("%16s" % ((fmt or "%.1f") % v if v is not None
-                                  else "-") for v in values)
-        line = "%-30s%s" % (label, cells)
-        for other in values[1:]:
-            line += "%16s" % ratio(values[0], other)
-        print(line)
+    print_table(results, rows)
     for r in results:
         for key in ("session_errors", "large_errors", "idle_errors"):
             if r.get(key):
                 print("%s %s: %d, first: %s" % (r["name"], key,
                                                len(r[key]), r[key][0]))
     print("(nginx 'auth side' = the nginx answering auth_http, which "
-          "checks no password; submitproxy's runs PAM.)")
+          "checks no password; submitproxy's runs PAM.  'whole service' = "
+          "every process of the server: network + auth side, and nginx's "
+          "mail master.  CPU is never measured under strace.)")
+    report_syscalls(results)
+    if floor is not None:
+        report_floor(results, floor)
 
 
 def main():
@@ -493,15 +882,30 @@ def main():
     parser.add_argument("--large", type=int, default=10)
     parser.add_argument("--large-mb", type=int, default=10)
     parser.add_argument("--idle", type=int, default=500)
+    parser.add_argument("--serial", type=int, default=200,
+                        help="sessions from one client under strace -c "
+                        "(0: no system call count)")
+    parser.add_argument("--serial-seconds", type=float, default=300,
+                        help="bound on the serial phase, per server")
     parser.add_argument("--no-nginx", action="store_true")
+    parser.add_argument("--floor-handshakes", type=int, default=2000,
+                        help="handshakes tls_floor times (RSA: a quarter)")
+    parser.add_argument("--tls-floor", metavar="PATH",
+                        help="the tls_floor binary (default: "
+                        "tests/bench/tls_floor in $SUBMITPROXY's build)")
+    parser.add_argument("--no-floor", action="store_true",
+                        help="neither tls_floor nor openssl speed")
     parser.add_argument("--max-seconds", type=float, default=900)
     parser.add_argument("--baseline", metavar="BINARY",
                         help="another submitproxy build, measured the "
                         "same way in this run")
     args = parser.parse_args()
-    for name in ("sessions", "threads", "large", "large_mb", "idle"):
+    for name in ("sessions", "threads", "large", "large_mb", "idle",
+                 "serial"):
         if not 0 <= getattr(args, name) <= 20000:
             parser.error("--%s out of range" % name.replace("_", "-"))
+    if not 1 <= args.floor_handshakes <= 100000:
+        parser.error("--floor-handshakes out of range")
     if not harness.binary():
         parser.error("set SUBMITPROXY to the submitproxy binary")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -511,16 +915,21 @@ def main():
     deadline = Deadline(args.max_seconds)
     scope = Cleanups()
     results = []
+    floor = None
     try:
         pki = tlsutil.shared_pki()
+        if not args.no_floor:
+            # First, while nothing else of the bench runs.
+            floor = measure_floor(args, pki)
         sink = backends.SmtpSink(scope, dump=False,
                                  max_connections=2 * args.idle + 100)
         print("smtp-sink at %s; %d sessions x %d threads, %d x %d MB, "
-              "%d idle" % (sink.address, args.sessions, args.threads,
-                           args.large, args.large_mb, args.idle))
+              "%d idle, %d serial under strace"
+              % (sink.address, args.sessions, args.threads, args.large,
+                 args.large_mb, args.idle, args.serial))
         sys.stdout.flush()
         target = SubmitproxyTarget(scope, sink)
-        results.append(measure(target, args, deadline))
+        results.append(measure(target, args, deadline, scope))
         target.proxy.stop()
         if args.baseline:
             under_test = os.environ["SUBMITPROXY"]
@@ -528,7 +937,7 @@ def main():
             try:
                 baseline = SubmitproxyTarget(scope, sink)
                 baseline.name = "baseline"
-                results.append(measure(baseline, args, deadline))
+                results.append(measure(baseline, args, deadline, scope))
                 baseline.proxy.stop()
             finally:
                 os.environ["SUBMITPROXY"] = under_test
@@ -538,10 +947,10 @@ def main():
             except (RuntimeError, AssertionError) as e:
                 print("nginx not measured: %s" % e)
             else:
-                results.append(measure(nginx, args, deadline))
+                results.append(measure(nginx, args, deadline, scope))
     finally:
         scope.run()
-    report(results)
+    report(results, floor)
     return 0
 
 
