@@ -34,6 +34,8 @@
 /* RFC 8446 §5.1: a record carries at most 2^14 bytes of plaintext.  Reads
  * and writes go one record at a time. */
 #define TLS_RECORD_PLAINTEXT_MAX 16384
+/* Plaintext handed to cb->plaintext at once, at most: four records. */
+#define TLS_PLAIN_BATCH (4 * TLS_RECORD_PLAINTEXT_MAX)
 /* Hand ciphertext to cb->send once this much has accumulated, so a large
  * write never holds more than about one record of ciphertext. */
 #define TLS_OUT_FLUSH_THRESHOLD 16384
@@ -446,12 +448,38 @@ static void tls_conn_note_peer(struct tls_conn *c)
 		c->peer_login = xstrdup(login);
 }
 
-/* plain (TLS_RECORD_PLAINTEXT_MAX bytes) receives each record's plaintext
- * on its way to cb->plaintext. */
+/* Hands what plain holds (have bytes) to cb->plaintext and wipes it
+ * (unless bulk).  False when the callback failed the connection. */
+static bool tls_conn_deliver(struct tls_conn *c, char *plain, size_t *have)
+{
+	size_t n = *have;
+
+	if (n == 0)
+		return true;
+	*have = 0;
+	c->cb.plaintext(c->arg, plain, n);
+	/* The records may hold an AUTH line: the owner has copied what it
+	 * keeps, so no credential stays behind in our buffer (Dovecot's
+	 * smtp_command_parser_clear()). */
+	if (!c->bulk)
+		OPENSSL_cleanse(plain, n);
+	/* A tls_conn_write() from the callback may have failed. */
+	if (c->state != TLS_CONN_ACTIVE)
+		return false;
+	if (c->out_len >= TLS_OUT_FLUSH_THRESHOLD)
+		tls_conn_flush(c);
+	return true;
+}
+
+/* plain (TLS_PLAIN_BATCH bytes) receives the records' plaintext on its
+ * way to cb->plaintext.  The records of one feed are handed over
+ * together, as many as fit: one call for what one socket read brought
+ * (a message's 64 KiB read is four records), so that the owner scans it
+ * in one pass and sends the backend one write, not four. */
 static enum tls_result tls_conn_drive(struct tls_conn *c, char *plain)
 {
-	size_t n, before;
-	int ret;
+	size_t n, before, have = 0;
+	int ret, err;
 
 	if (!c->handshake_done) {
 		ret = SSL_do_handshake(c->ssl);
@@ -467,25 +495,34 @@ static enum tls_result tls_conn_drive(struct tls_conn *c, char *plain)
 			return TLS_ERROR;
 	}
 	for (;;) {
+		if (TLS_PLAIN_BATCH - have < TLS_RECORD_PLAINTEXT_MAX &&
+		    !tls_conn_deliver(c, plain, &have))
+			return TLS_ERROR;
 		before = c->in_len;
-		ret = SSL_read_ex(c->ssl, plain, TLS_RECORD_PLAINTEXT_MAX, &n);
+		ret = SSL_read_ex(c->ssl, plain + have, TLS_RECORD_PLAINTEXT_MAX,
+				  &n);
 		if (ret == 1) {
-			c->cb.plaintext(c->arg, plain, n);
-			/* The record may be an AUTH line: the owner has copied
-			 * what it keeps, so no credential stays behind in our
-			 * buffer (Dovecot's smtp_command_parser_clear()). */
-			if (!c->bulk)
-				OPENSSL_cleanse(plain, n);
-			/* A tls_conn_write() from the callback may have
-			 * failed. */
-			if (c->state != TLS_CONN_ACTIVE)
-				return TLS_ERROR;
-			if (c->out_len >= TLS_OUT_FLUSH_THRESHOLD)
-				tls_conn_flush(c);
+			have += n;
 			continue;
 		}
-		if (SSL_get_error(c->ssl, ret) != SSL_ERROR_WANT_READ)
-			return tls_conn_ssl_result(c, ret);
+		err = SSL_get_error(c->ssl, ret);
+		if (err != SSL_ERROR_WANT_READ) {
+			/* A close_notify or an error, judged now, while
+			 * OpenSSL's state and error queue are this read's
+			 * (the callback's writes would change both); the
+			 * records before it still reach the owner first, as
+			 * they did one by one. */
+			enum tls_result res = tls_conn_ssl_result(c, ret);
+			enum tls_conn_state state = c->state;
+
+			c->state = TLS_CONN_ACTIVE;
+			if (!tls_conn_deliver(c, plain, &have))
+				return TLS_ERROR;
+			c->state = state;
+			return res;
+		}
+		if (!tls_conn_deliver(c, plain, &have))
+			return TLS_ERROR;
 		if (c->in_len == 0)
 			return TLS_OK;
 		/* OpenSSL wants more although input is left (it retries
@@ -502,7 +539,7 @@ enum tls_result tls_conn_feed(struct tls_conn *c, const char *data, size_t len)
 	/* Decrypted records.  Declared here rather than in tls_conn_drive()
 	 * so that it is still live when cb->send runs below: the unit test
 	 * checks from there that it was wiped. */
-	char plain[TLS_RECORD_PLAINTEXT_MAX];
+	char plain[TLS_PLAIN_BATCH];
 	enum tls_result res;
 	unsigned char first;
 

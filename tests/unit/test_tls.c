@@ -366,6 +366,7 @@ struct pair {
 	char *rx; /* plaintext the server received */
 	size_t rx_len;
 	const char *reply;    /* written from inside cb->plaintext */
+	int plain_calls;      /* cb->plaintext calls */
 	const char *greeting; /* written from inside cb->handshake_done */
 	enum tls_result reply_result;
 	int handshakes;
@@ -408,6 +409,7 @@ static void pair_plaintext_cb(void *arg, const char *data, size_t len)
 {
 	struct pair *p = arg;
 
+	p->plain_calls++;
 	p->rx = realloc(p->rx, p->rx_len + len + 1);
 	if (p->rx == NULL)
 		abort();
@@ -694,7 +696,7 @@ static void test_write_from_handshake_done(void)
 	config_del(cfg);
 }
 
-static void test_pipelined_records_each_get_a_reply(void)
+static void test_pipelined_records_arrive_together(void)
 {
 	struct config *cfg = config_new(false);
 	struct tls_server *srv = server_new(cfg);
@@ -705,17 +707,77 @@ static void test_pipelined_records_each_get_a_reply(void)
 	pair_init(&p, srv, NULL);
 	CHECK(pair_handshake(&p), "pipelining: handshake");
 	p.reply = "250 ok\r\n";
-	/* Three records in one tls_conn_feed(): a reply is written from
-	 * inside each cb->plaintext while the rest of the input waits. */
+	/* Three records in one tls_conn_feed() reach the owner in one
+	 * cb->plaintext (what one socket read brought, scanned and relayed
+	 * at once); a reply written from inside it leaves. */
 	SSL_write_ex(p.cli, "MAIL FROM:<a@b>\r\n", 17, &n);
 	SSL_write_ex(p.cli, "RCPT TO:<c@d>\r\n", 15, &n);
 	SSL_write_ex(p.cli, "DATA\r\n", 6, &n);
+	p.plain_calls = 0;
 	CHECK(pump(&p) == TLS_OK, "pipelining: one feed");
 	TAP_EQ_STR(p.rx, "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n",
 		   "pipelining: all three commands arrive in order");
+	TAP_EQ_INT(p.plain_calls, 1, "pipelining: in one callback");
 	client_read(&p, buf, sizeof(buf));
-	TAP_EQ_STR(buf, "250 ok\r\n250 ok\r\n250 ok\r\n",
-		   "pipelining: three replies, in order");
+	TAP_EQ_STR(buf, "250 ok\r\n", "pipelining: the reply arrives");
+	pair_finish(&p);
+	tls_server_destroy(srv);
+	config_del(cfg);
+}
+
+/* Records before a close_notify in the same feed reach the owner before
+ * the feed reports the close; a reply written for them still leaves. */
+static void test_records_then_close_notify(void)
+{
+	struct config *cfg = config_new(false);
+	struct tls_server *srv = server_new(cfg);
+	struct pair p;
+	char buf[64];
+	size_t n;
+
+	pair_init(&p, srv, NULL);
+	CHECK(pair_handshake(&p), "records+close: handshake");
+	p.reply = "221 bye\r\n";
+	SSL_write_ex(p.cli, "QUIT\r\n", 6, &n);
+	(void)SSL_shutdown(p.cli);
+	TAP_EQ_INT(pump(&p), TLS_CLOSED, "records+close: the feed reports the close");
+	TAP_EQ_STR(p.rx, "QUIT\r\n", "records+close: the record came first");
+	TAP_EQ_INT(p.reply_result, TLS_OK,
+		   "records+close: the reply written for it succeeds");
+	client_read(&p, buf, sizeof(buf));
+	TAP_EQ_STR(buf, "221 bye\r\n", "records+close: the client reads it");
+	pair_finish(&p);
+	tls_server_destroy(srv);
+	config_del(cfg);
+}
+
+/* A feed of more than a batch (TLS_PLAIN_BATCH, four records) is
+ * handed over in batches, every byte in order. */
+static void test_large_feed_in_batches(void)
+{
+	struct config *cfg = config_new(false);
+	struct tls_server *srv = server_new(cfg);
+	const size_t big = 5 * 16384 + 100;
+	struct pair p;
+	char *data;
+	size_t i;
+
+	pair_init(&p, srv, NULL);
+	CHECK(pair_handshake(&p), "batches: handshake");
+	data = malloc(big);
+	if (data == NULL)
+		abort();
+	for (i = 0; i < big; i++)
+		data[i] = (char)('a' + i % 26);
+	p.plain_calls = 0;
+	CHECK(client_write(&p, data, big), "batches: client writes %zu bytes",
+	      big);
+	TAP_EQ_INT(p.rx_len, big, "batches: every byte arrives");
+	CHECK(p.rx != NULL && memcmp(p.rx, data, big) == 0,
+	      "batches: in order");
+	CHECK(p.plain_calls >= 2 && p.plain_calls <= 6,
+	      "batches: %d callbacks for six records", p.plain_calls);
+	free(data);
 	pair_finish(&p);
 	tls_server_destroy(srv);
 	config_del(cfg);
@@ -2041,7 +2103,9 @@ int main(void)
 	fixture_init();
 	test_handshake_tls13_and_plaintext_both_ways();
 	test_write_from_handshake_done();
-	test_pipelined_records_each_get_a_reply();
+	test_pipelined_records_arrive_together();
+	test_records_then_close_notify();
+	test_large_feed_in_batches();
 	test_handshake_and_data_in_one_feed();
 	test_plaintext_wiped_after_callback();
 	test_ciphertext_one_byte_at_a_time();
