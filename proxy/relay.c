@@ -103,6 +103,11 @@ struct relay_write {
 	char data[];
 };
 
+/* While corked, a write shorter than this is copied into the cork; a
+ * longer one (a message's chunk) is written at once, with what the cork
+ * holds in front of it: copying it would cost more than the write saved. */
+#define RELAY_CORK_COPY_MAX 4096
+
 static void relay_fail(struct relay *r, const char *why);
 static void relay_fail_later(struct relay *r, const char *why);
 static void relay_timer_restart(struct relay *r);
@@ -142,15 +147,66 @@ static void relay_on_write(uv_write_t *req, int status)
 	}
 }
 
-static void relay_write(struct relay *r, const char *data, size_t len)
+/* Writes bufs[0..n) in order, now: what the socket takes at once without
+ * a copy or an allocation (most writes fit its buffer), the rest copied
+ * into one queued write. */
+static void relay_write_out(struct relay *r, const uv_buf_t *bufs, unsigned n)
 {
 	struct relay_write *w;
 	uv_buf_t buf;
+	size_t total = 0, skip = 0, off = 0;
 	int rc;
+
+	for (unsigned i = 0; i < n; i++)
+		total += bufs[i].len;
+	if (r->write_queued == 0) {
+		rc = uv_try_write(r->stream, bufs, n);
+		if (rc > 0) {
+			skip = (size_t)rc;
+		} else if (rc != UV_EAGAIN && rc != UV_ENOSYS) {
+			relay_fail_later(r, uv_strerror(rc));
+			return;
+		}
+		if (skip == total) {
+			relay_timer_restart(r);
+			return;
+		}
+	}
+	w = xmalloc(sizeof(*w) + (total - skip));
+	w->r = r;
+	w->len = total - skip;
+	for (unsigned i = 0; i < n; i++) {
+		size_t len = bufs[i].len, from = 0;
+
+		if (skip >= len) {
+			skip -= len;
+			continue;
+		}
+		from = skip;
+		skip = 0;
+		memcpy(w->data + off, bufs[i].base + from, len - from);
+		off += len - from;
+	}
+	buf = uv_buf_init(w->data, (unsigned)w->len);
+	rc = uv_write(&w->req, r->stream, &buf, 1, relay_on_write);
+	if (rc < 0) {
+		free(w);
+		relay_fail_later(r, uv_strerror(rc));
+		return;
+	}
+	r->write_queued += w->len;
+	if (r->write_queued > RELAY_WRITE_HIGH)
+		r->want_drained = true;
+	relay_timer_restart(r);
+}
+
+static void relay_write(struct relay *r, const char *data, size_t len)
+{
+	uv_buf_t bufs[2];
 
 	if (len == 0 || r->state >= RELAY_FAILED || r->write_error != NULL)
 		return;
-	if (r->corked) {
+	if (r->corked && len < RELAY_CORK_COPY_MAX) {
 		if (r->cork_cap - r->cork_len < len) {
 			r->cork_cap = r->cork_len + len + 1024;
 			r->cork = xrealloc(r->cork, r->cork_cap);
@@ -159,38 +215,18 @@ static void relay_write(struct relay *r, const char *data, size_t len)
 		r->cork_len += len;
 		return;
 	}
-	if (r->write_queued == 0) {
-		/* Most writes fit the socket buffer at once: no copy, no
-		 * allocation.  Only what is left waits in a queued write. */
-		buf = uv_buf_init((char *)data, (unsigned)len);
-		rc = uv_try_write(r->stream, &buf, 1);
-		if (rc > 0) {
-			data += rc;
-			len -= (size_t)rc;
-		} else if (rc != UV_EAGAIN && rc != UV_ENOSYS) {
-			relay_fail_later(r, uv_strerror(rc));
-			return;
-		}
-		if (len == 0) {
-			relay_timer_restart(r);
-			return;
-		}
-	}
-	w = xmalloc(sizeof(*w) + len);
-	w->r = r;
-	w->len = len;
-	memcpy(w->data, data, len);
-	buf = uv_buf_init(w->data, (unsigned)len);
-	rc = uv_write(&w->req, r->stream, &buf, 1, relay_on_write);
-	if (rc < 0) {
-		free(w);
-		relay_fail_later(r, uv_strerror(rc));
+	if (r->corked && r->cork_len > 0) {
+		/* A message's chunk is not copied into the cork: what the
+		 * cork holds (the Received: line, say) leaves with it in
+		 * one write, and the cork goes on with what follows. */
+		bufs[0] = uv_buf_init(r->cork, (unsigned)r->cork_len);
+		bufs[1] = uv_buf_init((char *)data, (unsigned)len);
+		r->cork_len = 0;
+		relay_write_out(r, bufs, 2);
 		return;
 	}
-	r->write_queued += len;
-	if (r->write_queued > RELAY_WRITE_HIGH)
-		r->want_drained = true;
-	relay_timer_restart(r);
+	bufs[0] = uv_buf_init((char *)data, (unsigned)len);
+	relay_write_out(r, bufs, 1);
 }
 
 static void relay_command(struct relay *r, const char *fmt, ...)

@@ -112,6 +112,8 @@ size_t relay_write_queued(const struct relay *r);
  * them: the owner corks while it handles one read of the client's (a
  * pipelined group, or a message's chunks and its final dot), so what is
  * kept is bounded by one read (and the DATA scanner's growth of it).
+ * A long write (a message's chunk, RELAY_CORK_COPY_MAX in relay.c) is
+ * not copied: it goes out at once, with what the cork held before it.
  * Corked bytes do not count in relay_write_queued(): the back-pressure
  * that stops the client's reads starts at relay_uncork(), when they
  * reach the socket, and its drained callback comes from a write's

@@ -43,8 +43,10 @@ struct userlimits;
 struct worker;
 
 #define WORKER_READ_BUFSIZE 65536
-/* Message bytes go through the DATA scanner in chunks of this size. */
-#define WORKER_DATA_CHUNK 16384
+/* Message bytes go through the DATA scanner in chunks of this size: a
+ * whole read (a TLS feed hands over up to four records at once, 64 KiB),
+ * so that a read is scanned in one call and relayed in one write. */
+#define WORKER_DATA_CHUNK WORKER_READ_BUFSIZE
 
 /* Called on the worker's own thread. */
 struct worker_hooks {
