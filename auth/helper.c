@@ -302,6 +302,9 @@ __attribute__((noreturn)) static void helper_worker_main(struct helper *h,
 	explicit_bzero(h->queue, h->qcap * sizeof(h->queue[0]));
 	helper_close_fds_except(fd);
 	prctl(PR_SET_NAME, HELPER_WORKER_TITLE, 0, 0, 0);
+	/* Held until _exit(): the modules stay loaded between transactions
+	 * (pam.h).  Never ended: the process ends instead. */
+	(void)auth_pam_hold_modules(cfg->auth.pam_service);
 
 	for (;;) {
 		/* SOCK_SEQPACKET: one message is one frame; a longer one

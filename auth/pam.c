@@ -163,6 +163,18 @@ static int auth_pam_user_valid(const char *name, size_t out_size)
 	return 1;
 }
 
+/* The held handle (auth_pam_hold_modules()) never runs a stack; if a
+ * module asked it anything, the answer is no. */
+static int auth_pam_hold_conv(int num_msg, const struct pam_message **msg,
+			      struct pam_response **resp, void *appdata_ptr)
+{
+	(void)num_msg;
+	(void)msg;
+	(void)appdata_ptr;
+	*resp = NULL;
+	return PAM_CONV_ERR;
+}
+
 /* The start of every transaction: pam_start() and the items both kinds
  * set.  Returns a PAM status; *pamh_r is NULL when pam_start() failed
  * (the handle, if any, is ended here), else it is auth_pam_end()'s to
@@ -270,4 +282,17 @@ enum auth_result auth_pam_account(const char *service, const char *user,
 		status = pam_acct_mgmt(pamh, PAM_SILENT);
 	return auth_pam_end(pamh, status, pam_user_out, pam_user_size,
 			    reason_r);
+}
+
+void *auth_pam_hold_modules(const char *service)
+{
+	static const struct pam_conv none = {auth_pam_hold_conv, NULL};
+	pam_handle_t *pamh = NULL;
+
+	if (pam_start(service, NULL, &none, &pamh) != PAM_SUCCESS) {
+		if (pamh != NULL)
+			pam_end(pamh, PAM_SYSTEM_ERR);
+		return NULL;
+	}
+	return pamh;
 }

@@ -49,4 +49,15 @@ enum auth_result auth_pam_account(const char *service, const char *user,
 				  const char *rhost, char *pam_user_out,
 				  size_t pam_user_size, const char **reason_r);
 
+/* A PAM handle that is started and never used: while it lives, the
+ * modules of service's stack stay loaded, so that each transaction's
+ * pam_start() finds them there instead of mapping and relocating them
+ * again (pam_end() unloads what no handle holds).  PAM still reads the
+ * configuration at every pam_start(), so a changed stack takes effect
+ * at the next transaction; a module file replaced on disk (a package
+ * upgrade) is used from the next worker on.  NULL if pam_start() failed
+ * (each transaction then reports that itself).  A worker holds one for
+ * its life. */
+void *auth_pam_hold_modules(const char *service);
+
 #endif
