@@ -755,6 +755,32 @@ class PamUnix(AuthTestCase):
         fields = proxy.session_log(client, r"\bevent=auth_ok\b")
         self.assertEqual(fields.get("user"), pam.user)
 
+    def test_a_changed_pam_stack_takes_effect_at_the_next_login(self):
+        # One worker serves every login, and it keeps the stack's modules
+        # loaded between them (auth_pam_hold_modules()): PAM must still
+        # read the stack at each login.  (pam_wrapper reads its copy of
+        # the services once: this needs the real /etc/pam.d.)
+        pam = pamutil.UnixPam(self, self.password)
+        proxy = pamutil.PamProxy(self, pki(), pam,
+                                 auth={"helper_workers": 1})
+        proxy.add_secret(*pamutil.secret_forms(pam.user, self.wrong))
+        client = self.tls_client(proxy)
+        self.assertOk(self.auth_plain(proxy, client, user=pam.user))
+        client.close()
+        with open(pam.service_path) as f:
+            saved = f.read()
+        with open(pam.service_path, "w") as f:
+            f.write("auth required pam_deny.so\n"
+                    "account required pam_deny.so\n")
+        client = self.tls_client(proxy)
+        self.assertReply(self.auth_plain(proxy, client, user=pam.user),
+                         535, "5.7.8")
+        client.close()
+        with open(pam.service_path, "w") as f:
+            f.write(saved)
+        client = self.tls_client(proxy)
+        self.assertOk(self.auth_plain(proxy, client, user=pam.user))
+
     def test_system_user_with_wrong_password_is_535(self):
         pam, proxy = self.unix_proxy()
         client = self.tls_client(proxy)
