@@ -487,9 +487,14 @@ static enum tls_result tls_conn_drive(struct tls_conn *c, char *plain)
 			return tls_conn_ssl_result(c, ret);
 		c->handshake_done = true;
 		tls_conn_note_peer(c);
-		/* Our last flight (and TLS 1.3 tickets) before whatever
-		 * handshake_done writes. */
-		tls_conn_flush(c);
+		/* What the handshake's last step wrote (our last flight up
+		 * to TLS 1.2; in TLS 1.3, the session tickets) stays in out:
+		 * whatever handshake_done writes (the implicit-TLS greeting)
+		 * goes behind it, and both leave in one write, not two.  Not
+		 * held any longer than this feed: a GnuTLS client waits a
+		 * moment for the tickets after its handshake, and gives up
+		 * resuming if they are late (a STARTTLS client speaks
+		 * first, so the next reply could be a round trip away). */
 		c->cb.handshake_done(c->arg);
 		if (c->state != TLS_CONN_ACTIVE)
 			return TLS_ERROR;

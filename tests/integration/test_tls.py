@@ -6,7 +6,7 @@ handshake timeouts, protocol versions and cipher settings, SNI, ALPN
 resumption and the "event=tls" log line.
 
 Clients: raw sockets with Python's ssl, smtplib, and where installed
-openssl s_client, swaks and curl (each such test is skipped with a message
+openssl s_client, swaks, curl and gnutls-cli (each such test is skipped with a message
 when its command is missing).  Certificates are made with the openssl
 command by tlsutil.py.  Loopback only; configured timeouts are short and
 every wait is bounded (harness.WAIT).
@@ -839,6 +839,34 @@ class Curl(TlsTestCase):
         self.assertRegex(err, r"SSL connection using TLSv1\.[23]")
         self.assertIn("< 220 %s ESMTP" % HOSTNAME, err)
         self.assertRegex(err, r"< 530 5\.7\.0 Authentication required")
+
+
+class GnutlsCli(TlsTestCase):
+    """GnuTLS as a client (msmtp and neomutt use it).  After its TLS 1.3
+    handshake, GnuTLS waits only a moment for the server's session tickets
+    before it gives up on resuming: they must not be held back for a
+    later write (tls-conn.c), or a STARTTLS client, which speaks first,
+    never resumes."""
+
+    def resumes(self, proxy, listener, *flags):
+        gnutls = tlsutil.require_command("gnutls-cli")
+        result = self.run_client(
+            proxy, [gnutls, "--insecure", "--resume", "--priority",
+                    "NORMAL:-VERS-ALL:+VERS-TLS1.3", "-p",
+                    str(proxy.port(listener))] + list(flags) +
+            ["127.0.0.1"], "QUIT\r\n")
+        self.assertIn("Resume Handshake was completed", result.stdout)
+        self.assertIn("This is a resumed session", result.stdout,
+                      result.stdout)
+        self.assertTrue(any("event=tls " in line and "resumed=yes" in line
+                            for line in proxy.log().splitlines()),
+                        proxy.log())
+
+    def test_gnutls_resumes_a_tls_1_3_session_over_starttls(self):
+        self.resumes(self.proxy(), "starttls", "--starttls-proto=smtp")
+
+    def test_gnutls_resumes_a_tls_1_3_session_over_implicit_tls(self):
+        self.resumes(self.proxy(), "implicit")
 
 
 # -------------------------------------------------------------------- SNI

@@ -683,14 +683,33 @@ static void test_write_from_handshake_done(void)
 	struct config *cfg = config_new(false);
 	struct tls_server *srv = server_new(cfg);
 	struct pair p;
-	char buf[64];
+	char buf[64], flight[8192];
+	size_t sends;
+	int len;
 
 	pair_init(&p, srv, NULL);
 	p.greeting = "220 mail.example.org ESMTP\r\n";
-	CHECK(pair_handshake(&p), "implicit TLS: handshake completes");
+	/* Step by step: the ClientHello, then the client's Finished. */
+	SSL_do_handshake(p.cli);
+	len = BIO_read(p.from_cli, flight, sizeof(flight));
+	CHECK(len > 0 && tls_conn_feed(p.conn, flight, (size_t)len) == TLS_OK,
+	      "implicit TLS: the ClientHello");
+	CHECK(SSL_do_handshake(p.cli) == 1, "implicit TLS: the client is done");
+	len = BIO_read(p.from_cli, flight, sizeof(flight));
+	sends = p.sends;
+	CHECK(len > 0 && tls_conn_feed(p.conn, flight, (size_t)len) == TLS_OK &&
+		  tls_conn_handshake_done(p.conn),
+	      "implicit TLS: handshake completes");
+	TAP_EQ_INT(p.sends - sends, 1,
+		   "the session tickets and the greeting leave in one send");
+	ERR_clear_error();
 	client_read(&p, buf, sizeof(buf));
 	TAP_EQ_STR(buf, "220 mail.example.org ESMTP\r\n",
 		   "a greeting written from cb->handshake_done arrives");
+	CHECK(SSL_SESSION_is_resumable(SSL_get_session(p.cli)) == 1,
+	      "the session tickets arrived in front of it");
+	TAP_EQ_INT(tls_conn_buffered_bytes(p.conn), 0,
+		   "implicit TLS: nothing left buffered");
 	pair_finish(&p);
 	tls_server_destroy(srv);
 	config_del(cfg);
