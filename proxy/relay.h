@@ -47,9 +47,12 @@ struct relay;
 
 #define RELAY_REPLY_MAX 16384
 /* Backpressure toward the backend: the owner stops feeding above HIGH and
- * gets cb->drained when the queue falls below LOW. */
-#define RELAY_WRITE_HIGH (256 * 1024)
-#define RELAY_WRITE_LOW (64 * 1024)
+ * gets cb->drained when the queue falls below LOW.  What a session holds
+ * for a backend that does not keep up is at most HIGH plus one read
+ * (WORKER_READ_BUFSIZE, 256 KiB: the owner takes a whole read), 320 KiB;
+ * bytes wait in the kernel's socket buffer first. */
+#define RELAY_WRITE_HIGH (64 * 1024)
+#define RELAY_WRITE_LOW (16 * 1024)
 
 /* The real client, for XCLIENT (Postfix XCLIENT_README). */
 struct relay_client {

@@ -34,8 +34,11 @@
 /* RFC 8446 §5.1: a record carries at most 2^14 bytes of plaintext.  Reads
  * and writes go one record at a time. */
 #define TLS_RECORD_PLAINTEXT_MAX 16384
-/* Plaintext handed to cb->plaintext at once, at most: four records. */
-#define TLS_PLAIN_BATCH (4 * TLS_RECORD_PLAINTEXT_MAX)
+/* Plaintext handed to cb->plaintext at once, at most: sixteen records,
+ * what one read of the worker's buffer (256 KiB, worker.h) may bring.  On
+ * the stack of tls_conn_feed() (a worker thread's stack is 8 MiB,
+ * RLIMIT_STACK as libuv sizes it). */
+#define TLS_PLAIN_BATCH (16 * TLS_RECORD_PLAINTEXT_MAX)
 /* Hand ciphertext to cb->send once this much has accumulated, so a large
  * write never holds more than about one record of ciphertext. */
 #define TLS_OUT_FLUSH_THRESHOLD 16384
@@ -474,8 +477,8 @@ static bool tls_conn_deliver(struct tls_conn *c, char *plain, size_t *have)
 /* plain (TLS_PLAIN_BATCH bytes) receives the records' plaintext on its
  * way to cb->plaintext.  The records of one feed are handed over
  * together, as many as fit: one call for what one socket read brought
- * (a message's 64 KiB read is four records), so that the owner scans it
- * in one pass and sends the backend one write, not four. */
+ * (a message's 256 KiB read is sixteen records), so that the owner scans
+ * it in one pass and sends the backend one write, not sixteen. */
 static enum tls_result tls_conn_drive(struct tls_conn *c, char *plain)
 {
 	size_t n, before, have = 0;

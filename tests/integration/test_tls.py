@@ -6,8 +6,8 @@ handshake timeouts, protocol versions and cipher settings, SNI, ALPN
 resumption and the "event=tls" log line.
 
 Clients: raw sockets with Python's ssl, smtplib, and where installed
-openssl s_client, swaks, curl and gnutls-cli (each such test is skipped with a message
-when its command is missing).  Certificates are made with the openssl
+openssl s_client, swaks, curl and gnutls-cli (each such test is skipped
+with a message when its command is missing).  Certificates are made with the openssl
 command by tlsutil.py.  Loopback only; configured timeouts are short and
 every wait is bounded (harness.WAIT).
 """
