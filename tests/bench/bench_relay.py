@@ -19,6 +19,13 @@ stops it from measuring.  Per proxy, in one run:
 
 CPU is utime + stime from /proc/PID/stat, read before and after each
 phase; "whole service" is the sum over every process of the server.
+Every server is up at once and the CPU phases run in --rounds rounds
+(default 3): in each, every server gets its share of the sessions and
+then of the large messages, one server at a time, the order turning
+from round to round (the server measured first in a run pays more:
+cold caches, the clock ramping up), and each server's CPU is summed
+over the rounds.  The idle and system call phases follow, one server
+at a time.
 
 Before the servers, the floor on this machine: tls_floor (built next to
 the binary, in BUILD/tests/bench/, or --tls-floor) times OpenSSL's own
@@ -35,7 +42,7 @@ PAM (pam_wrapper + pam_matrix): the auth columns are not like for like.
         [--sessions 300] [--threads 4] [--large 10] [--large-mb 10]
         [--idle 500] [--serial 200] [--no-nginx] [--max-seconds 900]
         [--floor-handshakes 2000] [--tls-floor PATH] [--no-floor]
-        [--baseline OTHER-BUILD/proxy/submitproxy]
+        [--rounds 3] [--baseline OTHER-BUILD/proxy/submitproxy]
 
 --baseline measures another build the same way in the same run (e.g. the
 one before a change), so that a regression shows as a ratio, not as a
@@ -187,13 +194,16 @@ class SubmitproxyTarget(Target):
             with open(self.proxy.config_path, "w") as f:
                 f.write(harness.render_config(self.proxy.sections))
         self.proxy.start()
+        # Its own: a baseline is measured while $SUBMITPROXY names the
+        # build under test again.
+        self.binary = harness.binary()
         self.port = self.proxy.port("sub")
         self.password = self.proxy.password
         self.network = self.proxy.network_pid()
 
     def groups(self):
         return {"network": [self.network],
-                "auth": self.proxy.helper_pids()}
+                "auth": self.proxy.helper_pids(self.binary)}
 
 
 def _children(pid):
@@ -630,56 +640,84 @@ def measure_floor(args, pki):
 
 # ---------------------------------------------------------- measurements
 
-def measure(target, args, deadline, scope=None):
-    """The CPU and memory phases, then (args.serial > 0, strace found,
-    scope given for strace's files) the system call count."""
-    result = {"name": target.name}
+def split(total, parts):
+    """total as parts near-equal counts (the first ones one larger)."""
+    return [total // parts + (1 if i < total % parts else 0)
+            for i in range(parts)]
+
+
+def cpu_rounds(targets, args, deadline):
+    """The CPU phases, every target up at once: args.rounds rounds, each
+    a share of the sessions and then of the large messages for every
+    target in turn, the order turning from round to round (the first
+    server measured in a run pays more: caches, clock ramp-up, the
+    sink's first connections), CPU deltas summed over the rounds.
+    Returns a result dict per target, in the order given."""
+    results = [{"name": t.name, "sessions": 0, "session_errors": [],
+                "session_seconds": 0.0, "large_messages": 0,
+                "large_errors": [], "large_mb": 0.0,
+                "large_seconds": 0.0, "cpu_s": {}, "cpu_l": {}}
+               for t in targets]
     # Warm-up: PAM workers, TLS contexts, the backend probe.
-    run_sessions(target, 8, 2, deadline)
-
-    before = target.cpu()
-    done, errors, seconds = run_sessions(target, args.sessions,
-                                         args.threads, deadline)
-    after = target.cpu()
-    result["sessions"] = done
-    result["session_errors"] = errors
-    result["session_seconds"] = seconds
-    for group in after:
-        result["cpu_session_" + group] = \
-            (after[group] - before.get(group, 0.0)) / max(done, 1)
-    result["cpu_session_whole"] = sum(
-        after[group] - before.get(group, 0.0) for group in after) / \
-        max(done, 1)
-    deadline.check("sessions")
-
+    for target in targets:
+        run_sessions(target, 8, 2, deadline)
+    rounds = max(1, args.rounds)
     body = large_body(args.large_mb)
-    before = target.cpu()
-    started = time.monotonic()
-    sent = 0
-    large_errors = []
-    for _ in range(args.large):
-        if deadline.left() <= 0:
-            break
-        try:
-            session(target.port, target.password, body=body)
-            sent += 1
-        except Exception as e:
-            large_errors.append(repr(e))
-    after = target.cpu()
-    megabytes = sent * len(body) / (1024.0 * 1024.0)
-    result["large_messages"] = sent
-    result["large_errors"] = large_errors
-    result["large_mb"] = megabytes
-    result["large_seconds"] = time.monotonic() - started
-    result["large_mb_per_s"] = megabytes / max(result["large_seconds"], 1e-9)
-    for group in after:
-        result["cpu_mb_" + group] = \
-            (after[group] - before.get(group, 0.0)) / max(megabytes, 1e-9)
-    result["cpu_mb_whole"] = sum(
-        after[group] - before.get(group, 0.0) for group in after) / \
-        max(megabytes, 1e-9)
-    deadline.check("large messages")
+    sessions = split(args.sessions, rounds)
+    large = split(args.large, rounds)
+    for k in range(rounds):
+        order = [(i + k) % len(targets) for i in range(len(targets))]
+        for i in order:
+            target, result = targets[i], results[i]
+            before = target.cpu()
+            done, errors, seconds = run_sessions(
+                target, sessions[k], args.threads, deadline)
+            after = target.cpu()
+            result["sessions"] += done
+            result["session_errors"] += errors
+            result["session_seconds"] += seconds
+            for group in after:
+                result["cpu_s"][group] = result["cpu_s"].get(group, 0.0) \
+                    + after[group] - before.get(group, 0.0)
+            deadline.check("sessions")
+        for i in order:
+            target, result = targets[i], results[i]
+            before = target.cpu()
+            started = time.monotonic()
+            for _ in range(large[k]):
+                if deadline.left() <= 0:
+                    break
+                try:
+                    session(target.port, target.password, body=body)
+                    result["large_messages"] += 1
+                    result["large_mb"] += len(body) / (1024.0 * 1024.0)
+                except Exception as e:
+                    result["large_errors"].append(repr(e))
+            after = target.cpu()
+            result["large_seconds"] += time.monotonic() - started
+            for group in after:
+                result["cpu_l"][group] = result["cpu_l"].get(group, 0.0) \
+                    + after[group] - before.get(group, 0.0)
+            deadline.check("large messages")
+    for result in results:
+        done = max(result["sessions"], 1)
+        megabytes = max(result["large_mb"], 1e-9)
+        for group, ms in result["cpu_s"].items():
+            result["cpu_session_" + group] = ms / done
+        result["cpu_session_whole"] = sum(result["cpu_s"].values()) / done
+        for group, ms in result["cpu_l"].items():
+            result["cpu_mb_" + group] = ms / megabytes
+        result["cpu_mb_whole"] = sum(result["cpu_l"].values()) / megabytes
+        result["large_mb_per_s"] = result["large_mb"] / \
+            max(result["large_seconds"], 1e-9)
+        del result["cpu_s"], result["cpu_l"]
+    return results
 
+
+def measure_rest(target, result, args, deadline, scope=None):
+    """After the CPU phases, one target at a time: the idle connections'
+    memory, then (args.serial > 0, strace found, scope given for
+    strace's files) the system call count.  Adds to result."""
     time.sleep(0.5)
     fds_idle = target.open_fds()
     rss_before = target.rss("network")
@@ -895,13 +933,16 @@ def main():
                         "tests/bench/tls_floor in $SUBMITPROXY's build)")
     parser.add_argument("--no-floor", action="store_true",
                         help="neither tls_floor nor openssl speed")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="the CPU phases in this many rounds, the "
+                        "servers' order turning")
     parser.add_argument("--max-seconds", type=float, default=900)
     parser.add_argument("--baseline", metavar="BINARY",
                         help="another submitproxy build, measured the "
                         "same way in this run")
     args = parser.parse_args()
     for name in ("sessions", "threads", "large", "large_mb", "idle",
-                 "serial"):
+                 "serial", "rounds"):
         if not 0 <= getattr(args, name) <= 20000:
             parser.error("--%s out of range" % name.replace("_", "-"))
     if not 1 <= args.floor_handshakes <= 100000:
@@ -928,26 +969,24 @@ def main():
               % (sink.address, args.sessions, args.threads, args.large,
                  args.large_mb, args.idle, args.serial))
         sys.stdout.flush()
-        target = SubmitproxyTarget(scope, sink)
-        results.append(measure(target, args, deadline, scope))
-        target.proxy.stop()
+        targets = [SubmitproxyTarget(scope, sink)]
         if args.baseline:
             under_test = os.environ["SUBMITPROXY"]
             os.environ["SUBMITPROXY"] = os.path.abspath(args.baseline)
             try:
                 baseline = SubmitproxyTarget(scope, sink)
                 baseline.name = "baseline"
-                results.append(measure(baseline, args, deadline, scope))
-                baseline.proxy.stop()
+                targets.append(baseline)
             finally:
                 os.environ["SUBMITPROXY"] = under_test
         if not args.no_nginx:
             try:
-                nginx = NginxTarget(scope, sink, pki)
+                targets.append(NginxTarget(scope, sink, pki))
             except (RuntimeError, AssertionError) as e:
                 print("nginx not measured: %s" % e)
-            else:
-                results.append(measure(nginx, args, deadline, scope))
+        results = cpu_rounds(targets, args, deadline)
+        for target, result in zip(targets, results):
+            measure_rest(target, result, args, deadline, scope)
     finally:
         scope.run()
     report(results, floor)

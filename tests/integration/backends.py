@@ -986,10 +986,11 @@ class RelayProxy(tlsutil.TlsProxy):
         line = self.wait_log(r"\bevent=start\b", r"\bpid=\d+")
         return int(harness.parse_log_fields(line)["pid"])
 
-    def helper_pids(self):
+    def helper_pids(self, binary=None):
         """The process started (auth helper) and its children that run
-        the proxy's binary, other than the network process."""
-        binary = os.path.realpath(harness.binary())
+        the proxy's binary (default: $SUBMITPROXY's), other than the
+        network process."""
+        binary = os.path.realpath(binary or harness.binary())
         network = self.network_pid()
         pids = [self.process.pid]
         for pid in sorted(_children(self.process.pid) - {network}):
