@@ -7,7 +7,8 @@ stops it from measuring.  Per proxy, in one run:
 
   sessions   N full sessions (connect, STARTTLS handshake, EHLO, AUTH
              PLAIN, one small message, QUIT) from T client threads:
-             CPU ms per session;
+             CPU ms per session; then --implicit as many on the
+             implicit-TLS port;
   large      M messages of S MB, each in its own session: CPU ms per MB
              relayed;
   idle       K connections through TLS and AUTH, left idle: VmRSS growth
@@ -39,7 +40,8 @@ nginx the mail worker and a second nginx that answers auth_http (always
 PAM (pam_wrapper + pam_matrix): the auth columns are not like for like.
 
     SUBMITPROXY=build/proxy/submitproxy python3 tests/bench/bench_relay.py
-        [--sessions 300] [--threads 4] [--large 10] [--large-mb 10]
+        [--sessions 300] [--implicit 300] [--threads 4] [--large 10]
+        [--large-mb 10]
         [--idle 500] [--serial 200] [--no-nginx] [--max-seconds 900]
         [--floor-handshakes 2000] [--tls-floor PATH] [--no-floor]
         [--rounds 3] [--baseline OTHER-BUILD/proxy/submitproxy]
@@ -198,6 +200,7 @@ class SubmitproxyTarget(Target):
         # build under test again.
         self.binary = harness.binary()
         self.port = self.proxy.port("sub")
+        self.implicit_port = self.proxy.port("subs")
         self.password = self.proxy.password
         self.network = self.proxy.network_pid()
 
@@ -211,8 +214,10 @@ def _children(pid):
 
 
 class NginxTarget(Target):
-    """nginx's mail proxy (workers worker processes, STARTTLS, smtp_auth
-    plain login, xclient off) with auth_http answered by a second nginx."""
+    """nginx's mail proxy (workers worker processes; a STARTTLS and an
+    implicit-TLS server, smtp_auth plain login, XCLIENT at its default,
+    on, as submitproxy's is: smtp-sink offers it, and both send it) with
+    auth_http answered by a second nginx."""
 
     name = "nginx-mail"
 
@@ -226,8 +231,8 @@ class NginxTarget(Target):
         self.dir = tempfile.mkdtemp(prefix="bench-nginx-")
         os.chmod(self.dir, 0o755)
         scope.addCleanup(shutil.rmtree, self.dir, True)
-        self.port, auth_port = harness.free_ports(["127.0.0.1",
-                                                   "127.0.0.1"])
+        self.port, self.implicit_port, auth_port = harness.free_ports(
+            ["127.0.0.1", "127.0.0.1", "127.0.0.1"])
         sink_host, sink_port = harness.parse_address(sink.address)
         self.password = "any-password"
         common = ("worker_processes {workers};\n"
@@ -271,12 +276,18 @@ mail {
         protocol smtp;
         starttls only;
         smtp_auth plain login;
-        xclient off;
+        proxy_timeout 600s;
+    }
+    server {
+        listen 127.0.0.1:%(implicit_port)d ssl;
+        protocol smtp;
+        smtp_auth plain login;
         proxy_timeout 600s;
     }
 }
 """ % {"hostname": harness.HOSTNAME, "auth_port": auth_port,
-       "cert": pki.server[0], "key": pki.server[1], "port": self.port}
+       "cert": pki.server[0], "key": pki.server[1], "port": self.port,
+       "implicit_port": self.implicit_port}
         self.processes = {}
         for name, text in (("auth", auth_conf), ("mail", mail_conf)):
             path = os.path.join(self.dir, name + ".conf")
@@ -473,6 +484,31 @@ def session(port, password, body=SMALL, context=None):
         smtp.close()
 
 
+def implicit_session(port, password, body=SMALL, context=None):
+    """One full session on the implicit-TLS port: TLS, EHLO, AUTH PLAIN,
+    one message, QUIT."""
+    smtp = smtplib.SMTP_SSL("127.0.0.1", port,
+                            local_hostname="bench.example", timeout=60,
+                            context=context or client_context())
+    try:
+        smtp.ehlo()
+        smtp.login(USER, password)
+        refused = smtp.sendmail("alice@example.com", ["bob@example.net"],
+                                body)
+        if refused:
+            raise RuntimeError("refused: %r" % refused)
+        smtp.quit()
+    finally:
+        smtp.close()
+
+
+def run_implicit_sessions(target, count, threads, deadline):
+    return run_sessions(target, count, threads, deadline,
+                        one=lambda port, password, context:
+                        implicit_session(target.implicit_port, password,
+                                         context=context))
+
+
 def run_sessions(target, count, threads, deadline, one=None):
     """count sessions from threads threads; returns (done, errors, s).
     one(port, password, context=...) is a session (default: session)."""
@@ -656,7 +692,9 @@ def cpu_rounds(targets, args, deadline):
     results = [{"name": t.name, "sessions": 0, "session_errors": [],
                 "session_seconds": 0.0, "large_messages": 0,
                 "large_errors": [], "large_mb": 0.0,
-                "large_seconds": 0.0, "cpu_s": {}, "cpu_l": {}}
+                "large_seconds": 0.0, "implicit_sessions": 0,
+                "implicit_seconds": 0.0,
+                "cpu_s": {}, "cpu_i": {}, "cpu_l": {}}
                for t in targets]
     # Warm-up: PAM workers, TLS contexts, the backend probe.
     for target in targets:
@@ -664,6 +702,7 @@ def cpu_rounds(targets, args, deadline):
     rounds = max(1, args.rounds)
     body = large_body(args.large_mb)
     sessions = split(args.sessions, rounds)
+    implicit = split(args.implicit, rounds)
     large = split(args.large, rounds)
     for k in range(rounds):
         order = [(i + k) % len(targets) for i in range(len(targets))]
@@ -680,6 +719,19 @@ def cpu_rounds(targets, args, deadline):
                 result["cpu_s"][group] = result["cpu_s"].get(group, 0.0) \
                     + after[group] - before.get(group, 0.0)
             deadline.check("sessions")
+        for i in order:
+            target, result = targets[i], results[i]
+            before = target.cpu()
+            done, errors, seconds = run_implicit_sessions(
+                target, implicit[k], args.threads, deadline)
+            after = target.cpu()
+            result["implicit_sessions"] += done
+            result["session_errors"] += errors
+            result["implicit_seconds"] += seconds
+            for group in after:
+                result["cpu_i"][group] = result["cpu_i"].get(group, 0.0) \
+                    + after[group] - before.get(group, 0.0)
+            deadline.check("implicit-TLS sessions")
         for i in order:
             target, result = targets[i], results[i]
             before = target.cpu()
@@ -705,12 +757,16 @@ def cpu_rounds(targets, args, deadline):
         for group, ms in result["cpu_s"].items():
             result["cpu_session_" + group] = ms / done
         result["cpu_session_whole"] = sum(result["cpu_s"].values()) / done
+        done = max(result["implicit_sessions"], 1)
+        for group, ms in result["cpu_i"].items():
+            result["cpu_implicit_" + group] = ms / done
+        result["cpu_implicit_whole"] = sum(result["cpu_i"].values()) / done
         for group, ms in result["cpu_l"].items():
             result["cpu_mb_" + group] = ms / megabytes
         result["cpu_mb_whole"] = sum(result["cpu_l"].values()) / megabytes
         result["large_mb_per_s"] = result["large_mb"] / \
             max(result["large_seconds"], 1e-9)
-        del result["cpu_s"], result["cpu_l"]
+        del result["cpu_s"], result["cpu_i"], result["cpu_l"]
     return results
 
 
@@ -863,6 +919,10 @@ def report_floor(results, floor):
             rows.append(("CPU/session %s, x handshake" % label,
                          lambda r, k=key: r[k] / handshake
                          if r.get(k) is not None else None, "%.2f"))
+        rows.append(("CPU/implicit session whole, x handshake",
+                     lambda r: r["cpu_implicit_whole"] / handshake
+                     if r.get("cpu_implicit_whole") is not None else None,
+                     "%.2f"))
     if aes is not None:
         for label, key in (("network", "cpu_mb_network"),
                            ("whole service", "cpu_mb_whole")):
@@ -881,6 +941,12 @@ def report(results, floor=None):
         ("CPU ms/session, network", "cpu_session_network", "%.3f"),
         ("CPU ms/session, auth side", "cpu_session_auth", "%.3f"),
         ("CPU ms/session, whole service", "cpu_session_whole", "%.3f"),
+        ("implicit-TLS sessions completed", "implicit_sessions", "%d"),
+        ("CPU ms/implicit session, network", "cpu_implicit_network",
+         "%.3f"),
+        ("CPU ms/implicit session, auth side", "cpu_implicit_auth",
+         "%.3f"),
+        ("CPU ms/implicit session, whole", "cpu_implicit_whole", "%.3f"),
         ("syscalls/session, network",
          lambda r: syscall_total(r, "network"), "%.1f"),
         ("syscalls/session, auth side",
@@ -916,6 +982,8 @@ def report(results, floor=None):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sessions", type=int, default=300)
+    parser.add_argument("--implicit", type=int, default=300,
+                        help="sessions on the implicit-TLS port")
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--large", type=int, default=10)
     parser.add_argument("--large-mb", type=int, default=10)
@@ -941,8 +1009,8 @@ def main():
                         help="another submitproxy build, measured the "
                         "same way in this run")
     args = parser.parse_args()
-    for name in ("sessions", "threads", "large", "large_mb", "idle",
-                 "serial", "rounds"):
+    for name in ("sessions", "implicit", "threads", "large", "large_mb",
+                 "idle", "serial", "rounds"):
         if not 0 <= getattr(args, name) <= 20000:
             parser.error("--%s out of range" % name.replace("_", "-"))
     if not 1 <= args.floor_handshakes <= 100000:
@@ -964,10 +1032,12 @@ def main():
             floor = measure_floor(args, pki)
         sink = backends.SmtpSink(scope, dump=False,
                                  max_connections=2 * args.idle + 100)
-        print("smtp-sink at %s; %d sessions x %d threads, %d x %d MB, "
-              "%d idle, %d serial under strace"
-              % (sink.address, args.sessions, args.threads, args.large,
-                 args.large_mb, args.idle, args.serial))
+        print("smtp-sink at %s; %d STARTTLS + %d implicit-TLS sessions x "
+              "%d threads, %d x %d MB, %d idle, %d serial under strace, "
+              "%d rounds"
+              % (sink.address, args.sessions, args.implicit, args.threads,
+                 args.large, args.large_mb, args.idle, args.serial,
+                 max(1, args.rounds)))
         sys.stdout.flush()
         targets = [SubmitproxyTarget(scope, sink)]
         if args.baseline:
