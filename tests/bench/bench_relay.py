@@ -7,8 +7,9 @@ stops it from measuring.  Per proxy, in one run:
 
   sessions   N full sessions (connect, STARTTLS handshake, EHLO, AUTH
              PLAIN, one small message, QUIT) from T client threads:
-             CPU ms per session; then --implicit as many on the
-             implicit-TLS port;
+             CPU ms per session; --latency sessions from one client,
+             one after the other: wall-clock ms per session; then
+             --implicit sessions on the implicit-TLS port;
   large      M messages of S MB, each in its own session: CPU ms per MB
              relayed;
   idle       K connections through TLS and AUTH, left idle: VmRSS growth
@@ -40,7 +41,8 @@ nginx the mail worker and a second nginx that answers auth_http (always
 PAM (pam_wrapper + pam_matrix): the auth columns are not like for like.
 
     SUBMITPROXY=build/proxy/submitproxy python3 tests/bench/bench_relay.py
-        [--sessions 300] [--implicit 300] [--threads 4] [--large 10]
+        [--sessions 300] [--latency 100] [--implicit 300] [--threads 4]
+        [--large 10]
         [--large-mb 10]
         [--idle 500] [--serial 200] [--no-nginx] [--max-seconds 900]
         [--floor-handshakes 2000] [--tls-floor PATH] [--no-floor]
@@ -693,7 +695,8 @@ def cpu_rounds(targets, args, deadline):
                 "session_seconds": 0.0, "large_messages": 0,
                 "large_errors": [], "large_mb": 0.0,
                 "large_seconds": 0.0, "implicit_sessions": 0,
-                "implicit_seconds": 0.0,
+                "implicit_seconds": 0.0, "latency_sessions": 0,
+                "latency_seconds": 0.0,
                 "cpu_s": {}, "cpu_i": {}, "cpu_l": {}}
                for t in targets]
     # Warm-up: PAM workers, TLS contexts, the backend probe.
@@ -703,6 +706,7 @@ def cpu_rounds(targets, args, deadline):
     body = large_body(args.large_mb)
     sessions = split(args.sessions, rounds)
     implicit = split(args.implicit, rounds)
+    latency = split(args.latency, rounds)
     large = split(args.large, rounds)
     for k in range(rounds):
         order = [(i + k) % len(targets) for i in range(len(targets))]
@@ -719,6 +723,14 @@ def cpu_rounds(targets, args, deadline):
                 result["cpu_s"][group] = result["cpu_s"].get(group, 0.0) \
                     + after[group] - before.get(group, 0.0)
             deadline.check("sessions")
+        for i in order:
+            target, result = targets[i], results[i]
+            done, errors, seconds = run_sessions(target, latency[k], 1,
+                                                 deadline)
+            result["latency_sessions"] += done
+            result["session_errors"] += errors
+            result["latency_seconds"] += seconds
+            deadline.check("sessions in a row")
         for i in order:
             target, result = targets[i], results[i]
             before = target.cpu()
@@ -764,6 +776,9 @@ def cpu_rounds(targets, args, deadline):
         for group, ms in result["cpu_l"].items():
             result["cpu_mb_" + group] = ms / megabytes
         result["cpu_mb_whole"] = sum(result["cpu_l"].values()) / megabytes
+        if result["latency_sessions"]:
+            result["latency_ms"] = 1000.0 * result["latency_seconds"] / \
+                result["latency_sessions"]
         result["large_mb_per_s"] = result["large_mb"] / \
             max(result["large_seconds"], 1e-9)
         del result["cpu_s"], result["cpu_i"], result["cpu_l"]
@@ -941,6 +956,7 @@ def report(results, floor=None):
         ("CPU ms/session, network", "cpu_session_network", "%.3f"),
         ("CPU ms/session, auth side", "cpu_session_auth", "%.3f"),
         ("CPU ms/session, whole service", "cpu_session_whole", "%.3f"),
+        ("one client, ms/session in a row", "latency_ms", "%.2f"),
         ("implicit-TLS sessions completed", "implicit_sessions", "%d"),
         ("CPU ms/implicit session, network", "cpu_implicit_network",
          "%.3f"),
@@ -984,6 +1000,9 @@ def main():
     parser.add_argument("--sessions", type=int, default=300)
     parser.add_argument("--implicit", type=int, default=300,
                         help="sessions on the implicit-TLS port")
+    parser.add_argument("--latency", type=int, default=100,
+                        help="STARTTLS sessions in a row from one client: "
+                        "wall-clock ms per session")
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--large", type=int, default=10)
     parser.add_argument("--large-mb", type=int, default=10)
@@ -1009,8 +1028,8 @@ def main():
                         help="another submitproxy build, measured the "
                         "same way in this run")
     args = parser.parse_args()
-    for name in ("sessions", "implicit", "threads", "large", "large_mb",
-                 "idle", "serial", "rounds"):
+    for name in ("sessions", "implicit", "latency", "threads", "large",
+                 "large_mb", "idle", "serial", "rounds"):
         if not 0 <= getattr(args, name) <= 20000:
             parser.error("--%s out of range" % name.replace("_", "-"))
     if not 1 <= args.floor_handshakes <= 100000:
