@@ -273,7 +273,15 @@ int worker_init(struct worker *w, unsigned index, struct config *cfg,
 
 int worker_start(struct worker *w)
 {
-	int r = uv_thread_create(&w->thread, worker_thread_main, w);
+	/* A stack of its own size, not RLIMIT_STACK's (libuv's default, as
+	 * small as the admin's ulimit -s): tls_conn_feed() holds a
+	 * feed's plaintext on it (256 KiB, tls-conn.c). */
+	uv_thread_options_t options = {
+	    .flags = UV_THREAD_HAS_STACK_SIZE,
+	    .stack_size = WORKER_STACK_SIZE,
+	};
+	int r = uv_thread_create_ex(&w->thread, &options, worker_thread_main,
+				    w);
 
 	if (r < 0) {
 		log_error(NULL, "event=start_error error=\"thread: %s\"",

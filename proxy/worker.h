@@ -52,6 +52,8 @@ struct worker;
  * whole read (a TLS feed hands over up to sixteen records at once, 256
  * KiB), so that a read is scanned in one call and relayed in one write. */
 #define WORKER_DATA_CHUNK WORKER_READ_BUFSIZE
+/* A worker thread's stack, whatever RLIMIT_STACK says (worker_start()). */
+#define WORKER_STACK_SIZE (8 * 1024 * 1024)
 
 /* Called on the worker's own thread. */
 struct worker_hooks {

@@ -36,8 +36,8 @@
 #define TLS_RECORD_PLAINTEXT_MAX 16384
 /* Plaintext handed to cb->plaintext at once, at most: sixteen records,
  * what one read of the worker's buffer (256 KiB, worker.h) may bring.  On
- * the stack of tls_conn_feed() (a worker thread's stack is 8 MiB,
- * RLIMIT_STACK as libuv sizes it). */
+ * the stack of tls_conn_feed(): a worker thread's stack is 8 MiB whatever
+ * ulimit -s says (WORKER_STACK_SIZE, worker.h). */
 #define TLS_PLAIN_BATCH (16 * TLS_RECORD_PLAINTEXT_MAX)
 /* Hand ciphertext to cb->send once this much has accumulated, so a large
  * write never holds more than about one record of ciphertext. */

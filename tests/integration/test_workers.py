@@ -15,7 +15,8 @@ operator and clients see them:
 - SIGTERM drains every loop: a message in DATA on one loop finishes and
   is delivered while idle sessions on the other get 421 4.3.2, and the
   process exits 0;
-- many concurrent sessions over four loops all get their answers.
+- many concurrent sessions over four loops all get their answers;
+- a loop's stack is its own size, whatever ulimit -s says.
 
 Loopback only; every wait is bounded; no test asserts how fast something
 happened.  Python standard library plus smtp-sink and pam_wrapper.
@@ -236,6 +237,23 @@ class Relay(ProxyTestCase):
         bodies = b"".join(m.message for m in messages)
         self.assertIn(b"from loop a", bodies)
         self.assertIn(b"from loop b", bodies)
+
+    def test_a_small_stack_limit_does_not_reach_the_loops(self):
+        # Under ulimit -s 256 (KiB) a loop's thread still has its own 8
+        # MiB stack (WORKER_STACK_SIZE): a message's 256 KiB reads are
+        # decrypted onto it, sixteen records at a time.
+        prlimit = tlsutil.require_command("prlimit")
+        sink = SmtpSink(self)
+        proxy = RelayProxy(self, sink, start=False)
+        proxy.wrapper = (prlimit, "--stack=262144", "--")
+        proxy.start()
+        client = login(self, proxy, "subs")
+        line = b"L" * 76 + b"\r\n"
+        open_transaction(self, client, b"Subject: large\r\n\r\n" +
+                         line * 30000 + b".\r\n")
+        self.assertReply(client.read_reply(), 250)
+        [message] = sink.wait_messages(1)
+        self.assertEqual(message.message.count(b"L" * 76), 30000)
 
     def test_auth_failures_on_one_loop_throttle_the_address_on_another(
             self):
