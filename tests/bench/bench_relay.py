@@ -684,6 +684,27 @@ def split(total, parts):
             for i in range(parts)]
 
 
+def session_phase(target, result, name, cpu_key, run):
+    """One round's share of a session phase for one target: run(target)
+    returns (done, errors, seconds), added to result[name + "_sessions"]
+    (for "sessions": result["sessions"]) and name + "_seconds"; the CPU
+    it took, per group, to result[cpu_key] unless cpu_key is None."""
+    before = target.cpu() if cpu_key else None
+    done, errors, seconds = run(target)
+    if name == "sessions":
+        count_key, seconds_key = "sessions", "session_seconds"
+    else:
+        count_key, seconds_key = name + "_sessions", name + "_seconds"
+    result[count_key] += done
+    result["session_errors"] += errors
+    result[seconds_key] += seconds
+    if cpu_key:
+        after = target.cpu()
+        for group in after:
+            result[cpu_key][group] = result[cpu_key].get(group, 0.0) + \
+                after[group] - before.get(group, 0.0)
+
+
 def cpu_rounds(targets, args, deadline):
     """The CPU phases, every target up at once: args.rounds rounds, each
     a share of the sessions and then of the large messages for every
@@ -711,38 +732,19 @@ def cpu_rounds(targets, args, deadline):
     for k in range(rounds):
         order = [(i + k) % len(targets) for i in range(len(targets))]
         for i in order:
-            target, result = targets[i], results[i]
-            before = target.cpu()
-            done, errors, seconds = run_sessions(
-                target, sessions[k], args.threads, deadline)
-            after = target.cpu()
-            result["sessions"] += done
-            result["session_errors"] += errors
-            result["session_seconds"] += seconds
-            for group in after:
-                result["cpu_s"][group] = result["cpu_s"].get(group, 0.0) \
-                    + after[group] - before.get(group, 0.0)
+            session_phase(targets[i], results[i], "sessions", "cpu_s",
+                          lambda t: run_sessions(t, sessions[k],
+                                                 args.threads, deadline))
             deadline.check("sessions")
         for i in order:
-            target, result = targets[i], results[i]
-            done, errors, seconds = run_sessions(target, latency[k], 1,
-                                                 deadline)
-            result["latency_sessions"] += done
-            result["session_errors"] += errors
-            result["latency_seconds"] += seconds
+            session_phase(targets[i], results[i], "latency", None,
+                          lambda t: run_sessions(t, latency[k], 1,
+                                                 deadline))
             deadline.check("sessions in a row")
         for i in order:
-            target, result = targets[i], results[i]
-            before = target.cpu()
-            done, errors, seconds = run_implicit_sessions(
-                target, implicit[k], args.threads, deadline)
-            after = target.cpu()
-            result["implicit_sessions"] += done
-            result["session_errors"] += errors
-            result["implicit_seconds"] += seconds
-            for group in after:
-                result["cpu_i"][group] = result["cpu_i"].get(group, 0.0) \
-                    + after[group] - before.get(group, 0.0)
+            session_phase(targets[i], results[i], "implicit", "cpu_i",
+                          lambda t: run_implicit_sessions(
+                              t, implicit[k], args.threads, deadline))
             deadline.check("implicit-TLS sessions")
         for i in order:
             target, result = targets[i], results[i]
