@@ -390,8 +390,18 @@ class Proxy:
             raise AssertionError("; ".join(problems))
 
     def _test_failed(self):
+        """Whether the test has failed so far.  Asked from a cleanup, where
+        unittest's outcome.success is True again (each cleanup runs as a
+        test part of its own): the result's failures and errors say."""
         outcome = getattr(self.test, "_outcome", None)
-        return outcome is not None and not getattr(outcome, "success", True)
+        if outcome is None:
+            return False
+        result = getattr(outcome, "result", None)
+        for test, _ in (list(getattr(result, "failures", [])) +
+                        list(getattr(result, "errors", []))):
+            if getattr(test, "test_case", test) is self.test:
+                return True
+        return not getattr(outcome, "success", True)
 
     def _remove_dir(self):
         if os.environ.get("SUBMITPROXY_KEEP_TMP"):
