@@ -44,6 +44,7 @@ struct session_io {
 	char *read_buf; /* the worker's, shared by its sessions */
 	size_t read_buf_size;
 	bool reading;
+	bool bulk; /* a message is received: reads use all of read_buf */
 
 	struct tls_conn *tls; /* NULL until TLS starts */
 	char *cipher_pending; /* handshake bytes to feed after a callback */
@@ -501,6 +502,7 @@ const struct tls_conn *session_io_tls(const struct session_io *io)
 
 void session_io_set_bulk(struct session_io *io, bool bulk)
 {
+	io->bulk = bulk;
 	tls_conn_set_bulk(io->tls, bulk);
 }
 
@@ -510,9 +512,19 @@ static void session_io_on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
 	struct session_io *io = h->data;
 
+	size_t size = io->read_buf_size;
+
 	/* The read callback consumes the buffer (or copies what it parks)
-	 * before returning: one buffer serves every session of the loop. */
-	*buf = uv_buf_init(io->read_buf, (unsigned)io->read_buf_size);
+	 * before returning: one buffer serves every session of the loop.
+	 * Commands are read SESSION_IO_COMMAND_READ at a time: what a
+	 * client pipelines past its reply queue is parked (copied) until it
+	 * reads its replies, so what a session can be made to hold stays
+	 * one such read.  A message takes the whole buffer: the DATA
+	 * scanner takes a read in one call; only commands behind the end
+	 * of a message, in its last read, may be parked then. */
+	if (!io->bulk && size > SESSION_IO_COMMAND_READ)
+		size = SESSION_IO_COMMAND_READ;
+	*buf = uv_buf_init(io->read_buf, (unsigned)size);
 }
 
 static void session_io_on_read(uv_stream_t *stream, ssize_t nread,

@@ -125,7 +125,11 @@ void session_io_start_tls(struct session_io *io, struct tls_server *srv,
 const struct tls_conn *session_io_tls(const struct session_io *io);
 bool session_io_tls_active(const struct session_io *io);
 
-/* While a message is received: OpenSSL keeps its record buffers. */
+/* Outside a message, reads take at most this much of the read buffer. */
+#define SESSION_IO_COMMAND_READ (64 * 1024)
+
+/* While a message is received: reads take the whole read buffer, and
+ * OpenSSL keeps its record buffers. */
 void session_io_set_bulk(struct session_io *io, bool bulk);
 
 /* Ends the connection in order: the queued output goes, then our
