@@ -468,13 +468,10 @@ def count_syscalls(target, args, deadline, scope, fds):
 
 # ------------------------------------------------------------ the clients
 
-def session(port, password, body=SMALL, context=None):
-    """One full session: STARTTLS, AUTH PLAIN, one message, QUIT."""
-    smtp = smtplib.SMTP("127.0.0.1", port, local_hostname="bench.example",
-                        timeout=60)
+def _logged_in_transaction(smtp, password, body):
+    """On a session past TLS: EHLO, AUTH PLAIN, one message, QUIT; closes
+    the connection whatever happens."""
     try:
-        smtp.ehlo()
-        smtp.starttls(context=context or client_context())
         smtp.ehlo()
         smtp.login(USER, password)
         refused = smtp.sendmail("alice@example.com", ["bob@example.net"],
@@ -484,6 +481,19 @@ def session(port, password, body=SMALL, context=None):
         smtp.quit()
     finally:
         smtp.close()
+
+
+def session(port, password, body=SMALL, context=None):
+    """One full session: STARTTLS, AUTH PLAIN, one message, QUIT."""
+    smtp = smtplib.SMTP("127.0.0.1", port, local_hostname="bench.example",
+                        timeout=60)
+    try:
+        smtp.ehlo()
+        smtp.starttls(context=context or client_context())
+    except BaseException:
+        smtp.close()
+        raise
+    _logged_in_transaction(smtp, password, body)
 
 
 def implicit_session(port, password, body=SMALL, context=None):
@@ -492,16 +502,7 @@ def implicit_session(port, password, body=SMALL, context=None):
     smtp = smtplib.SMTP_SSL("127.0.0.1", port,
                             local_hostname="bench.example", timeout=60,
                             context=context or client_context())
-    try:
-        smtp.ehlo()
-        smtp.login(USER, password)
-        refused = smtp.sendmail("alice@example.com", ["bob@example.net"],
-                                body)
-        if refused:
-            raise RuntimeError("refused: %r" % refused)
-        smtp.quit()
-    finally:
-        smtp.close()
+    _logged_in_transaction(smtp, password, body)
 
 
 def run_implicit_sessions(target, count, threads, deadline):
